@@ -1,0 +1,34 @@
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output
+
+from shipyard.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def deploy_model(
+    model: Input[Model],
+    test: Input[Dataset],
+    model_name: str,
+    inference_service: Output[Artifact],
+    report: Output[Markdown],
+    target: str = "kubernetes",
+    options: dict = {},
+) -> str:
+    """Renders the KServe InferenceService (canaryTrafficPercent) and applies it, or smoke-tests it locally.
+
+    Args:
+        model: The blessed Model artifact; its URI becomes the storageUri.
+        test: Test split: rows for the smoke requests.
+        model_name: Registered model name; the service name derives from it.
+        inference_service: Output: the rendered InferenceService YAML.
+        report: Output: Markdown deployment report.
+        target: kubernetes (apply), local (serve on 127.0.0.1, smoke-test V1 and V2, stop) or render.
+        options: service_name, namespace, canary_traffic_percent, service_account, min_replicas, max_replicas, ready_timeout_s, smoke_rows.
+
+    Returns:
+        The endpoint (the service URL, or the local URL that answered the smoke test).
+    """
+    from components.deploy_model import core
+
+    return core.deploy(model.path, model.uri, test.path, model_name, inference_service.path, report.path,
+                       core.DeployConfig.from_dict({**options, "target": target}))["endpoint"]

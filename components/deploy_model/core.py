@@ -1,0 +1,266 @@
+"""Deploying a blessed model: render the InferenceService, then apply it or smoke-test it locally.
+
+Targets:
+
+- ``kubernetes``: apply the rendered InferenceService with the kserve SDK (create, or patch an
+  existing one so the new revision takes ``canaryTrafficPercent`` of the traffic) and wait for it
+  to be ready.
+- ``local``: start ``shipyard serve`` on 127.0.0.1, send one V1 and one V2 request built from
+  test rows, check the answers equal the artifact's own predictions, and stop the server.
+- ``render``: only write the YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serving.rollout.isvc import render_inference_service
+from shipyard.artifacts import read_dataset, read_model_manifest, write_json, write_text
+from shipyard.config import Config, require
+from shipyard.errors import DeploymentError
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployConfig(Config):
+    """Where and how to deploy.
+
+    Attributes:
+        target: ``kubernetes``, ``local`` or ``render``.
+        service_name: InferenceService name; empty derives it from the model name.
+        namespace: Kubernetes namespace.
+        canary_traffic_percent: Share of traffic for the new revision when the service exists.
+        service_account: Service account that can read the model's storage.
+        min_replicas: Minimum predictor replicas.
+        max_replicas: Maximum predictor replicas.
+        ready_timeout_s: How long to wait for readiness.
+        smoke_rows: Test rows sent in the smoke requests.
+    """
+
+    section = "deploy"
+    target: str = "kubernetes"
+    service_name: str = ""
+    namespace: str = "default"
+    canary_traffic_percent: int = 10
+    service_account: str = ""
+    min_replicas: int = 1
+    max_replicas: int = 3
+    ready_timeout_s: float = 120.0
+    smoke_rows: int = 5
+
+    def validate(self) -> None:
+        require(self.target in ("kubernetes", "local", "render"), self.section, "target must be kubernetes, local or render")
+        require(0 <= self.canary_traffic_percent <= 100, self.section, "canary_traffic_percent must be in 0..100")
+        require(self.ready_timeout_s > 0 and self.smoke_rows >= 1, self.section, "ready_timeout_s and smoke_rows must be positive")
+
+
+def service_name_for(model_name: str) -> str:
+    """A DNS-1035 label derived from a model name (``Breast_Cancer`` → ``breast-cancer``)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
+    if not name or not name[0].isalpha():
+        name = f"m-{name}".rstrip("-")
+    return name[:63].rstrip("-")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
+
+
+class LocalServer:
+    """``shipyard serve`` in a child process on 127.0.0.1; a context manager that stops it by PID."""
+
+    def __init__(self, model_dir: str, name: str, port: int = 0, log_path: str | None = None):
+        self.model_dir, self.name = model_dir, name
+        self.port = port or _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> "LocalServer":
+        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shipyard.cli", "serve", self.model_dir, "--name", self.name,
+             "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        return self
+
+    def wait_ready(self, timeout_s: float) -> float:
+        """Polls the V2 readiness route; returns seconds until ready.
+
+        Raises:
+            DeploymentError: The process exits or is not ready within ``timeout_s``.
+        """
+        assert self.proc is not None
+        start = time.monotonic()
+        while time.monotonic() - start < timeout_s:
+            if self.proc.poll() is not None:
+                raise DeploymentError(f"local server exited with code {self.proc.returncode} before it was ready"
+                                      + (f"; see {self.log_path}" if self.log_path else ""))
+            try:
+                status, _ = _http("GET", f"{self.url}/v2/models/{self.name}/ready", timeout=2)
+                if status == 200:
+                    return time.monotonic() - start
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        raise DeploymentError(f"local server on {self.url} not ready after {timeout_s:g}s")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+def smoke_test(url: str, name: str, model_dir: str, test_dir: str, rows: int) -> dict[str, Any]:
+    """Sends one V1 and one V2 request and checks both against the artifact's own predictions.
+
+    Raises:
+        DeploymentError: A request fails or an answer differs from the local prediction.
+    """
+    from serving import codec
+    from serving.formats import load_model
+
+    model = load_model(model_dir)
+    features = model.manifest.feature_names
+    df, _ = read_dataset(test_dir)
+    sample = df[features].head(rows)
+    x = codec.from_frame(sample, features, test_dir)
+    expected = model.scores(x)
+    records = json.loads(sample.to_json(orient="records"))
+
+    t0 = time.perf_counter()
+    status, v1 = _http("POST", f"{url}/v1/models/{name}:predict", {"instances": records})
+    v1_ms = (time.perf_counter() - t0) * 1e3
+    if status != 200:
+        raise DeploymentError(f"V1 smoke request returned HTTP {status}: {v1}")
+    t0 = time.perf_counter()
+    status, v2 = _http("POST", f"{url}/v2/models/{name}/infer", {
+        "id": "shipyard-smoke",
+        "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
+    })
+    v2_ms = (time.perf_counter() - t0) * 1e3
+    if status != 200:
+        raise DeploymentError(f"V2 smoke request returned HTTP {status}: {v2}")
+    outputs = {o["name"]: o for o in v2["outputs"]}
+    if model.is_classifier:
+        want = model.labels(expected)
+        got_v1, got_v2 = v1["predictions"], outputs["label"]["data"]
+        probs = np.asarray(outputs["probabilities"]["data"], dtype=np.float64).reshape(expected.shape)
+        close = np.allclose(probs, expected, atol=1e-4)
+    else:
+        want = expected.tolist()
+        got_v1, got_v2 = v1["predictions"], outputs["prediction"]["data"]
+        close = np.allclose(got_v2, want, rtol=1e-4, atol=1e-4)
+        got_v1 = want if np.allclose(got_v1, want, rtol=1e-4, atol=1e-4) else got_v1
+        got_v2 = want if close else got_v2
+    if [str(v) for v in got_v1] != [str(v) for v in want] or [str(v) for v in got_v2] != [str(v) for v in want] or not close:
+        raise DeploymentError(f"served predictions differ from the artifact's: expected {want}, V1 {got_v1}, V2 {got_v2}")
+    return {"rows": len(x), "v1": "passed", "v2": "passed", "v1_ms": round(v1_ms, 1), "v2_ms": round(v2_ms, 1)}
+
+
+def apply_to_cluster(isvc: dict[str, Any], timeout_s: float) -> str:  # pragma: no cover - needs a cluster
+    """Creates or patches the InferenceService and waits until it is ready; returns its URL."""
+    from kserve import KServeClient
+
+    client = KServeClient()
+    name, namespace = isvc["metadata"]["name"], isvc["metadata"]["namespace"]
+    try:
+        client.get(name, namespace=namespace)
+        exists = True
+    except RuntimeError:
+        exists = False
+    if exists:
+        client.patch(name, isvc, namespace=namespace)
+    else:
+        client.create(isvc, namespace=namespace)
+    client.wait_isvc_ready(name, namespace=namespace, timeout_seconds=int(timeout_s))
+    status = client.get(name, namespace=namespace).get("status", {})
+    return str(status.get("url", ""))
+
+
+def deploy(model_dir: str, storage_uri: str, test_dir: str, model_name: str, isvc_yaml: str, report_md: str,
+           config: DeployConfig) -> dict[str, Any]:
+    """Renders the InferenceService and deploys to the configured target.
+
+    Args:
+        model_dir: The Model artifact (local path).
+        storage_uri: Where the cluster reads the artifact (the KFP artifact URI).
+        test_dir: Test Dataset artifact for the smoke requests.
+        model_name: Registered model name (the service name derives from it).
+        isvc_yaml: Where the rendered InferenceService YAML is written.
+        report_md: Markdown report path.
+        config: Target and service options.
+
+    Returns:
+        ``{"target", "service", "endpoint", "smoke", "isvc_yaml"}``.
+
+    Raises:
+        DeploymentError: The server did not start, was not ready or answered wrongly.
+    """
+    import yaml
+
+    manifest = read_model_manifest(model_dir)
+    name = config.service_name or service_name_for(model_name)
+    isvc = render_inference_service(
+        name, storage_uri, manifest.format, namespace=config.namespace,
+        canary_traffic_percent=config.canary_traffic_percent, service_account=config.service_account,
+        min_replicas=config.min_replicas, max_replicas=config.max_replicas,
+        labels={"shipyard.io/model": name},
+    )
+    Path(isvc_yaml).parent.mkdir(parents=True, exist_ok=True)
+    write_text(isvc_yaml, "# Rendered by shipyard deploy_model\n" + yaml.safe_dump(isvc, sort_keys=False))
+    result: dict[str, Any] = {"target": config.target, "service": name, "isvc_yaml": isvc_yaml, "endpoint": "", "smoke": None}
+    if config.target == "local":
+        log = str(Path(report_md).with_suffix(".server.log"))
+        with LocalServer(model_dir, name, log_path=log) as server:
+            ready_s = server.wait_ready(config.ready_timeout_s)
+            result["smoke"] = {**smoke_test(server.url, name, model_dir, test_dir, config.smoke_rows), "ready_s": round(ready_s, 2)}
+            result["endpoint"] = f"{server.url}/v2/models/{name}/infer"
+    elif config.target == "kubernetes":
+        result["endpoint"] = apply_to_cluster(isvc, config.ready_timeout_s)
+    write_json(Path(report_md).with_suffix(".json"), result)
+    smoke = result["smoke"]
+    write_text(report_md, (
+        f"# Deployment: {name}\n\nTarget **{config.target}**, format {manifest.format}, canary traffic "
+        f"{config.canary_traffic_percent}% (applies when the service already exists).\n\n"
+        + (f"Local smoke test on {result['endpoint']}: V1 {smoke['v1']} ({smoke['v1_ms']} ms), V2 {smoke['v2']} "
+           f"({smoke['v2_ms']} ms), {smoke['rows']} rows, ready after {smoke['ready_s']} s; server stopped.\n\n" if smoke else "")
+        + "```yaml\n" + yaml.safe_dump(isvc, sort_keys=False) + "```\n"
+    ))
+    return result

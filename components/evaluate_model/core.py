@@ -1,0 +1,168 @@
+"""Evaluation on the test split and the blessing decision (TFX Evaluator style).
+
+A candidate is **blessed** when every metric threshold holds (``{"roc_auc": {"min": 0.9}}``) and,
+when a baseline model is given, it is not worse than the baseline on the primary metric by more
+than ``baseline_tolerance``. With ``comparison="bootstrap"`` (the default) that is a
+non-inferiority test: a paired bootstrap over the test rows gives a confidence interval of the
+difference, and the candidate fails only when the whole interval lies below ``-tolerance`` (so a
+small test set's noise does not block a model, and a clearly worse one is still caught). With
+``comparison="point"`` the observed difference alone is compared, as TFX's change thresholds do. Models are loaded with :func:`serving.formats.load_model`, the
+loader the server uses, so what is evaluated is exactly what will be served.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from serving.formats import load_model
+from shipyard import metrics as task_metrics
+from shipyard.artifacts import read_dataset, write_json, write_text
+from shipyard.config import Config, require
+from shipyard.errors import DataValidationError
+from shipyard.report import markdown_table
+from shipyard.tasks import LOWER_IS_BETTER, PRIMARY_METRIC
+
+DEFAULT_THRESHOLDS = {
+    "binary": {"roc_auc": {"min": 0.8}},
+    "multiclass": {"accuracy": {"min": 0.7}},
+    "regression": {"r2": {"min": 0.3}},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig(Config):
+    """Blessing policy.
+
+    Attributes:
+        thresholds: ``{metric: {"min": x, "max": y}}``; empty uses the task's default.
+        baseline_tolerance: How much worse than the baseline the primary metric may be.
+        primary_metric: Metric compared with the baseline; empty uses the task's default.
+        comparison: ``bootstrap`` (non-inferiority on a confidence interval) or ``point``.
+        confidence: Two-sided confidence of the bootstrap interval.
+        n_bootstrap: Bootstrap resamples.
+        seed: Bootstrap seed.
+    """
+
+    section = "evaluate"
+    thresholds: dict = dataclasses.field(default_factory=dict)
+    baseline_tolerance: float = 0.01
+    primary_metric: str = ""
+    comparison: str = "bootstrap"
+    confidence: float = 0.95
+    n_bootstrap: int = 1000
+    seed: int = 0
+
+    def validate(self) -> None:
+        require(self.comparison in ("bootstrap", "point"), self.section, "comparison must be bootstrap or point")
+        require(0.5 <= self.confidence < 1, self.section, "confidence must be in [0.5, 1)")
+        require(self.n_bootstrap >= 100, self.section, "n_bootstrap must be >= 100")
+        for metric, bounds in self.thresholds.items():
+            require(isinstance(bounds, dict) and bounds and not set(bounds) - {"min", "max"}, self.section,
+                    f"thresholds.{metric}: expected {{'min': x}} and/or {{'max': y}}, got {bounds!r}")
+        require(self.baseline_tolerance >= 0, self.section, "baseline_tolerance must be >= 0")
+
+
+def score_dataset(model_dir: str, dataset_dir: str) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Loads a model and scores a Dataset; returns ``(loaded model, encoded y, scores)``."""
+    from serving import codec
+
+    model = load_model(model_dir)
+    df, schema = read_dataset(dataset_dir)
+    label = model.manifest.label
+    if label not in df.columns:
+        raise DataValidationError(f"{dataset_dir}: label column {label!r} missing")
+    x = codec.from_frame(df, model.manifest.feature_names, str(dataset_dir))
+    raw = df[label].to_numpy()
+    if model.is_classifier:
+        index = {v: i for i, v in enumerate(model.manifest.label_names)}
+        unseen = sorted({v for v in raw.tolist() if v not in index}, key=str)
+        if unseen:
+            raise DataValidationError(f"{dataset_dir}: label {label!r} has classes {unseen[:5]} unknown to the model")
+        y = np.array([index[v] for v in raw.tolist()])
+    else:
+        y = raw.astype(np.float64)
+    return model, y, model.scores(x)
+
+
+def check_thresholds(values: dict[str, float], thresholds: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Returns one row per bound: metric, bound kind, bound, value, passed."""
+    rows = []
+    for metric, bounds in thresholds.items():
+        value = values.get(metric)
+        for kind, bound in bounds.items():
+            ok = value is not None and (value >= bound if kind == "min" else value <= bound)
+            rows.append({"check": f"{metric} {'≥' if kind == 'min' else '≤'} {bound:g}", "metric": metric,
+                         "value": value, "passed": bool(ok)})
+    return rows
+
+
+def compare_to_baseline(task: str, metric: str, y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray,
+                        config: EvalConfig) -> dict[str, Any]:
+    """The baseline check: ``value`` is the improvement (positive = better than the baseline).
+
+    Returns:
+        A check row; with bootstrap comparison it also has ``interval`` (the improvement's CI).
+    """
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    if config.comparison == "bootstrap":
+        delta, low, high = task_metrics.bootstrap_delta(task, metric, y, candidate, baseline, config.n_bootstrap,
+                                                       config.confidence, config.seed)
+    else:
+        fn = task_metrics.metric_functions(task)[metric]
+        delta = low = high = fn(y, candidate) - fn(y, baseline)
+    improvement = sign * delta
+    # Best case for the candidate: the upper end of the improvement interval.
+    best_case = max(sign * low, sign * high)
+    row = {"check": f"{metric} vs baseline not worse by > {config.baseline_tolerance:g}"
+                    + (f" ({config.confidence:.0%} bootstrap)" if config.comparison == "bootstrap" else ""),
+           "metric": metric, "value": improvement, "passed": bool(best_case >= -config.baseline_tolerance)}
+    if config.comparison == "bootstrap":
+        row["interval"] = sorted([sign * low, sign * high])
+    return row
+
+
+def evaluate(model_dir: str, test_dir: str, report_json: str, report_md: str, config: EvalConfig,
+             baseline_dir: str | None = None) -> dict[str, Any]:
+    """Evaluates the candidate (and baseline) on the test split and decides the blessing.
+
+    Returns:
+        ``{"blessed", "task", "primary_metric", "metrics", "baseline_metrics", "checks",
+        "confusion_matrix", "roc", "label_names"}``.
+    """
+    model, y, scores = score_dataset(model_dir, test_dir)
+    task = model.manifest.task
+    values = task_metrics.compute(task, y, scores)
+    primary = config.primary_metric or PRIMARY_METRIC[task]
+    if primary not in values:
+        primary = "accuracy" if task != "regression" else "rmse"
+    thresholds = config.thresholds or DEFAULT_THRESHOLDS[task]
+    checks = check_thresholds(values, thresholds)
+    baseline_values = None
+    if baseline_dir:
+        _, by, bscores = score_dataset(baseline_dir, test_dir)
+        baseline_values = task_metrics.compute(task, by, bscores)
+        checks.append(compare_to_baseline(task, primary, y, scores, bscores, config))
+    blessed = all(c["passed"] for c in checks)
+    result: dict[str, Any] = {
+        "blessed": blessed, "task": task, "primary_metric": primary, "metrics": values,
+        "baseline_metrics": baseline_values, "checks": checks, "rows": int(len(y)),
+        "label_names": list(model.manifest.label_names), "format": model.manifest.format,
+    }
+    if task != "regression":
+        result["confusion_matrix"] = task_metrics.confusion(y, scores, scores.shape[1])
+        if scores.shape[1] == 2 and len(np.unique(y)) == 2:
+            result["roc"] = task_metrics.roc_points(y, scores[:, 1])
+    write_json(report_json, result)
+    metric_rows = [(k, v, (baseline_values or {}).get(k)) for k, v in values.items()]
+    write_text(report_md, (
+        f"# Evaluation: {'BLESSED' if blessed else 'NOT blessed'}\n\n{len(y)} test rows, task {task}, "
+        f"model format {model.manifest.format}.\n\n"
+        + markdown_table(["metric", "candidate", "baseline"], metric_rows) + "\n"
+        + markdown_table(["check", "value", "interval", "passed"],
+                         [(c["check"], c["value"], " … ".join(f"{v:.4g}" for v in c.get("interval", [])) or None,
+                           c["passed"]) for c in checks])
+    ))
+    return result

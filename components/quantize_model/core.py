@@ -1,0 +1,209 @@
+"""Post-training quantization and export: a table of variants and a stated rule to pick one.
+
+From a ``torchscript`` Model artifact (which keeps its ``state_dict``) this builds up to four
+variants: ``fp32-torchscript`` (the original), ``int8-torchscript`` (PyTorch dynamic int8 on the
+Linear layers), ``fp32-onnx`` (``torch.onnx.export``) and ``int8-onnx`` (ONNX Runtime dynamic int8).
+Each is loaded through :func:`serving.formats.load_model` — the loader the server uses — and
+measured for file size, single-row and batch latency, and validation metrics.
+
+**The rule**: among the variants whose primary metric is no worse than the fp32 original's by
+more than ``max_metric_drop``, pick the one with the lowest single-row latency (``objective=
+latency``) or the smallest file (``objective=size``); a near tie (within 5%) goes to the smaller
+file. A ``sklearn-skops`` model has no variants and passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from serving.formats import WEIGHTS_FILE, LoadedModel, load_model
+from shipyard import metrics as task_metrics
+from shipyard.artifacts import ModelManifest, read_model_manifest, write_json, write_model, write_text
+from shipyard.config import Config, require
+from shipyard.report import markdown_table
+from shipyard.tasks import LOWER_IS_BETTER, PRIMARY_METRIC
+
+VARIANTS = ("fp32-torchscript", "int8-torchscript", "fp32-onnx", "int8-onnx")
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizeConfig(Config):
+    """Which variants to build and how to choose.
+
+    Attributes:
+        variants: Variant names to build (``fp32-torchscript`` is always measured as reference).
+        objective: ``latency`` or ``size``.
+        max_metric_drop: Largest allowed loss on the task's primary metric versus fp32.
+        latency_repeats: Timed single-row calls per variant (median reported).
+        batch_size: Rows in the batch-latency measurement.
+    """
+
+    section = "quantize"
+    variants: tuple = VARIANTS
+    objective: str = "latency"
+    max_metric_drop: float = 0.01
+    latency_repeats: int = 200
+    batch_size: int = 64
+
+    def validate(self) -> None:
+        unknown = sorted(set(self.variants) - set(VARIANTS))
+        require(not unknown, self.section, f"variants: unknown {unknown}; expected some of {list(VARIANTS)}")
+        require(self.objective in ("latency", "size"), self.section, "objective must be latency or size")
+        require(self.max_metric_drop >= 0, self.section, "max_metric_drop must be >= 0")
+        require(self.latency_repeats >= 5 and self.batch_size >= 1, self.section,
+                "latency_repeats must be >= 5 and batch_size >= 1")
+
+
+def _median_us(fn: Callable[[], Any], repeats: int) -> float:
+    for _ in range(min(20, repeats)):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
+def measure(model: LoadedModel, x: np.ndarray, y: np.ndarray, config: QuantizeConfig) -> dict[str, Any]:
+    """Size, single-row and batch latency (µs, median) and metrics of one loaded variant."""
+    weights = model.path / WEIGHTS_FILE[model.manifest.format]
+    batch = x[: config.batch_size]
+    one = x[:1]
+    return {
+        "bytes": weights.stat().st_size,
+        "latency_us_1": _median_us(lambda: model.scores(one), config.latency_repeats),
+        f"latency_us_{len(batch)}": _median_us(lambda: model.scores(batch), max(5, config.latency_repeats // 4)),
+        "metrics": task_metrics.compute(model.manifest.task, y, model.scores(x)),
+    }
+
+
+def choose(table: dict[str, dict[str, Any]], task: str, config: QuantizeConfig) -> tuple[str, str]:
+    """Applies the rule in the module docstring; returns ``(variant, reason)``."""
+    primary = PRIMARY_METRIC[task] if PRIMARY_METRIC[task] in table["fp32-torchscript"]["metrics"] else "accuracy"
+    ref = table["fp32-torchscript"]["metrics"][primary]
+    sign = -1.0 if primary in LOWER_IS_BETTER else 1.0
+    eligible = [v for v, row in table.items() if sign * (ref - row["metrics"][primary]) <= config.max_metric_drop + 1e-12]
+    key = "latency_us_1" if config.objective == "latency" else "bytes"
+    best = min(eligible, key=lambda v: table[v][key])
+    near = [v for v in eligible if table[v][key] <= table[best][key] * 1.05]
+    pick = min(near, key=lambda v: (table[v]["bytes"], table[v][key]))
+    reason = (f"lowest {'single-row latency' if key == 'latency_us_1' else 'file size'} among variants within "
+              f"{config.max_metric_drop:g} {primary} of fp32 ({len(eligible)}/{len(table)} eligible)"
+              + ("; near tie broken by size" if pick != best else ""))
+    return pick, reason
+
+
+def _build_variant(name: str, source_dir: Path, manifest: ModelManifest, out: Path, sample: np.ndarray) -> None:
+    import torch
+
+    from components.train_model import core as train_core
+
+    if name == "fp32-torchscript":
+        shutil.copytree(source_dir, out)
+        return
+    state = torch.load(source_dir / train_core.STATE_DICT_FILE, map_location="cpu", weights_only=True)
+    mlp = train_core.build_module(manifest.details["architecture"])
+    mlp.load_state_dict(state)
+    mlp.eval()
+    scorer = train_core.scoring_module(mlp, manifest.task).eval()
+    details = {**manifest.details, "variant": name}
+    fmt = "onnx" if name.endswith("onnx") else "torchscript"
+    variant_manifest = dataclasses.replace(manifest, format=fmt, details=details)
+
+    def build(tmp: Path) -> None:
+        torch.save(state, tmp / train_core.STATE_DICT_FILE)
+        if name == "int8-torchscript":
+            quantized = torch.ao.quantization.quantize_dynamic(scorer, {torch.nn.Linear}, dtype=torch.qint8)
+            torch.jit.script(quantized).save(str(tmp / WEIGHTS_FILE["torchscript"]))
+            return
+        onnx_path = tmp / WEIGHTS_FILE["onnx"]
+        fp32 = onnx_path if name == "fp32-onnx" else Path(tempfile.mkdtemp()) / "fp32.onnx"
+        torch.onnx.export(
+            scorer, (torch.from_numpy(sample[:2]),), str(fp32), input_names=["input"], output_names=["output"],
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), dynamo=True, verbose=False,
+        )
+        if name == "int8-onnx":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(fp32), str(onnx_path), weight_type=QuantType.QInt8)
+            shutil.rmtree(fp32.parent, ignore_errors=True)
+
+    write_model(out, variant_manifest, build)
+
+
+def quantize(model_dir: str, val_dir: str, output_dir: str, report_json: str, report_md: str,
+             config: QuantizeConfig) -> dict[str, Any]:
+    """Builds and measures the variants, writes the chosen one as the output Model artifact.
+
+    Returns:
+        ``{"variant", "reason", "size_ratio", "table"}`` where ``size_ratio`` is the chosen
+        variant's weights size divided by the fp32 original's.
+    """
+    import logging
+
+    import torch
+
+    from components.train_model import core as train_core
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    source = Path(model_dir)
+    manifest = read_model_manifest(source)
+    parent = {"path": str(source), "format": manifest.format, "model_json_sha256": _sha(source)}
+    if manifest.format != "torchscript":
+        write_model(output_dir, dataclasses.replace(manifest, parent=parent), _copier(source, manifest.files))
+        note = f"format {manifest.format} has no quantized variants; passed through unchanged"
+        write_json(report_json, {"variant": manifest.format, "reason": note, "table": {}})
+        write_text(report_md, f"# Quantization\n\n{note}.\n")
+        return {"variant": manifest.format, "reason": note, "size_ratio": 1.0, "table": {}}
+    val = train_core.load_split(val_dir, manifest.task, list(manifest.label_names) or None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # serving runs one request per thread; measure the same way
+    work = Path(tempfile.mkdtemp(prefix="shipyard-quantize-"))
+    try:
+        table: dict[str, dict[str, Any]] = {}
+        for name in dict.fromkeys(("fp32-torchscript", *config.variants)):
+            _build_variant(name, source, manifest, work / name, val.x)
+            table[name] = measure(load_model(work / name), val.x, val.y, config)
+        pick, reason = choose(table, manifest.task, config)
+        chosen = work / pick
+        chosen_manifest = read_model_manifest(chosen)
+        write_model(output_dir, dataclasses.replace(chosen_manifest, parent=parent,
+                                                    metrics={**manifest.metrics, **table[pick]["metrics"]}),
+                    _copier(chosen, chosen_manifest.files))
+    finally:
+        torch.set_num_threads(threads)
+        shutil.rmtree(work, ignore_errors=True)
+    ref = table["fp32-torchscript"]
+    ratio = table[pick]["bytes"] / ref["bytes"]
+    write_json(report_json, {"variant": pick, "reason": reason, "size_ratio": ratio, "table": table})
+    primary = PRIMARY_METRIC[manifest.task]
+    rows = [(v, r["bytes"], f"{r['bytes'] / ref['bytes']:.2f}", round(r["latency_us_1"], 1),
+             round(next(val for key, val in r.items() if key.startswith("latency_us_") and key != "latency_us_1"), 1),
+             r["metrics"].get(primary), "✔" if v == pick else "") for v, r in table.items()]
+    write_text(report_md, f"# Quantization\n\nChosen: **{pick}** — {reason}.\n\n" + markdown_table(
+        ["variant", "bytes", "size ratio", "µs/row (batch 1)", f"µs/batch ({config.batch_size})", primary, "chosen"], rows))
+    return {"variant": pick, "reason": reason, "size_ratio": ratio, "table": table}
+
+
+def _copier(source: Path, files: dict[str, str]) -> Callable[[Path], None]:
+    def copy(tmp: Path) -> None:
+        for name in files:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, tmp / name)
+
+    return copy
+
+
+def _sha(root: Path) -> str:
+    from shipyard.artifacts import MODEL_FILE, sha256_file
+
+    return sha256_file(root / MODEL_FILE)

@@ -1,0 +1,38 @@
+"""Recording a pipeline run's outcome (the ExitHandler's task): status, failed task, timing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shipyard.artifacts import write_json
+
+
+def record(state: str, pipeline_job: str | None, pipeline_task: str | None, error_message: str | None, model_name: str,
+           tracking_uri: str, output_json: str) -> dict[str, Any]:
+    """Writes the outcome JSON and logs it as an MLflow run in ``shipyard/<model_name>``.
+
+    Args:
+        state: The pipeline's final state (``SUCCEEDED``, ``FAILED``, ...).
+        pipeline_job: The KFP job resource name.
+        pipeline_task: The task that reported the status.
+        error_message: The failure message, empty on success.
+        model_name: Names the MLflow experiment.
+        tracking_uri: MLflow tracking URI ("" for the default, see register_model).
+        output_json: Where the outcome JSON goes.
+
+    Returns:
+        The outcome dict, including the MLflow run id.
+    """
+    import mlflow
+
+    from components.register_model.core import experiment_id, resolve_tracking_uri
+
+    pipeline_job, pipeline_task, error_message = pipeline_job or "", pipeline_task or "", error_message or ""
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    outcome = {"state": state, "pipeline_job": pipeline_job, "task": pipeline_task, "error": error_message}
+    with mlflow.start_run(experiment_id=experiment_id(mlflow, uri, f"shipyard/{model_name}"), run_name="pipeline-outcome") as run:
+        mlflow.set_tags({"shipyard.outcome": state, "kfp.pipeline_job": pipeline_job[:250], "shipyard.error": error_message[:4000]})
+    outcome["mlflow_run_id"] = run.info.run_id
+    write_json(output_json, outcome)
+    return outcome

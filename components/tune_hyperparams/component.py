@@ -1,0 +1,31 @@
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
+
+from shipyard.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def tune_hyperparams(
+    train: Input[Dataset],
+    val: Input[Dataset],
+    study: Output[Artifact],
+    report: Output[Markdown],
+    seed: int = 0,
+    options: dict = {},
+) -> NamedTuple("TuneOutputs", [("best_params", dict), ("best_value", float)]):
+    """Optuna study (seeded TPE, median pruning) over the MLP's hyperparameters.
+
+    Args:
+        train: Training split.
+        val: Validation split; the objective is its loss.
+        study: Output: trials.json and the SQLite study (unless options.storage names an RDB).
+        report: Output: Markdown table of the trials.
+        seed: Sampler seed.
+        options: n_trials, timeout_s, search_space, base, storage (e.g. postgresql://...), study_name, pruning.
+    """
+    from components.tune_hyperparams import core
+
+    r = core.tune(train.path, val.path, study.path, report.path, core.TuneConfig.from_dict({**options, "seed": seed}))
+    return (r["best_params"], r["best_value"])

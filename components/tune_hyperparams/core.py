@@ -1,0 +1,156 @@
+"""Hyperparameter search with Optuna (seeded TPE, median pruning) over a declared search space.
+
+The study lives in an Optuna storage: a SQLite file in the output artifact by default, or any
+RDB URL (``postgresql://...``) so that many workers can share one study on a cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from shipyard.artifacts import atomic_dir, write_json, write_text
+from shipyard.config import Config, require
+from shipyard.errors import ConfigError
+from shipyard.report import markdown_table
+
+#: The default search space over TrainConfig fields.
+DEFAULT_SPACE: dict[str, dict[str, Any]] = {
+    "width": {"type": "int", "low": 16, "high": 128, "log": True},
+    "depth": {"type": "int", "low": 1, "high": 3},
+    "dropout": {"type": "float", "low": 0.0, "high": 0.4},
+    "lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
+    "weight_decay": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
+}
+PARAM_KEYS = {"int": {"type", "low", "high", "log", "step"}, "float": {"type", "low", "high", "log", "step"},
+              "categorical": {"type", "choices"}}
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneConfig(Config):
+    """Study settings.
+
+    Attributes:
+        n_trials: Trials to run (the budget).
+        timeout_s: Stop starting trials after this many seconds (0: no limit).
+        seed: TPE sampler seed.
+        search_space: ``{TrainConfig field: {"type": int|float|categorical, ...}}``.
+        base: TrainConfig values fixed for every trial (e.g. ``max_epochs``).
+        storage: Optuna storage URL; empty means a SQLite file in the study artifact.
+        study_name: Name in the storage; empty means ``shipyard``.
+        pruning: Prune unpromising trials with Optuna's MedianPruner.
+    """
+
+    section = "tune"
+    n_trials: int = 12
+    timeout_s: float = 0.0
+    seed: int = 0
+    search_space: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_SPACE))
+    base: dict = dataclasses.field(default_factory=lambda: {"max_epochs": 100, "patience": 10})
+    storage: str = ""
+    study_name: str = ""
+    pruning: bool = True
+
+    def validate(self) -> None:
+        from components.train_model.core import TrainConfig
+
+        require(self.n_trials >= 1, self.section, "n_trials must be >= 1")
+        require(self.timeout_s >= 0, self.section, "timeout_s must be >= 0")
+        train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        for name, spec in self.search_space.items():
+            require(name in train_fields, self.section,
+                    f"search_space: {name!r} is not a train parameter; expected one of {sorted(train_fields)}")
+            kind = spec.get("type") if isinstance(spec, dict) else None
+            require(kind in PARAM_KEYS, self.section, f"search_space.{name}: type must be int, float or categorical")
+            extra = sorted(set(spec) - PARAM_KEYS[kind])
+            require(not extra, self.section, f"search_space.{name}: unknown key(s) {extra}")
+            if kind == "categorical":
+                require(bool(spec.get("choices")), self.section, f"search_space.{name}: choices must be a non-empty list")
+            else:
+                require("low" in spec and "high" in spec and spec["low"] < spec["high"], self.section,
+                        f"search_space.{name}: needs low < high")
+        TrainConfig.from_dict(self.base)
+
+
+def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Draws one value per search-space entry from an Optuna trial."""
+    params: dict[str, Any] = {}
+    for name, spec in space.items():
+        if spec["type"] == "int":
+            params[name] = trial.suggest_int(name, int(spec["low"]), int(spec["high"]),
+                                             step=int(spec.get("step", 1)), log=bool(spec.get("log", False)))
+        elif spec["type"] == "float":
+            params[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]),
+                                               step=spec.get("step"), log=bool(spec.get("log", False)))
+        else:
+            params[name] = trial.suggest_categorical(name, spec["choices"])
+    return params
+
+
+def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: TuneConfig) -> dict[str, Any]:
+    """Runs the study and writes the study artifact (``trials.json``, SQLite study) and a report.
+
+    Args:
+        train_dir: Training Dataset artifact.
+        val_dir: Validation Dataset artifact (the objective is its loss).
+        study_dir: Output artifact directory.
+        report_md: Markdown report path.
+        config: Study settings.
+
+    Returns:
+        ``{"best_params": {...full TrainConfig...}, "best_value": float, "trials": int, "pruned": int}``.
+    """
+    import optuna
+
+    from components.train_model import core as train_core
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tr = train_core.load_split(train_dir, config.base.get("task", "auto"))
+    va = train_core.load_split(val_dir, tr.task, tr.label_names)
+    base = train_core.TrainConfig.from_dict(config.base)
+
+    def objective(trial: Any) -> float:
+        params = {**config.base, **suggest(trial, config.search_space)}
+        trial_config = train_core.TrainConfig.from_dict(params)
+
+        def report(epoch: int, val_loss: float) -> None:
+            if config.pruning:
+                trial.report(val_loss, epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+
+        _, info = train_core.fit_mlp(tr, va, trial_config, on_epoch=report)
+        trial.set_user_attr("best_epoch", info["best_epoch"])
+        return float(info["best_val_loss"])
+
+    with atomic_dir(study_dir) as tmp:
+        storage = config.storage or f"sqlite:///{Path(tmp).resolve() / 'study.db'}"
+        try:
+            study = optuna.create_study(
+                study_name=config.study_name or "shipyard", storage=storage, direction="minimize",
+                sampler=optuna.samplers.TPESampler(seed=config.seed),
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5) if config.pruning
+                else optuna.pruners.NopPruner(),
+                load_if_exists=bool(config.storage),
+            )
+        except Exception as exc:  # bad URL, unreachable database
+            raise ConfigError(f"tune: cannot open Optuna storage {config.storage!r}: {exc}") from exc
+        study.optimize(objective, n_trials=config.n_trials, timeout=config.timeout_s or None)
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if not complete:
+            raise ConfigError("tune: no trial completed; widen the search space or raise n_trials")
+        best = study.best_trial
+        best_params = {**base.to_dict(), **config.base, **best.params}
+        trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+                   "seconds": (t.duration.total_seconds() if t.duration else None)} for t in study.trials]
+        result = {"best_params": best_params, "best_value": float(best.value), "best_trial": best.number,
+                  "trials": len(study.trials),
+                  "pruned": sum(t["state"] == "PRUNED" for t in trials), "storage": config.storage or "sqlite (artifact)"}
+        write_json(Path(tmp) / "trials.json", {"result": result, "trials": trials})
+    names = list(config.search_space)
+    rows = [(t["number"], t["state"], t["value"], *[t["params"].get(n) for n in names]) for t in trials]
+    write_text(report_md, f"# Hyperparameter search\n\n{len(trials)} trials, {result['pruned']} pruned; best trial "
+               f"#{best.number}, validation loss {best.value:.4g}.\n\n"
+               + markdown_table(["trial", "state", "val loss", *names], rows))
+    return result

@@ -1,0 +1,263 @@
+"""Schema inference, schema enforcement and an anomaly report for a Dataset artifact.
+
+The validation schema (``schema.json`` in the schema artifact) records, per column, its kind
+(int/float/bool/string/datetime), role, observed range, null-fraction limit and, for strings, the
+category domain. Checking a Dataset against it yields typed anomalies, each with a severity;
+error-severity anomalies fail the step with :class:`DataValidationError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shipyard.artifacts import read_dataset, read_json, write_json, write_text
+from shipyard.config import Config, require
+from shipyard.errors import DataValidationError
+from shipyard.report import markdown_table
+
+SCHEMA_VERSION = 1
+COLUMN_KEYS = {"kind", "role", "nullable", "max_null_fraction", "min", "max", "domain"}
+ANOMALY_SEVERITY = {
+    "empty_dataset": "error",
+    "too_few_rows": "error",
+    "missing_column": "error",
+    "unexpected_column": "warning",
+    "wrong_dtype": "error",
+    "out_of_range": "warning",
+    "unseen_category": "warning",
+    "null_fraction": "error",
+    "non_finite": "error",
+    "missing_label": "error",
+    "constant_label": "error",
+    "duplicate_rows": "warning",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidateConfig(Config):
+    """Validation policy.
+
+    Attributes:
+        min_rows: Fewer rows than this is a ``too_few_rows`` anomaly.
+        max_domain_size: String columns with more distinct values get no domain in the schema.
+        severity: Overrides of the default severity per anomaly type (``error``/``warning``).
+        fail_on_error: Raise DataValidationError when any error-severity anomaly is found.
+    """
+
+    section = "validate"
+    min_rows: int = 10
+    max_domain_size: int = 100
+    severity: dict = dataclasses.field(default_factory=dict)
+    fail_on_error: bool = True
+
+    def validate(self) -> None:
+        require(self.min_rows >= 1, self.section, "min_rows must be >= 1")
+        unknown = sorted(set(self.severity) - set(ANOMALY_SEVERITY))
+        require(not unknown, self.section, f"severity: unknown anomaly type(s) {unknown}; known: {sorted(ANOMALY_SEVERITY)}")
+        bad = {k: v for k, v in self.severity.items() if v not in ("error", "warning")}
+        require(not bad, self.section, f"severity: values must be 'error' or 'warning', got {bad}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Anomaly:
+    """One finding: its type, column, severity, how many rows and a few example values."""
+
+    type: str
+    column: str | None
+    severity: str
+    count: int
+    fraction: float
+    message: str
+    examples: tuple = ()
+
+
+def column_kind(series: Any) -> str:
+    """Maps a pandas dtype to a schema kind: int, float, bool, string, datetime or other."""
+    import pandas as pd
+
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "int"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+        return "string"
+    return "other"
+
+
+def infer_schema(df: Any, roles: dict[str, str], config: ValidateConfig) -> dict[str, Any]:
+    """Infers a validation schema from a DataFrame.
+
+    Args:
+        df: The data.
+        roles: Column name → role, from the Dataset's ``schema.json``.
+        config: Domain-size cap.
+
+    Returns:
+        The schema as a JSON-able dict (``version``, ``min_rows``, ``columns``).
+    """
+    columns: dict[str, Any] = {}
+    for name in df.columns:
+        s = df[name]
+        kind = column_kind(s)
+        null_fraction = float(s.isna().mean()) if len(s) else 0.0
+        spec: dict[str, Any] = {
+            "kind": kind,
+            "role": roles.get(name, "feature"),
+            "nullable": null_fraction > 0,
+            "max_null_fraction": round(null_fraction, 6),
+        }
+        if kind in ("int", "float") and s.notna().any():
+            finite = s[np.isfinite(s.astype("float64"))]
+            if len(finite):
+                spec["min"], spec["max"] = float(finite.min()), float(finite.max())
+        elif kind in ("string", "bool"):
+            values = s.dropna().astype(str).unique()
+            if len(values) <= config.max_domain_size:
+                spec["domain"] = sorted(values.tolist())
+        columns[name] = spec
+    return {"version": SCHEMA_VERSION, "min_rows": config.min_rows, "columns": columns}
+
+
+def load_schema(path: str | Path) -> dict[str, Any]:
+    """Reads and checks a (possibly hand-edited) validation schema.
+
+    Raises:
+        DataValidationError: Unknown keys, a wrong version, or malformed column entries.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / "schema.json"
+    data = read_json(p, "validation schema")
+    if not isinstance(data, dict) or set(data) - {"version", "min_rows", "columns"} or "columns" not in data:
+        raise DataValidationError(f"{p}: expected keys version, min_rows, columns; got {sorted(data) if isinstance(data, dict) else type(data).__name__}")
+    if data.get("version") != SCHEMA_VERSION:
+        raise DataValidationError(f"{p}: version {data.get('version')!r} is not supported; expected {SCHEMA_VERSION}")
+    for name, spec in data["columns"].items():
+        unknown = sorted(set(spec) - COLUMN_KEYS) if isinstance(spec, dict) else None
+        if unknown is None or unknown:
+            raise DataValidationError(f"{p}: column {name!r}: unknown key(s) {unknown}; expected some of {sorted(COLUMN_KEYS)}")
+    return data
+
+
+def find_anomalies(df: Any, schema: dict[str, Any], config: ValidateConfig) -> list[Anomaly]:
+    """Checks ``df`` against ``schema`` and returns every anomaly found."""
+    found: list[Anomaly] = []
+    n = len(df)
+
+    def add(kind: str, column: str | None, count: int, message: str, examples: Any = ()) -> None:
+        severity = config.severity.get(kind, ANOMALY_SEVERITY[kind])
+        found.append(Anomaly(kind, column, severity, int(count), count / n if n else 1.0, message, tuple(examples)[:5]))
+
+    if n == 0:
+        add("empty_dataset", None, 0, "the dataset has no rows")
+        return found
+    if n < schema.get("min_rows", config.min_rows):
+        add("too_few_rows", None, n, f"{n} rows; expected at least {schema.get('min_rows', config.min_rows)}")
+    expected = schema["columns"]
+    for name in expected:
+        if name not in df.columns:
+            add("missing_column", name, n, f"column {name!r} is missing")
+    for name in df.columns:
+        if name not in expected:
+            add("unexpected_column", name, n, f"column {name!r} is not in the schema")
+    for name, spec in expected.items():
+        if name in df.columns:
+            _check_column(df[name], name, spec, add)
+    dup = int(df.duplicated().sum()) if n <= 5_000_000 else 0
+    if dup:
+        add("duplicate_rows", None, dup, f"{dup} duplicate row(s)")
+    return found
+
+
+def _check_column(s: Any, name: str, spec: dict[str, Any], add: Any) -> None:
+    kind = column_kind(s)
+    want = spec.get("kind")
+    numeric = {"int", "float"}
+    if want and kind != want and not (kind in numeric and want in numeric):
+        examples = s.dropna().astype(str).head(3).tolist()
+        add("wrong_dtype", name, len(s), f"column {name!r} is {kind}; expected {want}", examples)
+        return
+    nulls = int(s.isna().sum())
+    limit = spec.get("max_null_fraction", 0.0) if spec.get("nullable", False) else 0.0
+    if nulls and nulls / len(s) > limit:
+        add("null_fraction", name, nulls, f"column {name!r} is {nulls / len(s):.1%} null; at most {limit:.1%} allowed")
+    if spec.get("role") == "label":
+        if nulls == len(s):
+            add("missing_label", name, nulls, f"label {name!r} has no values")
+        elif s.nunique(dropna=True) < 2:
+            add("constant_label", name, len(s), f"label {name!r} has a single value {s.dropna().iloc[0]!r}")
+    if kind in numeric:
+        values = s.astype("float64").to_numpy()
+        bad = ~np.isfinite(values) & ~np.isnan(values)
+        if bad.any():
+            add("non_finite", name, int(bad.sum()), f"column {name!r} holds ±Inf", values[bad][:3].tolist())
+        lo, hi = spec.get("min"), spec.get("max")
+        finite = values[np.isfinite(values)]
+        out = (finite < lo) if lo is not None else np.zeros(finite.shape, bool)
+        if hi is not None:
+            out |= finite > hi
+        if out.any():
+            add("out_of_range", name, int(out.sum()), f"column {name!r} has values outside [{lo}, {hi}]", finite[out][:3].tolist())
+    elif "domain" in spec:
+        values = s.dropna().astype(str)
+        unseen = values[~values.isin(set(spec["domain"]))]
+        if len(unseen):
+            add("unseen_category", name, len(unseen), f"column {name!r} has values not in its domain", unseen.unique()[:3].tolist())
+
+
+def validate(dataset_dir: str, schema_out_dir: str, report_json: str, report_md: str,
+             config: ValidateConfig, schema_in: str | None = None) -> dict[str, Any]:
+    """Validates a Dataset artifact, writing the schema used and the anomaly report.
+
+    Args:
+        dataset_dir: The Dataset artifact.
+        schema_out_dir: Where the schema artifact (``schema.json``) goes.
+        report_json: Path of the machine-readable report.
+        report_md: Path of the Markdown report for the KFP UI.
+        config: The validation policy.
+        schema_in: A schema to enforce (file or schema artifact dir); inferred when omitted.
+
+    Returns:
+        ``{"rows", "columns", "anomalies", "errors", "warnings"}``.
+
+    Raises:
+        DataValidationError: An error-severity anomaly was found and ``fail_on_error`` is set;
+            the reports are written first so the reason can be read.
+    """
+    df, dschema = read_dataset(dataset_dir)
+    roles = {c.name: c.role for c in dschema.columns}
+    schema = load_schema(schema_in) if schema_in else infer_schema(df, roles, config)
+    anomalies = find_anomalies(df, schema, config)
+    errors = [a for a in anomalies if a.severity == "error"]
+    summary = {
+        "rows": int(len(df)),
+        "columns": int(len(df.columns)),
+        "anomalies": len(anomalies),
+        "errors": len(errors),
+        "warnings": len(anomalies) - len(errors),
+    }
+    write_json(Path(schema_out_dir) / "schema.json", schema)
+    write_json(report_json, {"summary": summary, "anomalies": [dataclasses.asdict(a) for a in anomalies]})
+    rows = [(a.severity, a.type, a.column, a.count, f"{a.fraction:.2%}", a.message) for a in anomalies]
+    write_text(
+        report_md,
+        f"# Data validation\n\n{summary['rows']} rows, {summary['columns']} columns: "
+        f"{summary['errors']} error(s), {summary['warnings']} warning(s).\n\n"
+        + (markdown_table(["severity", "anomaly", "column", "count", "share", "detail"], rows) if rows else "No anomalies.\n"),
+    )
+    if errors and config.fail_on_error:
+        first = errors[0]
+        raise DataValidationError(
+            f"{len(errors)} error-severity anomal{'y' if len(errors) == 1 else 'ies'}; first: {first.type} "
+            f"in {first.column or 'dataset'}: {first.message}"
+        )
+    return summary

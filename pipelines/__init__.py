@@ -1,0 +1,29 @@
+"""Pipeline definitions (wiring only) and the registry the CLI compiles and runs.
+
+Importing this package does not import the pipeline modules (and so neither kfp nor the
+components); :func:`load` imports one on demand.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Pipeline name → "module:function".
+PIPELINES = {
+    "train_and_deploy": "pipelines.train_and_deploy:train_and_deploy",
+}
+
+
+def load(name: str) -> Any:
+    """Returns the ``@dsl.pipeline`` object called ``name``.
+
+    Raises:
+        ConfigError: No pipeline has that name.
+    """
+    from shipyard.errors import ConfigError
+
+    if name not in PIPELINES:
+        raise ConfigError(f"unknown pipeline {name!r}; expected one of: {', '.join(PIPELINES)}")
+    module, attr = PIPELINES[name].split(":")
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,94 @@
+"""The flagship pipeline: ingest → validate → split → tune → train → quantize → evaluate → register → deploy.
+
+Deploy runs only when evaluation blessed the model (``dsl.If``); an ``ExitHandler`` records the
+run's outcome whatever happens. Every choice is a run parameter, except the training step's GPU
+request, a compile-time setting in :mod:`shipyard.images`; this module only wires.
+"""
+
+from kfp import dsl
+
+from components.deploy_model.component import deploy_model
+from components.evaluate_model.component import evaluate_model
+from components.ingest_data.component import ingest_data
+from components.quantize_model.component import quantize_model
+from components.record_outcome.component import record_outcome
+from components.register_model.component import register_model
+from components.split_data.component import split_data
+from components.train_model.component import train_model
+from components.tune_hyperparams.component import tune_hyperparams
+from components.validate_data.component import validate_data
+from shipyard import images
+
+#: Retry policy for steps that may lose their node (GPU/spot preemption).
+RETRIES = {"num_retries": 2, "backoff_duration": "30s", "backoff_factor": 2.0}
+
+
+@dsl.pipeline(
+    name="train-and-deploy",
+    description="Shipyard flagship: validated data → tuned PyTorch MLP → quantized → evaluated → "
+    "registered in MLflow → KServe InferenceService (canary) when blessed.",
+)
+def train_and_deploy(
+    data: str = "sklearn:breast_cancer",
+    label: str = "target",
+    model_name: str = "breast-cancer",
+    seed: int = 0,
+    ingest: dict = {},
+    validation: dict = {},
+    split: dict = {},
+    tune: dict = {},
+    train: dict = {},
+    quantize: dict = {},
+    evaluate: dict = {},
+    deploy: dict = {},
+    deploy_target: str = "kubernetes",
+    mlflow_tracking_uri: str = "",
+):
+    """Trains, evaluates and (when blessed) deploys a tabular model.
+
+    Args:
+        data: CSV/Parquet path or gs:// URI, or sklearn:NAME (breast_cancer, wine, iris, digits, diabetes).
+        label: The label column.
+        model_name: Registered model name; the InferenceService name derives from it.
+        seed: Seed for the split, the tuner and training.
+        ingest: ingest_data options (id_columns, csv_delimiter).
+        validation: validate_data options (min_rows, max_domain_size, severity, fail_on_error).
+        split: split_data options (train, val, test, stratify).
+        tune: tune_hyperparams options (n_trials, timeout_s, search_space, base, storage, ...).
+        train: train_model overrides over the tuned parameters (e.g. device).
+        quantize: quantize_model options (variants, objective, max_metric_drop, ...).
+        evaluate: evaluate_model options (thresholds, baseline_tolerance, primary_metric).
+        deploy: deploy_model options (namespace, canary_traffic_percent, service_account, ...).
+        deploy_target: kubernetes (apply the InferenceService), local (serve and smoke-test on 127.0.0.1) or render.
+        mlflow_tracking_uri: MLflow tracking URI; empty uses $MLFLOW_TRACKING_URI in the step's environment.
+    """
+    outcome = record_outcome(model_name=model_name, tracking_uri=mlflow_tracking_uri).set_caching_options(False)
+    with dsl.ExitHandler(outcome, name="train-and-deploy-run"):
+        ingested = ingest_data(source=data, label=label, options=ingest)
+        validated = validate_data(dataset=ingested.outputs["dataset"], options=validation)
+        parts = split_data(dataset=ingested.outputs["dataset"], seed=seed, options=split).after(validated)
+        tuned = tune_hyperparams(train=parts.outputs["train"], val=parts.outputs["val"], seed=seed, options=tune)
+        tuned.set_retry(**RETRIES)
+        trained = train_model(
+            train=parts.outputs["train"], val=parts.outputs["val"],
+            params=tuned.outputs["best_params"], overrides=train,
+        )
+        if images.TRAIN_GPUS:
+            trained.set_accelerator_type(images.ACCELERATOR_TYPE).set_accelerator_limit(images.TRAIN_GPUS)
+        trained.set_retry(**RETRIES)
+        quantized = quantize_model(model=trained.outputs["model"], val=parts.outputs["val"], options=quantize)
+        evaluated = evaluate_model(
+            model=quantized.outputs["quantized"], baseline=trained.outputs["baseline"],
+            test=parts.outputs["test"], options=evaluate,
+        )
+        register_model(
+            model=quantized.outputs["quantized"], evaluation=evaluated.outputs["evaluation"],
+            model_name=model_name, blessed=evaluated.outputs["Output"], params=tuned.outputs["best_params"],
+            tracking_uri=mlflow_tracking_uri, kfp_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        ).set_caching_options(False)
+        # Branch on the single `Output`: kfp.local 2.17 resolves only `<task>-Output` channels in conditions.
+        with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not a Python test)
+            deploy_model(
+                model=quantized.outputs["quantized"], test=parts.outputs["test"], model_name=model_name,
+                target=deploy_target, options=deploy,
+            ).set_caching_options(False)

@@ -1,0 +1,102 @@
+"""Turning request payloads and DataFrames into the model's float32 feature matrix.
+
+Every path into a model (a V1 ``instances`` list, V2 named tensors, a DataFrame in evaluation)
+ends here, so a bad payload gets the same typed, named error everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from shipyard.errors import DataValidationError
+
+
+def check_matrix(x: np.ndarray, feature_names: Sequence[str], where: str) -> np.ndarray:
+    """Checks a 2-D numeric matrix against the model's features and returns it as float32.
+
+    Raises:
+        DataValidationError: Wrong rank, wrong number of features, non-numeric, NaN or Inf.
+    """
+    if x.ndim == 1 and len(feature_names) > 0 and x.size == len(feature_names):
+        x = x.reshape(1, -1)
+    if x.ndim != 2:
+        raise DataValidationError(f"{where}: expected a 2-D array [rows, {len(feature_names)}], got shape {list(x.shape)}")
+    if x.shape[1] != len(feature_names):
+        raise DataValidationError(
+            f"{where}: expected {len(feature_names)} features per row ({', '.join(feature_names[:5])}"
+            f"{', ...' if len(feature_names) > 5 else ''}), got {x.shape[1]}"
+        )
+    if x.shape[0] == 0:
+        raise DataValidationError(f"{where}: no rows")
+    try:
+        out = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise DataValidationError(f"{where}: expected numbers, got non-numeric values ({exc})") from exc
+    finite = np.isfinite(out)
+    if not finite.all():
+        row, col = (int(i) for i in np.argwhere(~finite)[0])
+        raise DataValidationError(
+            f"{where}: feature {feature_names[col]!r} is {out[row, col]} in row {row}; expected a finite number"
+        )
+    return out
+
+
+def from_instances(instances: Any, feature_names: Sequence[str], where: str = "instances") -> np.ndarray:
+    """Converts V1 ``instances``: a list of rows (lists) or of records keyed by column name.
+
+    Raises:
+        DataValidationError: Not a non-empty list, mixed row kinds, unknown or missing columns.
+    """
+    if not isinstance(instances, list) or not instances:
+        raise DataValidationError(f"{where}: expected a non-empty list of rows")
+    if all(isinstance(r, Mapping) for r in instances):
+        return from_records(instances, feature_names, where)
+    if any(isinstance(r, Mapping) for r in instances):
+        raise DataValidationError(f"{where}: mixes records (objects) and lists; use one kind")
+    try:
+        x = np.asarray(instances, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataValidationError(
+            f"{where}: expected rows of {len(feature_names)} numbers ({exc})"
+        ) from exc
+    return check_matrix(x, feature_names, where)
+
+
+def from_records(records: Sequence[Mapping[str, Any]], feature_names: Sequence[str], where: str) -> np.ndarray:
+    """Converts records keyed by column name, in the model's feature order."""
+    expected = set(feature_names)
+    for i, rec in enumerate(records):
+        keys = set(rec)
+        if keys != expected:
+            missing, unknown = sorted(expected - keys), sorted(keys - expected)
+            raise DataValidationError(
+                f"{where}[{i}]: "
+                + "; ".join(
+                    p for p in (
+                        f"missing feature(s) {missing}" if missing else "",
+                        f"unknown feature(s) {unknown}" if unknown else "",
+                    ) if p
+                )
+            )
+    try:
+        x = np.array([[rec[n] for n in feature_names] for rec in records], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataValidationError(f"{where}: expected numeric feature values ({exc})") from exc
+    return check_matrix(x, feature_names, where)
+
+
+def from_frame(df: Any, feature_names: Sequence[str], where: str = "dataset") -> np.ndarray:
+    """Selects the model's features from a DataFrame, in order, as float32.
+
+    Raises:
+        DataValidationError: A feature column is missing or not numeric.
+    """
+    missing = [n for n in feature_names if n not in df.columns]
+    if missing:
+        raise DataValidationError(f"{where}: missing feature column(s) {missing}")
+    for n in feature_names:
+        if not (np.issubdtype(df[n].dtype, np.number) or np.issubdtype(df[n].dtype, np.bool_)):
+            raise DataValidationError(f"{where}: column {n!r} has dtype {df[n].dtype}; expected a numeric column")
+    return check_matrix(df[list(feature_names)].to_numpy(dtype=np.float64), feature_names, where)

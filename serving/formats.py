@@ -1,0 +1,118 @@
+"""Loading Model artifacts by format, after verifying their sha256 manifest.
+
+One loader per format in ``model.json``: ``sklearn-skops`` (skops, only scikit-learn/numpy types
+trusted), ``torchscript`` (``torch.jit.load``) and ``onnx`` (ONNX Runtime). A plain pickle is never
+loaded: such files are refused before anything is read.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from shipyard.artifacts import ModelManifest, read_model_manifest
+from shipyard.errors import ArtifactError, UnsafeArtifactError
+
+#: The weights file each format keeps in the artifact directory.
+WEIGHTS_FILE = {"sklearn-skops": "model.skops", "torchscript": "model.pt", "onnx": "model.onnx"}
+#: File endings that mean pickle; never loaded.
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill", ".cloudpickle")
+#: Module prefixes a skops file may reference.
+TRUSTED_SKOPS_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "builtins.")
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+class LoadedModel:
+    """A verified, loaded model: ``scores`` gives probabilities (classification) or values."""
+
+    def __init__(self, path: Path, manifest: ModelManifest, scorer: Scorer):
+        self.path = path
+        self.manifest = manifest
+        self._scorer = scorer
+
+    @property
+    def is_classifier(self) -> bool:
+        """True for binary and multiclass tasks."""
+        return self.manifest.task != "regression"
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """Returns class probabilities ``[n, classes]`` or regression values ``[n]``."""
+        out = np.asarray(self._scorer(np.ascontiguousarray(x, dtype=np.float32)))
+        if self.is_classifier:
+            return out.reshape(len(x), -1)
+        return out.reshape(len(x))
+
+    def labels(self, scores: np.ndarray) -> list[Any]:
+        """Maps class probabilities to label names (classification only)."""
+        names = self.manifest.label_names
+        return [names[i] for i in np.argmax(scores, axis=1)]
+
+
+def load_model(path: str | os.PathLike[str]) -> LoadedModel:
+    """Verifies and loads the Model artifact at ``path``.
+
+    Raises:
+        ArtifactError: Not a model artifact, or an unsupported format.
+        IntegrityError: A file does not match its recorded sha256.
+        UnsafeArtifactError: The artifact holds a pickle or untrusted serialized types.
+    """
+    root = Path(path)
+    manifest = read_model_manifest(root, verify=True)
+    pickles = [name for name in manifest.files if name.lower().endswith(PICKLE_SUFFIXES)]
+    if pickles:
+        raise UnsafeArtifactError(f"{root}: refusing pickle file(s) {pickles}; Shipyard loads no pickles")
+    loader = _LOADERS.get(manifest.format)
+    if loader is None:
+        raise ArtifactError(f"{root}: format {manifest.format!r} cannot be served by this runtime "
+                            f"(supported: {sorted(_LOADERS)})")
+    weights = root / WEIGHTS_FILE[manifest.format]
+    if WEIGHTS_FILE[manifest.format] not in manifest.files:
+        raise ArtifactError(f"{root}: format {manifest.format} expects {weights.name} in the manifest")
+    return LoadedModel(root, manifest, loader(weights, manifest))
+
+
+def _load_skops(weights: Path, manifest: ModelManifest) -> Scorer:
+    import skops.io as sio
+
+    untrusted = sio.get_untrusted_types(file=weights)
+    refused = [t for t in untrusted if not t.startswith(TRUSTED_SKOPS_PREFIXES)]
+    if refused:
+        raise UnsafeArtifactError(f"{weights}: refusing untrusted type(s) {refused}")
+    model = sio.load(weights, trusted=untrusted)
+    if manifest.task == "regression":
+        return lambda x: model.predict(x)
+    return lambda x: model.predict_proba(x)
+
+
+def _load_torchscript(weights: Path, manifest: ModelManifest) -> Scorer:
+    import torch
+
+    module = torch.jit.load(str(weights), map_location="cpu")
+    module.eval()
+
+    def score(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(x)).numpy()
+
+    return score
+
+
+def _load_onnx(weights: Path, manifest: ModelManifest) -> Scorer:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(os.environ.get("SHIPYARD_ORT_THREADS", "1"))
+    session = ort.InferenceSession(str(weights), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {input_name: x})[0]
+
+
+_LOADERS: dict[str, Callable[[Path, ModelManifest], Scorer]] = {
+    "sklearn-skops": _load_skops,
+    "torchscript": _load_torchscript,
+    "onnx": _load_onnx,
+}

@@ -1,0 +1,1 @@
+"""Rollout: rendering InferenceServices and (later) canary policy, controller and backends."""

@@ -1,0 +1,205 @@
+"""The ``shipyard`` command: compile, run, serve and render manifests.
+
+User errors (a missing file, an unknown parameter, a bad artifact) print one line and exit
+non-zero; only bugs print a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from shipyard import __version__
+from shipyard.errors import ConfigError, ShipyardError
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="shipyard",
+        description="Kubeflow Pipelines components from raw data to a KServe canary rollout.",
+        epilog="Start with: shipyard run train_and_deploy --local",
+    )
+    p.add_argument("--version", action="version", version=f"shipyard {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    c = sub.add_parser("compile", help="write one KFP IR YAML per pipeline, ready to upload in the KFP UI",
+                       description="Compile pipelines to KFP IR YAML (upload in the KFP UI or with kfp.Client).")
+    c.add_argument("--output", default="compiled", help="directory for the YAML files (default: %(default)s)")
+    c.add_argument("--pipeline", action="append", help="only this pipeline (repeatable; default: all)")
+    c.add_argument("--train-gpus", type=int, help="GPUs the training step requests (default 1; 0 for CPU only)")
+    c.add_argument("--image-tag", help="tag of the Shipyard images (default: the package version)")
+    c.add_argument("--image-registry", help="registry of the Shipyard images (default: ghcr.io/shipyard-ml)")
+
+    r = sub.add_parser("run", help="run a pipeline locally (kfp.local) or submit it to a KFP cluster",
+                       description="Run a pipeline. --local runs every step as a subprocess on this machine.")
+    r.add_argument("pipeline", metavar="PIPELINE", help="pipeline name (see `shipyard pipelines`)")
+    where = r.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", action="store_true", help="run with kfp.local's SubprocessRunner")
+    where.add_argument("--host", help="submit to the KFP API at this URL instead")
+    r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="a pipeline parameter; VALUE is parsed as JSON when it can be (repeatable)")
+    r.add_argument("--output", default="shipyard-output",
+                   help="local runs: artifacts, logs and the MLflow store go here (default: %(default)s)")
+    r.add_argument("--verbose", action="store_true", help="stream the components' logs")
+
+    s = sub.add_parser("serve", help="serve a model artifact with KServe's ModelServer (V1 and V2 routes)",
+                       description="Serve a Shipyard model artifact over HTTP until SIGTERM/SIGINT.")
+    s.add_argument("model_dir", metavar="MODEL_DIR", help="a Shipyard model artifact directory (with model.json)")
+    s.add_argument("--name", required=True, help="model name in the routes, e.g. /v1/models/NAME:predict")
+    s.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s; 0.0.0.0 in containers)")
+    s.add_argument("--port", type=int, default=8080, help="HTTP port (default: %(default)s)")
+
+    m = sub.add_parser("manifests", help="render generated Kubernetes manifests (ClusterServingRuntime)")
+    m.add_argument("--output", default="manifests/generated", help="directory (default: %(default)s)")
+
+    sub.add_parser("pipelines", help="list the pipelines and their parameters")
+    return p
+
+
+def parse_sets(pipeline: Any, sets: Sequence[str]) -> dict[str, Any]:
+    """Turns ``KEY=VALUE`` strings into pipeline arguments, checked against its signature.
+
+    Raises:
+        ConfigError: Malformed item, unknown key, or a value of the wrong type.
+    """
+    params = inspect.signature(pipeline.pipeline_func).parameters
+    out: dict[str, Any] = {}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        if key not in params:
+            raise ConfigError(f"--set {key}: unknown parameter of {pipeline.name}; expected one of: {', '.join(params)}")
+        want = params[key].annotation
+        want = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}.get(want, want)
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        if want is str:
+            value = raw
+        elif want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(want, type) and not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise ConfigError(f"--set {key}: expected {want.__name__}, got {raw!r}")
+        out[key] = value
+    return out
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    for flag, env in (("train_gpus", "SHIPYARD_TRAIN_GPUS"), ("image_tag", "SHIPYARD_IMAGE_TAG"),
+                      ("image_registry", "SHIPYARD_IMAGE_REGISTRY")):
+        if getattr(args, flag) is not None:
+            os.environ[env] = str(getattr(args, flag))
+    from kfp import compiler
+
+    import pipelines
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in args.pipeline or list(pipelines.PIPELINES):
+        target = out / f"{name}.yaml"
+        compiler.Compiler().compile(pipelines.load(name), str(target))
+        print(f"wrote {target}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pipelines
+
+    pipeline = pipelines.load(args.pipeline)
+    arguments = parse_sets(pipeline, args.sets)
+    if args.host:  # pragma: no cover - needs a KFP API server
+        import kfp
+
+        run = kfp.Client(host=args.host).create_run_from_pipeline_func(pipeline, arguments=arguments)
+        print(f"submitted run {run.run_id} to {args.host}")
+        return 0
+    from shipyard import localrun
+    from shipyard.report import text_table
+
+    output = Path(args.output).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    params = inspect.signature(pipeline.pipeline_func).parameters
+    store = f"sqlite:///{output / 'mlflow.db'}"
+    if "mlflow_tracking_uri" in params:
+        arguments.setdefault("mlflow_tracking_uri", store)
+    if "deploy_target" in params:
+        arguments.setdefault("deploy_target", "local")
+    print(f"running {pipeline.name} locally; logs and artifacts under {output}", flush=True)
+    run_dir, log = localrun.run(pipeline, arguments, output, verbose=args.verbose)
+    order = [t for t in localrun.FIGURES if (run_dir / t).exists() or t == "deploy-model"]
+    rows = localrun.summarize(run_dir, order, output)
+    print()
+    print(text_table(["stage", "status", "key figure", "artifacts"], [(r.task, r.status, r.figure, r.where) for r in rows]))
+    print(f"run directory: {run_dir}")
+    print(f"log:           {log}")
+    if "mlflow_tracking_uri" in params:
+        uri = arguments["mlflow_tracking_uri"]
+        print(f"MLflow store:  {uri}")
+        print(f"MLflow UI:     .venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from serving.formats import load_model
+    from serving.server import serve
+
+    load_model(args.model_dir)  # a bad artifact fails here, before kserve is imported
+    serve(args.model_dir, args.name, args.host, args.port)
+    return 0
+
+
+def cmd_manifests(args: argparse.Namespace) -> int:
+    import yaml
+
+    from serving.rollout.isvc import render_serving_runtime
+    from shipyard.artifacts import write_text
+
+    target = Path(args.output) / "cluster-serving-runtime.yaml"
+    write_text(target, "# Generated by `shipyard manifests` (make manifests); do not edit.\n"
+               + yaml.safe_dump(render_serving_runtime(), sort_keys=False))
+    print(f"wrote {target}")
+    return 0
+
+
+def cmd_pipelines(args: argparse.Namespace) -> int:
+    import pipelines
+
+    for name in pipelines.PIPELINES:
+        p = pipelines.load(name)
+        print(f"{name}: {p.description}")
+        for param in inspect.signature(p.pipeline_func).parameters.values():
+            print(f"  --set {param.name}=...  (default {param.default!r})")
+    return 0
+
+
+COMMANDS = {"compile": cmd_compile, "run": cmd_run, "serve": cmd_serve, "manifests": cmd_manifests,
+            "pipelines": cmd_pipelines}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``shipyard`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"shipyard {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ShipyardError as exc:
+        print(f"shipyard {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

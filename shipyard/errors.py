@@ -1,0 +1,45 @@
+"""One error tree for everything Shipyard raises on purpose.
+
+Every message says what was wrong, where (column, field, file) and what was expected, so the
+CLI can print it as one line and the KFP UI shows it as the step's failure reason.
+"""
+
+
+class ShipyardError(Exception):
+    """Root of all errors Shipyard raises on purpose (user or data errors, not bugs)."""
+
+
+class ConfigError(ShipyardError, ValueError):
+    """A configuration or parameter is unknown, missing or has a value of the wrong kind."""
+
+
+class DataValidationError(ShipyardError, ValueError):
+    """Data does not meet the contract: a column, dtype, range or file is not as expected."""
+
+
+class ArtifactError(ShipyardError, ValueError):
+    """A directory is not a valid Shipyard artifact (missing or malformed manifest)."""
+
+
+class IntegrityError(ArtifactError):
+    """An artifact's files do not match the sha256 digests recorded in its manifest."""
+
+
+class UnsafeArtifactError(ArtifactError):
+    """An artifact would need unsafe deserialization (plain pickle, untrusted types)."""
+
+
+class StorageError(ShipyardError, OSError):
+    """A path or URI cannot be read or written."""
+
+
+class NotBlessedError(ShipyardError):
+    """A model did not pass its evaluation thresholds and may not be deployed."""
+
+
+class DeploymentError(ShipyardError, RuntimeError):
+    """A model could not be deployed or did not answer its smoke test."""
+
+
+class RolloutAbortedError(ShipyardError):
+    """A canary rollout failed its metric checks and was rolled back."""

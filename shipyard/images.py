@@ -1,0 +1,30 @@
+"""Container images the components run on: one per dependency set, tagged with the version.
+
+Override at compile time with environment variables (read when ``components`` is imported):
+``SHIPYARD_IMAGE_REGISTRY`` (default ``ghcr.io/shipyard-ml``), ``SHIPYARD_IMAGE_TAG`` (default the
+package version), or the full names ``SHIPYARD_CPU_IMAGE`` / ``SHIPYARD_GPU_IMAGE``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from shipyard import __version__
+
+REGISTRY = os.environ.get("SHIPYARD_IMAGE_REGISTRY", "ghcr.io/shipyard-ml").rstrip("/")
+TAG = os.environ.get("SHIPYARD_IMAGE_TAG", __version__)
+
+#: CPU image: everything but CUDA (Dockerfile ``docker/cpu.Dockerfile``).
+CPU_IMAGE = os.environ.get("SHIPYARD_CPU_IMAGE", f"{REGISTRY}/shipyard:{TAG}")
+#: GPU image: the same package on CUDA torch (Dockerfile ``docker/gpu.Dockerfile``).
+GPU_IMAGE = os.environ.get("SHIPYARD_GPU_IMAGE", f"{REGISTRY}/shipyard-gpu:{TAG}")
+#: Serving image used by the KServe ServingRuntime (same as the CPU image).
+SERVING_IMAGE = os.environ.get("SHIPYARD_SERVING_IMAGE", CPU_IMAGE)
+
+ALL_IMAGES = (CPU_IMAGE, GPU_IMAGE)
+
+#: Accelerator the training step requests on a cluster, and how many (0: CPU only). Compile-time
+#: settings (``shipyard compile --train-gpus N``): kfp.local 2.17 cannot resolve an accelerator
+#: limit given as a pipeline parameter inside an ExitHandler, so this is not a run parameter.
+ACCELERATOR_TYPE = os.environ.get("SHIPYARD_ACCELERATOR_TYPE", "nvidia.com/gpu")
+TRAIN_GPUS = int(os.environ.get("SHIPYARD_TRAIN_GPUS", "1"))

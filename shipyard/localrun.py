@@ -1,0 +1,190 @@
+"""Running a pipeline under ``kfp.local`` and summarizing what each stage produced.
+
+Component logs go to ``<output>/logs/<run>.log`` (shown with ``--verbose``); a failed run is
+turned into one line naming the failed task and its typed error, read from that log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from shipyard.errors import ShipyardError
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+ERROR_LINE = re.compile(r"^\s*((?:shipyard\.errors\.)?[A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
+
+
+class PipelineFailedError(ShipyardError):
+    """A local pipeline run finished with a failed task."""
+
+
+@dataclasses.dataclass
+class StageRow:
+    """One line of the summary table."""
+
+    task: str
+    status: str
+    figure: str
+    where: str
+
+
+class _Tee(io.TextIOBase):
+    """Writes to a log file and, when verbose, to the real stdout."""
+
+    def __init__(self, log: Any, echo: Any | None):
+        self.log, self.echo = log, echo
+
+    def write(self, s: str) -> int:
+        self.log.write(s)
+        if self.echo is not None:
+            self.echo.write(s)
+        return len(s)
+
+    def flush(self) -> None:
+        self.log.flush()
+        if self.echo is not None:
+            self.echo.flush()
+
+
+@contextlib.contextmanager
+def _captured(log_path: Path, verbose: bool) -> Iterator[None]:
+    import logging
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        tee = _Tee(log, sys.stdout if verbose else None)
+        handler = logging.StreamHandler(tee)
+        root = logging.getLogger()
+        old_level = root.level
+        root.addHandler(handler)
+        saved = [(h, h.level) for h in root.handlers if h is not handler]
+        if not verbose:
+            for h, _ in saved:
+                h.setLevel(logging.CRITICAL)
+        try:
+            with contextlib.redirect_stdout(tee):
+                yield
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(old_level)
+            for h, level in saved:
+                h.setLevel(level)
+
+
+def failure_reason(log_text: str) -> str:
+    """The most specific error line in a run log (a ShipyardError if there is one)."""
+    lines = [ANSI.sub("", line) for line in log_text.splitlines()]
+    matches = [m for m in (ERROR_LINE.match(line) for line in lines) if m]
+    typed = [m for m in matches if m.group(1).startswith("shipyard.errors.")]
+    best = (typed or matches or [None])[-1]
+    if best is None:
+        return "see the log for details"
+    return f"{best.group(1).rsplit('.', 1)[-1]}: {best.group(2).strip()}"
+
+
+def run(pipeline: Any, arguments: dict[str, Any], output: Path, verbose: bool = False) -> tuple[Path, Path]:
+    """Runs ``pipeline`` with ``arguments`` under kfp.local (SubprocessRunner, no venv).
+
+    Returns:
+        ``(run_dir, log_path)``: the run's artifact directory and its log.
+
+    Raises:
+        PipelineFailedError: A task failed; the message names it and its error.
+    """
+    from kfp import local
+
+    root = output / "artifacts"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_path = output / "logs" / f"{pipeline.name}-{stamp}.log"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    before = set(root.glob("*")) if root.exists() else set()
+    os.environ.setdefault("SHIPYARD_HOME", str(output))
+    failure: Exception | None = None
+    with _captured(log_path, verbose):
+        try:
+            pipeline(**arguments)
+        except RuntimeError as exc:
+            failure = exc
+    new = sorted(set(root.glob("*")) - before, key=lambda p: p.stat().st_mtime)
+    run_dir = new[-1] if new else root
+    if failure is not None:
+        message = ANSI.sub("", str(failure))
+        task = re.search(r"Inner task failed: '([^']+)'", message)
+        where = f"task {task.group(1)!r}" if task else "the pipeline"
+        raise PipelineFailedError(f"{where} failed: {failure_reason(log_path.read_text())} (log: {log_path})")
+    return run_dir, log_path
+
+
+def _params(task_dir: Path) -> dict[str, Any]:
+    path = task_dir / "executor_output.json"
+    return json.loads(path.read_text()).get("parameterValues", {}) if path.is_file() else {}
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _fig_validate(d: Path, p: dict[str, Any]) -> str:
+    return f"{p.get('rows', '?')} rows validated, {p.get('errors', '?')} errors, {p.get('warnings', '?')} warnings"
+
+
+def _fig_tune(d: Path, p: dict[str, Any]) -> str:
+    result = _json(d / "study" / "trials.json").get("result", {})
+    return f"best val loss {p.get('best_value', float('nan')):.4f} ({result.get('trials', '?')} trials, {result.get('pruned', 0)} pruned)"
+
+
+def _fig_evaluate(d: Path, p: dict[str, Any]) -> str:
+    ev = _json(d / "evaluation")
+    metric = ev.get("primary_metric", "?")
+    value = ev.get("metrics", {}).get(metric, float("nan"))
+    return f"test {metric} {value:.4f}; blessed {'yes' if ev.get('blessed') else 'no'}"
+
+
+def _fig_deploy(d: Path, p: dict[str, Any]) -> str:
+    rep = _json(d / "report.json")
+    smoke = rep.get("smoke")
+    if smoke:
+        return f"{rep['target']}: V1 {smoke['v1']}, V2 {smoke['v2']} at {rep['endpoint']} (stopped)"
+    return f"{rep.get('target', '?')}: {rep.get('endpoint') or 'rendered ' + str(rep.get('isvc_yaml', ''))}"
+
+
+FIGURES: dict[str, Callable[[Path, dict[str, Any]], str]] = {
+    "ingest-data": lambda d, p: f"{p.get('Output', '?')} rows",
+    "validate-data": _fig_validate,
+    "split-data": lambda d, p: f"{p.get('train_rows')}/{p.get('val_rows')}/{p.get('test_rows')} train/val/test rows",
+    "tune-hyperparams": _fig_tune,
+    "train-model": lambda d, p: f"val loss {p.get('val_loss', float('nan')):.4f} on {p.get('device')} "
+                                f"(baseline {p.get('baseline_val_loss', float('nan')):.4f})",
+    "quantize-model": lambda d, p: f"{p.get('variant')}, size ratio {p.get('size_ratio', float('nan')):.2f}",
+    "evaluate-model": _fig_evaluate,
+    "register-model": lambda d, p: f"version {p.get('version')} (run {str(p.get('run_id', ''))[:8]})",
+    "deploy-model": _fig_deploy,
+    "record-outcome": lambda d, p: f"outcome {p.get('Output')}",
+}
+
+
+def summarize(run_dir: Path, order: list[str], output: Path) -> list[StageRow]:
+    """One row per task in ``order``: status, key figure and where its artifacts are."""
+    rows = []
+    for task in order:
+        d = run_dir / task
+        params = _params(d)
+        if not params and not (d / "executor_output.json").is_file():
+            status = "skipped" if task == "deploy-model" else "not run"
+            rows.append(StageRow(task, status, "model not blessed" if task == "deploy-model" else "", ""))
+            continue
+        figure = FIGURES.get(task, lambda d, p: "")(d, params)
+        rows.append(StageRow(task, "done", figure, os.path.relpath(d, Path.cwd())))
+    return rows

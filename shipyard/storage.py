@@ -1,0 +1,91 @@
+"""Paths and URIs: local files and ``gs://`` objects behind one small interface.
+
+Inside a KFP pod artifacts are local paths (KFP mounts or copies them); user-given inputs such as
+the raw data may be ``gs://`` URIs. google-cloud-storage is imported only when one is used.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from shipyard.errors import StorageError
+
+GCS_SCHEME = "gs://"
+
+
+def is_gcs(uri: str) -> bool:
+    """True for ``gs://bucket/object`` URIs."""
+    return uri.startswith(GCS_SCHEME)
+
+
+def split_gcs(uri: str) -> tuple[str, str]:
+    """Splits ``gs://bucket/a/b`` into ``("bucket", "a/b")``.
+
+    Raises:
+        StorageError: The URI has no bucket.
+    """
+    rest = uri[len(GCS_SCHEME):]
+    bucket, _, blob = rest.partition("/")
+    if not bucket:
+        raise StorageError(f"{uri!r}: expected gs://BUCKET/OBJECT")
+    return bucket, blob
+
+
+def _gcs_client():  # pragma: no cover - needs credentials or an emulator
+    from google.cloud import storage
+
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project="shipyard", credentials=AnonymousCredentials())
+    return storage.Client()
+
+
+def fetch(uri: str, workdir: str | None = None) -> Path:
+    """Returns a local path holding the file at ``uri``, downloading ``gs://`` objects.
+
+    Args:
+        uri: A local path or a ``gs://`` URI.
+        workdir: Where downloads go (a new temp dir when omitted).
+
+    Returns:
+        The local path.
+
+    Raises:
+        StorageError: The file does not exist or cannot be downloaded.
+    """
+    if is_gcs(uri):
+        bucket, blob = split_gcs(uri)
+        target = Path(workdir or tempfile.mkdtemp(prefix="shipyard-fetch-")) / Path(blob).name
+        try:
+            _gcs_client().bucket(bucket).blob(blob).download_to_filename(str(target))
+        except Exception as exc:  # the client raises many unrelated types
+            raise StorageError(f"{uri}: cannot download ({exc.__class__.__name__}: {exc})") from exc
+        return target
+    path = Path(uri).expanduser()
+    if not path.exists():
+        raise StorageError(f"{uri}: no such file")
+    return path
+
+
+def upload(local: str | os.PathLike[str], uri: str) -> str:
+    """Copies a local file to ``uri`` (``gs://`` or a local path) and returns ``uri``.
+
+    Raises:
+        StorageError: The upload fails.
+    """
+    if is_gcs(uri):
+        bucket, blob = split_gcs(uri)
+        try:
+            _gcs_client().bucket(bucket).blob(blob).upload_from_filename(str(local))
+        except Exception as exc:
+            raise StorageError(f"{uri}: cannot upload ({exc.__class__.__name__}: {exc})") from exc
+        return uri
+    target = Path(uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(Path(local).read_bytes())
+    os.replace(tmp, target)
+    return uri
