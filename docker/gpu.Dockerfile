@@ -1,10 +1,10 @@
 # Shipyard GPU image: the same package on CUDA torch, for train_model (and tune_hyperparams if wanted).
 # Build from the repository root: docker build -f docker/gpu.Dockerfile -t ghcr.io/shipyard-ml/shipyard-gpu:0.1.0 .
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DEBIAN_FRONTEND=noninteractive VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
-RUN apt-get update && apt-get install -y --no-install-recommends python3.11 python3.11-venv \
+RUN apt-get update && apt-get install -y --no-install-recommends python3.11 python3.11-venv python3-pip \
  && rm -rf /var/lib/apt/lists/* && python3.11 -m venv /opt/venv
 WORKDIR /opt/shipyard
 COPY requirements.lock setup.cfg pyproject.toml README.md ./

@@ -37,22 +37,34 @@ class StageRow:
     where: str
 
 
-class _Tee(io.TextIOBase):
-    """Writes to a log file and, when verbose, to the real stdout."""
+TASK_DONE = re.compile(r"Task '([^']+)' finished with status (\w+)")
 
-    def __init__(self, log: Any, echo: Any | None):
-        self.log, self.echo = log, echo
+
+class _Tee(io.TextIOBase):
+    """Writes to a log file and either echoes everything (verbose) or one line per finished task.
+
+    kfp.local replaces the root logger's handlers with one that writes to ``sys.stdout``, so
+    both its own log lines and the components' output arrive here.
+    """
+
+    def __init__(self, log: Any, terminal: Any, verbose: bool):
+        self.log, self.terminal, self.verbose = log, terminal, verbose
+        self.start = time.monotonic()
 
     def write(self, s: str) -> int:
         self.log.write(s)
-        if self.echo is not None:
-            self.echo.write(s)
+        if self.verbose:
+            self.terminal.write(s)
+        else:
+            for match in TASK_DONE.finditer(ANSI.sub("", s)):
+                mark = "ok" if match.group(2) == "SUCCESS" else match.group(2)
+                self.terminal.write(f"  {match.group(1):<18} {mark:<8} {time.monotonic() - self.start:6.1f} s\n")
+                self.terminal.flush()
         return len(s)
 
     def flush(self) -> None:
         self.log.flush()
-        if self.echo is not None:
-            self.echo.flush()
+        self.terminal.flush()
 
 
 @contextlib.contextmanager
@@ -61,23 +73,12 @@ def _captured(log_path: Path, verbose: bool) -> Iterator[None]:
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
-        tee = _Tee(log, sys.stdout if verbose else None)
-        handler = logging.StreamHandler(tee)
-        root = logging.getLogger()
-        old_level = root.level
-        root.addHandler(handler)
-        saved = [(h, h.level) for h in root.handlers if h is not handler]
-        if not verbose:
-            for h, _ in saved:
-                h.setLevel(logging.CRITICAL)
+        logging.captureWarnings(True)  # kfp.local's warnings go to its stdout handler, so to the log
         try:
-            with contextlib.redirect_stdout(tee):
+            with contextlib.redirect_stdout(_Tee(log, sys.stdout, verbose)):
                 yield
         finally:
-            root.removeHandler(handler)
-            root.setLevel(old_level)
-            for h, level in saved:
-                h.setLevel(level)
+            logging.captureWarnings(False)
 
 
 def failure_reason(log_text: str) -> str:
