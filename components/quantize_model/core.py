@@ -19,6 +19,7 @@ import shutil
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -122,7 +123,9 @@ def _build_variant(name: str, source_dir: Path, manifest: ModelManifest, out: Pa
     def build(tmp: Path) -> None:
         torch.save(state, tmp / train_core.STATE_DICT_FILE)
         if name == "int8-torchscript":
-            quantized = torch.ao.quantization.quantize_dynamic(scorer, {torch.nn.Linear}, dtype=torch.qint8)
+            with warnings.catch_warnings():  # torch 2.13 deprecates quantized tensors in favour of torchao
+                warnings.simplefilter("ignore", UserWarning)
+                quantized = torch.ao.quantization.quantize_dynamic(scorer, {torch.nn.Linear}, dtype=torch.qint8)
             torch.jit.script(quantized).save(str(tmp / WEIGHTS_FILE["torchscript"]))
             return
         onnx_path = tmp / WEIGHTS_FILE["onnx"]
