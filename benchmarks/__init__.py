@@ -1,0 +1,1 @@
+"""Side-by-side ratio benchmarks (not tests). Run all: ``make bench`` or ``python -m benchmarks.run``."""

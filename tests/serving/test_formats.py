@@ -1,0 +1,240 @@
+"""Tests for serving.formats: Model artifacts are verified, never unpickled, then loaded by format."""
+
+import io
+import json
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+import skops.io as sio
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from components.train_model.core import TabularData, fit_baseline, save_sklearn_model
+from serving.formats import load_model
+from shipyard.artifacts import Column, ModelManifest, write_model
+from shipyard.errors import ArtifactError, IntegrityError, UnsafeArtifactError
+
+FEATURES = ["a", "b"]
+LABELS = ("no", "yes")
+
+
+def _data(task="binary"):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64) if task == "binary" else (x @ [2.0, -1.0]).astype(np.float32)
+    return TabularData(x=x, y=y, feature_names=FEATURES, label="y", label_names=list(LABELS) if task == "binary" else [],
+                       task=task, input_schema=tuple(Column(f, "float32") for f in FEATURES))
+
+
+def _manifest(fmt="sklearn-skops", task="binary", label_names=LABELS):
+    return ModelManifest(format=fmt, task=task, input_schema=tuple(Column(f, "float32") for f in FEATURES),
+                         label="y", label_names=label_names)
+
+
+def _write(path, files, fmt="sklearn-skops"):
+    """Writes an artifact holding ``files`` ({name: bytes}), each listed in model.json with its sha256."""
+
+    def build(tmp):
+        for name, data in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(data)
+
+    write_model(path, _manifest(fmt), build)
+    return path
+
+
+class _OpenOnUnpickle:
+    """Unpickling this object's pickle calls ``open(marker, 'w')``: it creates the marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _evil_pickle(marker):
+    return pickle.dumps(_OpenOnUnpickle(marker))
+
+
+def _double(x):
+    return x * 2
+
+
+@pytest.fixture
+def sklearn_dir(tmp_path):
+    data = _data()
+    model = fit_baseline(data)
+    save_sklearn_model(str(tmp_path / "model"), model, data, {"val_loss": 0.1}, {"role": "test"})
+    return tmp_path / "model", model
+
+
+def test_sklearn_skops_round_trip(sklearn_dir):
+    path, model = sklearn_dir
+    loaded = load_model(path)
+    assert loaded.manifest.format == "sklearn-skops"
+    assert loaded.is_classifier
+    x = _data().x[:5]
+    scores = loaded.scores(x)
+    assert scores.shape == (5, 2)
+    np.testing.assert_allclose(scores, model.predict_proba(x), rtol=1e-6)
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-6)
+    assert loaded.labels(np.array([[0.9, 0.1], [0.2, 0.8]])) == ["no", "yes"]
+
+
+def test_sklearn_regression_scores_are_one_dimensional(tmp_path):
+    data = _data("regression")
+    model = fit_baseline(data)
+    save_sklearn_model(str(tmp_path / "m"), model, data, {}, {})
+    loaded = load_model(tmp_path / "m")
+    assert not loaded.is_classifier
+    scores = loaded.scores(data.x[:3])
+    assert scores.shape == (3,)
+    np.testing.assert_allclose(scores, model.predict(data.x[:3]), rtol=1e-5)
+
+
+def test_tampered_weights_are_an_integrity_error(sklearn_dir):
+    path, _ = sklearn_dir
+    weights = bytearray((path / "model.skops").read_bytes())
+    weights[len(weights) // 2] ^= 0x01
+    (path / "model.skops").write_bytes(bytes(weights))
+    with pytest.raises(IntegrityError, match=r"sha256 mismatch for \['model.skops'\]"):
+        load_model(path)
+
+
+def test_unlisted_file_is_an_integrity_error(sklearn_dir):
+    path, _ = sklearn_dir
+    (path / "sitecustomize.py").write_text("raise SystemExit")
+    with pytest.raises(IntegrityError, match=r"not listed in model.json: \['sitecustomize.py'\]"):
+        load_model(path)
+
+
+def test_the_pickle_payload_is_live(tmp_path):
+    """Guards the next tests: unpickling the payload really does create its marker file."""
+    marker = tmp_path / "proof"
+    pickle.loads(_evil_pickle(marker)).close()
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("name", ["model.pkl", "extra/state.joblib", "MODEL.PICKLE", "x.dill", "x.cloudpickle"])
+def test_a_listed_pickle_is_refused_and_never_unpickled(sklearn_dir, tmp_path, name):
+    path, _ = sklearn_dir
+    marker = tmp_path / "pwned"
+    bad = _write(tmp_path / "bad", {"model.skops": (path / "model.skops").read_bytes(), name: _evil_pickle(marker)})
+    with pytest.raises(UnsafeArtifactError) as info:
+        load_model(bad)
+    assert f"refusing pickle file(s) ['{name}']" in str(info.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(("fmt", "weights"), [("sklearn-skops", "model.skops"), ("torchscript", "model.pt")])
+def test_a_pickle_disguised_as_weights_is_never_unpickled(tmp_path, fmt, weights):
+    marker = tmp_path / "pwned"
+    bad = _write(tmp_path / "bad", {weights: _evil_pickle(marker)}, fmt)
+    with pytest.raises(Exception):  # noqa: B017 - the point is the marker; the error type is the xfail below
+        load_model(bad)
+    assert not marker.exists()
+
+
+@pytest.mark.xfail(strict=True, raises=(zipfile.BadZipFile, RuntimeError),
+                   reason="a weights file that is not a skops/TorchScript zip raises the library's own error "
+                          "(zipfile.BadZipFile, RuntimeError) instead of ArtifactError")
+@pytest.mark.parametrize(("fmt", "weights"), [("sklearn-skops", "model.skops"), ("torchscript", "model.pt")])
+def test_a_corrupt_weights_file_is_an_artifact_error(tmp_path, fmt, weights):
+    bad = _write(tmp_path / "bad", {weights: b"not a zip archive"}, fmt)
+    with pytest.raises(ArtifactError, match=weights):
+        load_model(bad)
+
+
+def test_skops_with_a_type_outside_sklearn_and_numpy_is_refused(tmp_path):
+    data = _data()
+    model = make_pipeline(FunctionTransformer(_double), LogisticRegression()).fit(data.x, data.y)
+    write_model(tmp_path / "m", _manifest(), lambda tmp: sio.dump(model, tmp / "model.skops"))
+    with pytest.raises(UnsafeArtifactError) as info:
+        load_model(tmp_path / "m")
+    assert f"refusing untrusted type(s) ['{_double.__module__}._double']" in str(info.value)
+    assert "model.skops" in str(info.value)
+
+
+def _crafted_skops(module, name, args):
+    """A valid skops file of a fitted LogisticRegression whose attribute ``hook`` is ``module.name(*args)``.
+
+    skops rebuilds a ``ConstructorFromReduceNode`` by calling ``module.name(*args)`` while loading, so
+    trusting that type name runs the call.
+    """
+    est = LogisticRegression().fit(_data().x, _data().y)
+    est.hook = "placeholder"
+    src = zipfile.ZipFile(io.BytesIO(sio.dumps(est)))
+    schema = json.loads(src.read("schema.json"))
+    args_node = json.loads(zipfile.ZipFile(io.BytesIO(sio.dumps(tuple(args)))).read("schema.json"))
+    schema["content"]["content"]["hook"] = {"__class__": name, "__module__": module,
+                                            "__loader__": "ConstructorFromReduceNode", "content": args_node}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for item in src.namelist():
+            dst.writestr(item, json.dumps(schema) if item == "schema.json" else src.read(item))
+    data = out.getvalue()
+    assert sio.get_untrusted_types(data=data) == [f"{module}.{name}"]
+    return data
+
+
+@pytest.mark.xfail(strict=True,
+                   reason="serving/formats.py trusts every type under the 'builtins.' and 'numpy.' prefixes, so a "
+                          "crafted skops file runs builtins.open/exec or numpy.save while load_model loads it")
+@pytest.mark.parametrize(("module", "name"), [("builtins", "open"), ("builtins", "exec"), ("numpy", "save")])
+def test_skops_callables_in_trusted_modules_are_not_run(tmp_path, module, name):
+    marker = tmp_path / "pwned.npy"
+    args = {"open": (str(marker), "w"), "exec": (f"open({str(marker)!r}, 'w').close()",),
+            "save": (str(marker), 0)}[name]
+    bad = _write(tmp_path / "bad", {"model.skops": _crafted_skops(module, name, args)})
+    refused = None
+    try:
+        load_model(bad)
+    except UnsafeArtifactError as exc:
+        refused = str(exc)
+    assert not marker.exists(), f"loading the artifact ran {module}.{name}"
+    assert refused is not None and f"{module}.{name}" in refused
+
+
+def test_a_directory_without_model_json_is_an_artifact_error(tmp_path):
+    (tmp_path / "model.skops").write_bytes(b"x")
+    with pytest.raises(ArtifactError, match=r"missing model manifest \(model\.json\)"):
+        load_model(tmp_path)
+
+
+def test_a_missing_path_is_an_artifact_error(tmp_path):
+    with pytest.raises(ArtifactError, match="not a directory"):
+        load_model(tmp_path / "nope")
+
+
+def test_an_unservable_format_is_an_artifact_error(tmp_path):
+    bad = _write(tmp_path / "m", {"model.tflite": b"x"}, "tflite")
+    with pytest.raises(ArtifactError, match=r"format 'tflite' cannot be served by this runtime"):
+        load_model(bad)
+
+
+def test_weights_missing_from_the_manifest_are_an_artifact_error(tmp_path):
+    bad = _write(tmp_path / "m", {"weights.bin": b"x"}, "torchscript")
+    with pytest.raises(ArtifactError, match=r"format torchscript expects model\.pt in the manifest"):
+        load_model(bad)
+
+
+def test_torchscript_loads_and_scores(tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Softmax(dim=-1)).eval())
+    manifest = _manifest("torchscript", "multiclass", ("a", "b", "c"))
+    write_model(tmp_path / "m", manifest, lambda tmp: module.save(str(tmp / "model.pt")))
+    loaded = load_model(tmp_path / "m")
+    x = np.array([[0.0, 1.0], [1.0, -1.0], [2.0, 0.5], [-3.0, 0.0]], dtype=np.float32)
+    scores = loaded.scores(x)
+    assert scores.shape == (4, 3)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-6)
+    assert loaded.labels(scores) == [("a", "b", "c")[i] for i in expected.argmax(axis=1)]
