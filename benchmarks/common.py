@@ -8,8 +8,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 OUTPUT = Path(__file__).resolve().parent / "output"
 
@@ -42,14 +43,20 @@ def ratio_of_medians(times: dict[str, list[float]], num: str, den: str) -> float
 
 def per_cycle_ratios(times: dict[str, list[float]], num: str, den: str) -> list[float]:
     """num / den within each cycle (the noise-robust figure)."""
-    return [a / b for a, b in zip(times[num], times[den])]
+    return [a / b for a, b in zip(times[num], times[den], strict=True)]
 
 
 def save(name: str, result: dict[str, Any]) -> Path:
     """Writes the result JSON (with machine facts) to benchmarks/output/<name>.json."""
     OUTPUT.mkdir(exist_ok=True)
     path = OUTPUT / f"{name}.json"
-    result = {"benchmark": name, "python": platform.python_version(), "machine": platform.machine(),
-              "cpus": __import__("os").cpu_count(), "when": time.strftime("%Y-%m-%d %H:%M:%S"), **result}
+    result = {
+        "benchmark": name,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": __import__("os").cpu_count(),
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        **result,
+    }
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path

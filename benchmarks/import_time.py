@@ -24,8 +24,12 @@ def main(cycles: int = 15) -> dict:
     result = {
         "cycles": cycles,
         "median_s": {k: round(statistics.median(v), 4) for k, v in times.items()},
-        "ratio_components_pipelines_over_kfp": round(statistics.median(per_cycle_ratios(times, "components_pipelines", "kfp")), 3),
-        "ratio_flagship_module_over_kfp": round(statistics.median(per_cycle_ratios(times, "flagship_module", "kfp")), 3),
+        "ratio_components_pipelines_over_kfp": round(
+            statistics.median(per_cycle_ratios(times, "components_pipelines", "kfp")), 3
+        ),
+        "ratio_flagship_module_over_kfp": round(
+            statistics.median(per_cycle_ratios(times, "flagship_module", "kfp")), 3
+        ),
     }
     save("import_time", result)
     return result

@@ -27,8 +27,18 @@ N_TRIALS = 6
 def run_pipeline(out: Path) -> float:
     """Wall seconds of one local pipeline run."""
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "shipyard.cli", "run", "train_and_deploy", "--local", "--output", str(out),
-           "--set", f'tune={{"n_trials": {N_TRIALS}}}']
+    cmd = [
+        sys.executable,
+        "-m",
+        "shipyard.cli",
+        "run",
+        "train_and_deploy",
+        "--local",
+        "--output",
+        str(out),
+        "--set",
+        f'tune={{"n_trials": {N_TRIALS}}}',
+    ]
     return wall(lambda: subprocess.run(cmd, check=True, capture_output=True))
 
 
@@ -51,22 +61,48 @@ def run_cores(out: Path) -> dict[str, float]:
     uri = f"sqlite:///{out / 'mlflow.db'}"
     t: dict[str, float] = {}
     t["ingest"] = wall(lambda: ingest.ingest("sklearn:breast_cancer", p["ds"], ingest.IngestConfig()))
-    t["validate"] = wall(lambda: validate.validate(p["ds"], p["schema"], str(out / "v.json"), str(out / "v.md"),
-                                                   validate.ValidateConfig()))
+    t["validate"] = wall(
+        lambda: validate.validate(
+            p["ds"], p["schema"], str(out / "v.json"), str(out / "v.md"), validate.ValidateConfig()
+        )
+    )
     t["split"] = wall(lambda: split.split(p["ds"], p["train"], p["val"], p["test"], split.SplitConfig()))
     best: dict = {}
-    t["tune"] = wall(lambda: best.update(tune.tune(p["train"], p["val"], p["study"], str(out / "t.md"),
-                                                   tune.TuneConfig(n_trials=N_TRIALS))))
-    t["train"] = wall(lambda: train.train(p["train"], p["val"], p["model"], p["baseline"],
-                                          train.TrainConfig.from_dict(best["best_params"])))
-    t["quantize"] = wall(lambda: quantize.quantize(p["model"], p["val"], p["q"], str(out / "q.json"),
-                                                   str(out / "q.md"), quantize.QuantizeConfig()))
+    t["tune"] = wall(
+        lambda: best.update(
+            tune.tune(p["train"], p["val"], p["study"], str(out / "t.md"), tune.TuneConfig(n_trials=N_TRIALS))
+        )
+    )
+    t["train"] = wall(
+        lambda: train.train(
+            p["train"], p["val"], p["model"], p["baseline"], train.TrainConfig.from_dict(best["best_params"])
+        )
+    )
+    t["quantize"] = wall(
+        lambda: quantize.quantize(
+            p["model"], p["val"], p["q"], str(out / "q.json"), str(out / "q.md"), quantize.QuantizeConfig()
+        )
+    )
     ev: dict = {}
-    t["evaluate"] = wall(lambda: ev.update(evaluate.evaluate(p["q"], p["test"], str(out / "e.json"), str(out / "e.md"),
-                                                             evaluate.EvalConfig(), p["baseline"])))
+    t["evaluate"] = wall(
+        lambda: ev.update(
+            evaluate.evaluate(
+                p["q"], p["test"], str(out / "e.json"), str(out / "e.md"), evaluate.EvalConfig(), p["baseline"]
+            )
+        )
+    )
     t["register"] = wall(lambda: register.register(p["q"], "bench", str(out / "e.json"), ev["blessed"], uri))
-    t["deploy"] = wall(lambda: deploy.deploy(p["q"], p["q"], p["test"], "bench", str(out / "isvc.yaml"),
-                                             str(out / "d.md"), deploy.DeployConfig(target="local")))
+    t["deploy"] = wall(
+        lambda: deploy.deploy(
+            p["q"],
+            p["q"],
+            p["test"],
+            "bench",
+            str(out / "isvc.yaml"),
+            str(out / "d.md"),
+            deploy.DeployConfig(target="local"),
+        )
+    )
     t["record"] = wall(lambda: record.record("SUCCEEDED", "bench", "bench", "", "bench", uri, str(out / "o.json")))
     return t
 

@@ -70,25 +70,36 @@ def train_and_deploy(
         tuned = tune_hyperparams(train=parts.outputs["train"], val=parts.outputs["val"], seed=seed, options=tune)
         tuned.set_retry(**RETRIES)
         trained = train_model(
-            train=parts.outputs["train"], val=parts.outputs["val"],
-            params=tuned.outputs["best_params"], overrides=train,
+            train=parts.outputs["train"],
+            val=parts.outputs["val"],
+            params=tuned.outputs["best_params"],
+            overrides=train,
         )
         if images.TRAIN_GPUS:
             trained.set_accelerator_type(images.ACCELERATOR_TYPE).set_accelerator_limit(images.TRAIN_GPUS)
         trained.set_retry(**RETRIES)
         quantized = quantize_model(model=trained.outputs["model"], val=parts.outputs["val"], options=quantize)
         evaluated = evaluate_model(
-            model=quantized.outputs["quantized"], baseline=trained.outputs["baseline"],
-            test=parts.outputs["test"], options=evaluate,
+            model=quantized.outputs["quantized"],
+            baseline=trained.outputs["baseline"],
+            test=parts.outputs["test"],
+            options=evaluate,
         )
         register_model(
-            model=quantized.outputs["quantized"], evaluation=evaluated.outputs["evaluation"],
-            model_name=model_name, blessed=evaluated.outputs["Output"], params=tuned.outputs["best_params"],
-            tracking_uri=mlflow_tracking_uri, kfp_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            model=quantized.outputs["quantized"],
+            evaluation=evaluated.outputs["evaluation"],
+            model_name=model_name,
+            blessed=evaluated.outputs["Output"],
+            params=tuned.outputs["best_params"],
+            tracking_uri=mlflow_tracking_uri,
+            kfp_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         ).set_caching_options(False)
         # Branch on the single `Output`: kfp.local 2.17 resolves only `<task>-Output` channels in conditions.
         with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not a Python test)
             deploy_model(
-                model=quantized.outputs["quantized"], test=parts.outputs["test"], model_name=model_name,
-                target=deploy_target, options=deploy,
+                model=quantized.outputs["quantized"],
+                test=parts.outputs["test"],
+                model_name=model_name,
+                target=deploy_target,
+                options=deploy,
             ).set_caching_options(False)

@@ -6,11 +6,14 @@ ends here, so a bad payload gets the same typed, named error everywhere.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from shipyard.errors import DataValidationError
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def check_matrix(x: np.ndarray, feature_names: Sequence[str], where: str) -> np.ndarray:
@@ -22,7 +25,9 @@ def check_matrix(x: np.ndarray, feature_names: Sequence[str], where: str) -> np.
     if x.ndim == 1 and len(feature_names) > 0 and x.size == len(feature_names):
         x = x.reshape(1, -1)
     if x.ndim != 2:
-        raise DataValidationError(f"{where}: expected a 2-D array [rows, {len(feature_names)}], got shape {list(x.shape)}")
+        raise DataValidationError(
+            f"{where}: expected a 2-D array [rows, {len(feature_names)}], got shape {list(x.shape)}"
+        )
     if x.shape[1] != len(feature_names):
         raise DataValidationError(
             f"{where}: expected {len(feature_names)} features per row ({', '.join(feature_names[:5])}"
@@ -31,16 +36,16 @@ def check_matrix(x: np.ndarray, feature_names: Sequence[str], where: str) -> np.
     if x.shape[0] == 0:
         raise DataValidationError(f"{where}: no rows")
     try:
-        out = np.asarray(x, dtype=np.float32)
+        wide = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise DataValidationError(f"{where}: expected numbers, got non-numeric values ({exc})") from exc
-    finite = np.isfinite(out)
-    if not finite.all():
-        row, col = (int(i) for i in np.argwhere(~finite)[0])
-        raise DataValidationError(
-            f"{where}: feature {feature_names[col]!r} is {out[row, col]} in row {row}; expected a finite number"
-        )
-    return out
+    bad = ~np.isfinite(wide) | (np.abs(wide) > FLOAT32_MAX)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        value = wide[row, col]
+        expected = "a finite number" if not np.isfinite(value) else f"a number within ±{FLOAT32_MAX:.3g} (float32)"
+        raise DataValidationError(f"{where}: feature {feature_names[col]!r} is {value} in row {row}; expected {expected}")
+    return wide.astype(np.float32)
 
 
 def from_instances(instances: Any, feature_names: Sequence[str], where: str = "instances") -> np.ndarray:
@@ -58,9 +63,7 @@ def from_instances(instances: Any, feature_names: Sequence[str], where: str = "i
     try:
         x = np.asarray(instances, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise DataValidationError(
-            f"{where}: expected rows of {len(feature_names)} numbers ({exc})"
-        ) from exc
+        raise DataValidationError(f"{where}: expected rows of {len(feature_names)} numbers ({exc})") from exc
     return check_matrix(x, feature_names, where)
 
 
@@ -74,16 +77,24 @@ def from_records(records: Sequence[Mapping[str, Any]], feature_names: Sequence[s
             raise DataValidationError(
                 f"{where}[{i}]: "
                 + "; ".join(
-                    p for p in (
+                    p
+                    for p in (
                         f"missing feature(s) {missing}" if missing else "",
                         f"unknown feature(s) {unknown}" if unknown else "",
-                    ) if p
+                    )
+                    if p
                 )
             )
-    try:
-        x = np.array([[rec[n] for n in feature_names] for rec in records], dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataValidationError(f"{where}: expected numeric feature values ({exc})") from exc
+    x = np.empty((len(records), len(feature_names)), dtype=np.float64)
+    for i, rec in enumerate(records):
+        for j, n in enumerate(feature_names):
+            value = rec[n]
+            if isinstance(value, (str, bytes, list, dict)) or value is None:
+                raise DataValidationError(f"{where}[{i}]: feature {n!r} is {value!r}; expected a number")
+            try:
+                x[i, j] = value
+            except (TypeError, ValueError) as exc:
+                raise DataValidationError(f"{where}[{i}]: feature {n!r} is {value!r}; expected a number") from exc
     return check_matrix(x, feature_names, where)
 
 
@@ -96,7 +107,10 @@ def from_frame(df: Any, feature_names: Sequence[str], where: str = "dataset") ->
     missing = [n for n in feature_names if n not in df.columns]
     if missing:
         raise DataValidationError(f"{where}: missing feature column(s) {missing}")
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
     for n in feature_names:
-        if not (np.issubdtype(df[n].dtype, np.number) or np.issubdtype(df[n].dtype, np.bool_)):
+        if not (is_numeric_dtype(df[n].dtype) or is_bool_dtype(df[n].dtype)):
             raise DataValidationError(f"{where}: column {n!r} has dtype {df[n].dtype}; expected a numeric column")
-    return check_matrix(df[list(feature_names)].to_numpy(dtype=np.float64), feature_names, where)
+    x = df[list(feature_names)].to_numpy(dtype=np.float64, na_value=np.nan)
+    return check_matrix(x, feature_names, where)

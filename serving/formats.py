@@ -8,8 +8,9 @@ loaded: such files are refused before anything is read.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +21,10 @@ from shipyard.errors import ArtifactError, UnsafeArtifactError
 WEIGHTS_FILE = {"sklearn-skops": "model.skops", "torchscript": "model.pt", "onnx": "model.onnx"}
 #: File endings that mean pickle; never loaded.
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill", ".cloudpickle")
-#: Module prefixes a skops file may reference.
-TRUSTED_SKOPS_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "builtins.")
+#: Exact type names a skops file may hold beyond skops' own default-trusted (scikit-learn and numpy
+#: data) types. Empty: every type skops reports as untrusted is refused. Trusting a module prefix
+#: instead would let a crafted file call e.g. ``builtins.exec`` or ``numpy.save`` while loading.
+TRUSTED_SKOPS_TYPES: frozenset[str] = frozenset()
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 
@@ -67,22 +70,29 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
         raise UnsafeArtifactError(f"{root}: refusing pickle file(s) {pickles}; Shipyard loads no pickles")
     loader = _LOADERS.get(manifest.format)
     if loader is None:
-        raise ArtifactError(f"{root}: format {manifest.format!r} cannot be served by this runtime "
-                            f"(supported: {sorted(_LOADERS)})")
+        raise ArtifactError(
+            f"{root}: format {manifest.format!r} cannot be served by this runtime (supported: {sorted(_LOADERS)})"
+        )
     weights = root / WEIGHTS_FILE[manifest.format]
     if WEIGHTS_FILE[manifest.format] not in manifest.files:
         raise ArtifactError(f"{root}: format {manifest.format} expects {weights.name} in the manifest")
-    return LoadedModel(root, manifest, loader(weights, manifest))
+    try:
+        scorer = loader(weights, manifest)
+    except ArtifactError:
+        raise
+    except Exception as exc:  # each framework raises its own types for a corrupt file
+        raise ArtifactError(f"{weights}: cannot load {manifest.format} weights ({exc.__class__.__name__}: {exc})") from exc
+    return LoadedModel(root, manifest, scorer)
 
 
 def _load_skops(weights: Path, manifest: ModelManifest) -> Scorer:
     import skops.io as sio
 
     untrusted = sio.get_untrusted_types(file=weights)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_SKOPS_PREFIXES)]
+    refused = sorted(t for t in untrusted if t not in TRUSTED_SKOPS_TYPES)
     if refused:
         raise UnsafeArtifactError(f"{weights}: refusing untrusted type(s) {refused}")
-    model = sio.load(weights, trusted=untrusted)
+    model = sio.load(weights, trusted=list(untrusted))
     if manifest.task == "regression":
         return lambda x: model.predict(x)
     return lambda x: model.predict_proba(x)

@@ -22,7 +22,20 @@ from serving.formats import LoadedModel, load_model
 from shipyard.errors import DataValidationError
 
 #: V2 input datatypes a numeric model accepts.
-NUMERIC_DATATYPES = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "BOOL"}
+NUMERIC_DATATYPES = {
+    "FP16",
+    "FP32",
+    "FP64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "BOOL",
+}
 MATRIX_INPUT = "input"
 
 

@@ -41,7 +41,7 @@ def serve(model_dir: str, name: str, host: str = "127.0.0.1", port: int = 8080) 
     model = ShipyardModel(name, model_dir)
     model.load()  # fail before binding: a bad artifact is an error, not an unready server
 
-    class _HostModelServer(ms.ModelServer):
+    class _HostModelServer(ms.ModelServer):  # type: ignore[name-defined]
         def start(self, models):  # single-process REST server, bound to `host`
             self._register_and_check_atleast_one_model_is_ready(models)
             self._rest_server = RESTServer(

@@ -16,8 +16,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from shipyard import __version__
 from shipyard.errors import ArtifactError, IntegrityError
@@ -43,6 +44,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes 0700; artifacts are read by other users (pods, servers)
     try:
         yield tmp
         if final.exists():
@@ -180,7 +182,7 @@ class DatasetSchema:
         return {"version": 1, "columns": [dataclasses.asdict(c) for c in self.columns]}
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = SCHEMA_FILE) -> "DatasetSchema":
+    def from_dict(cls, data: Any, where: str = SCHEMA_FILE) -> DatasetSchema:
         """Parses the JSON form; raises ArtifactError naming ``where`` when it is malformed."""
         if not isinstance(data, dict) or not isinstance(data.get("columns"), list):
             raise ArtifactError(f"{where}: expected an object with a 'columns' list")
@@ -263,7 +265,7 @@ class ModelManifest:
         return d
 
     @classmethod
-    def from_dict(cls, data: Any, where: str) -> "ModelManifest":
+    def from_dict(cls, data: Any, where: str) -> ModelManifest:
         """Parses the JSON form; raises ArtifactError naming ``where`` when it is malformed."""
         if not isinstance(data, dict):
             raise ArtifactError(f"{where}: expected a JSON object")
@@ -276,6 +278,11 @@ class ModelManifest:
             raise ArtifactError(f"{where}: format {data['format']!r} is not one of {MODEL_FORMATS}")
         if data["task"] not in TASKS:
             raise ArtifactError(f"{where}: task {data['task']!r} is not one of {TASKS}")
+        files = data["files"]
+        if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+            raise ArtifactError(f"{where}: 'files' must be an object mapping file names to sha256 strings")
+        if not isinstance(data.get("label_names", []), list):
+            raise ArtifactError(f"{where}: 'label_names' must be a list")
         inputs = DatasetSchema.from_dict({"columns": data["input_schema"]}, where).columns
         return cls(**{**data, "input_schema": inputs, "label_names": tuple(data.get("label_names", ()))})
 
@@ -296,7 +303,7 @@ def write_model(path: str | os.PathLike[str], manifest: ModelManifest, build: An
         final = dataclasses.replace(
             manifest,
             files=digest_tree(tmp),
-            created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
         write_json(tmp / MODEL_FILE, final.to_dict())
     return final
@@ -312,7 +319,9 @@ def read_model_manifest(path: str | os.PathLike[str], verify: bool = True) -> Mo
     root = Path(path)
     if not root.is_dir():
         raise ArtifactError(f"{root}: not a directory; expected a Shipyard model artifact")
-    manifest = ModelManifest.from_dict(read_json(root / MODEL_FILE, "model manifest (model.json)"), str(root / MODEL_FILE))
+    manifest = ModelManifest.from_dict(
+        read_json(root / MODEL_FILE, "model manifest (model.json)"), str(root / MODEL_FILE)
+    )
     if verify:
         verify_tree(root, manifest.files)
     return manifest

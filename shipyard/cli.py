@@ -11,8 +11,9 @@ import inspect
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from shipyard import __version__
 from shipyard.errors import ConfigError, ShipyardError
@@ -30,31 +31,51 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"shipyard {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    c = sub.add_parser("compile", help="write one KFP IR YAML per pipeline, ready to upload in the KFP UI",
-                       description="Compile pipelines to KFP IR YAML (upload in the KFP UI or with kfp.Client).")
+    c = sub.add_parser(
+        "compile",
+        help="write one KFP IR YAML per pipeline, ready to upload in the KFP UI",
+        description="Compile pipelines to KFP IR YAML (upload in the KFP UI or with kfp.Client).",
+    )
     c.add_argument("--output", default="compiled", help="directory for the YAML files (default: %(default)s)")
     c.add_argument("--pipeline", action="append", help="only this pipeline (repeatable; default: all)")
     c.add_argument("--train-gpus", type=int, help="GPUs the training step requests (default 1; 0 for CPU only)")
     c.add_argument("--image-tag", help="tag of the Shipyard images (default: the package version)")
     c.add_argument("--image-registry", help="registry of the Shipyard images (default: ghcr.io/shipyard-ml)")
 
-    r = sub.add_parser("run", help="run a pipeline locally (kfp.local) or submit it to a KFP cluster",
-                       description="Run a pipeline. --local runs every step as a subprocess on this machine.")
+    r = sub.add_parser(
+        "run",
+        help="run a pipeline locally (kfp.local) or submit it to a KFP cluster",
+        description="Run a pipeline. --local runs every step as a subprocess on this machine.",
+    )
     r.add_argument("pipeline", metavar="PIPELINE", help="pipeline name (see `shipyard pipelines`)")
     where = r.add_mutually_exclusive_group(required=True)
     where.add_argument("--local", action="store_true", help="run with kfp.local's SubprocessRunner")
     where.add_argument("--host", help="submit to the KFP API at this URL instead")
-    r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="a pipeline parameter; VALUE is parsed as JSON when it can be (repeatable)")
-    r.add_argument("--output", default="shipyard-output",
-                   help="local runs: artifacts, logs and the MLflow store go here (default: %(default)s)")
+    r.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a pipeline parameter; VALUE is parsed as JSON when it can be (repeatable)",
+    )
+    r.add_argument(
+        "--output",
+        default="shipyard-output",
+        help="local runs: artifacts, logs and the MLflow store go here (default: %(default)s)",
+    )
     r.add_argument("--verbose", action="store_true", help="stream the components' logs")
 
-    s = sub.add_parser("serve", help="serve a model artifact with KServe's ModelServer (V1 and V2 routes)",
-                       description="Serve a Shipyard model artifact over HTTP until SIGTERM/SIGINT.")
+    s = sub.add_parser(
+        "serve",
+        help="serve a model artifact with KServe's ModelServer (V1 and V2 routes)",
+        description="Serve a Shipyard model artifact over HTTP until SIGTERM/SIGINT.",
+    )
     s.add_argument("model_dir", metavar="MODEL_DIR", help="a Shipyard model artifact directory (with model.json)")
     s.add_argument("--name", required=True, help="model name in the routes, e.g. /v1/models/NAME:predict")
-    s.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s; 0.0.0.0 in containers)")
+    s.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (default: %(default)s; 0.0.0.0 in containers)"
+    )
     s.add_argument("--port", type=int, default=8080, help="HTTP port (default: %(default)s)")
 
     m = sub.add_parser("manifests", help="render generated Kubernetes manifests (ClusterServingRuntime)")
@@ -77,7 +98,9 @@ def parse_sets(pipeline: Any, sets: Sequence[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         if key not in params:
-            raise ConfigError(f"--set {key}: unknown parameter of {pipeline.name}; expected one of: {', '.join(params)}")
+            raise ConfigError(
+                f"--set {key}: unknown parameter of {pipeline.name}; expected one of: {', '.join(params)}"
+            )
         want = params[key].annotation
         want = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}.get(want, want)
         try:
@@ -95,8 +118,11 @@ def parse_sets(pipeline: Any, sets: Sequence[str]) -> dict[str, Any]:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    for flag, env in (("train_gpus", "SHIPYARD_TRAIN_GPUS"), ("image_tag", "SHIPYARD_IMAGE_TAG"),
-                      ("image_registry", "SHIPYARD_IMAGE_REGISTRY")):
+    for flag, env in (
+        ("train_gpus", "SHIPYARD_TRAIN_GPUS"),
+        ("image_tag", "SHIPYARD_IMAGE_TAG"),
+        ("image_registry", "SHIPYARD_IMAGE_REGISTRY"),
+    ):
         if getattr(args, flag) is not None:
             os.environ[env] = str(getattr(args, flag))
     from kfp import compiler
@@ -139,7 +165,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     order = [t for t in localrun.FIGURES if (run_dir / t).exists() or t == "deploy-model"]
     rows = localrun.summarize(run_dir, order, output)
     print()
-    print(text_table(["stage", "status", "key figure", "artifacts"], [(r.task, r.status, r.figure, r.where) for r in rows]))
+    print(
+        text_table(
+            ["stage", "status", "key figure", "artifacts"], [(r.task, r.status, r.figure, r.where) for r in rows]
+        )
+    )
     print(f"run directory: {run_dir}")
     print(f"log:           {log}")
     if "mlflow_tracking_uri" in params:
@@ -165,8 +195,11 @@ def cmd_manifests(args: argparse.Namespace) -> int:
     from shipyard.artifacts import write_text
 
     target = Path(args.output) / "cluster-serving-runtime.yaml"
-    write_text(target, "# Generated by `shipyard manifests` (make manifests); do not edit.\n"
-               + yaml.safe_dump(render_serving_runtime(), sort_keys=False))
+    write_text(
+        target,
+        "# Generated by `shipyard manifests` (make manifests); do not edit.\n"
+        + yaml.safe_dump(render_serving_runtime(), sort_keys=False),
+    )
     print(f"wrote {target}")
     return 0
 
@@ -182,8 +215,13 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"compile": cmd_compile, "run": cmd_run, "serve": cmd_serve, "manifests": cmd_manifests,
-            "pipelines": cmd_pipelines}
+COMMANDS = {
+    "compile": cmd_compile,
+    "run": cmd_run,
+    "serve": cmd_serve,
+    "manifests": cmd_manifests,
+    "pipelines": cmd_pipelines,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, ClassVar, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
 
 from shipyard.errors import ConfigError
 
@@ -89,13 +90,10 @@ def _coerce(section: str, name: str, value: Any, hint: Any) -> Any:
         value = tuple(value)
     if expected in (dict, tuple, list) and isinstance(value, expected):
         return value
-    if isinstance(expected, type) and isinstance(value, expected) and not (
-        expected is int and isinstance(value, bool)
-    ):
+    if isinstance(expected, type) and isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
         return value
     raise ConfigError(
-        f"{section}: {name!r} must be {getattr(expected, '__name__', expected)}, "
-        f"got {value!r} ({type(value).__name__})"
+        f"{section}: {name!r} must be {getattr(expected, '__name__', expected)}, got {value!r} ({type(value).__name__})"
     )
 
 

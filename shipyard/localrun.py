@@ -14,8 +14,9 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from shipyard.errors import ShipyardError
 
@@ -86,9 +87,9 @@ def failure_reason(log_text: str) -> str:
     lines = [ANSI.sub("", line) for line in log_text.splitlines()]
     matches = [m for m in (ERROR_LINE.match(line) for line in lines) if m]
     typed = [m for m in matches if m.group(1).startswith("shipyard.errors.")]
-    best = (typed or matches or [None])[-1]
-    if best is None:
+    if not matches:
         return "see the log for details"
+    best = (typed or matches)[-1]
     return f"{best.group(1).rsplit('.', 1)[-1]}: {best.group(2).strip()}"
 
 
@@ -143,7 +144,8 @@ def _fig_validate(d: Path, p: dict[str, Any]) -> str:
 
 def _fig_tune(d: Path, p: dict[str, Any]) -> str:
     result = _json(d / "study" / "trials.json").get("result", {})
-    return f"best val loss {p.get('best_value', float('nan')):.4f} ({result.get('trials', '?')} trials, {result.get('pruned', 0)} pruned)"
+    trials = f"{result.get('trials', '?')} trials, {result.get('pruned', 0)} pruned"
+    return f"best val loss {p.get('best_value', float('nan')):.4f} ({trials})"
 
 
 def _fig_evaluate(d: Path, p: dict[str, Any]) -> str:
@@ -166,8 +168,10 @@ FIGURES: dict[str, Callable[[Path, dict[str, Any]], str]] = {
     "validate-data": _fig_validate,
     "split-data": lambda d, p: f"{p.get('train_rows')}/{p.get('val_rows')}/{p.get('test_rows')} train/val/test rows",
     "tune-hyperparams": _fig_tune,
-    "train-model": lambda d, p: f"val loss {p.get('val_loss', float('nan')):.4f} on {p.get('device')} "
-                                f"(baseline {p.get('baseline_val_loss', float('nan')):.4f})",
+    "train-model": lambda d, p: (
+        f"val loss {p.get('val_loss', float('nan')):.4f} on {p.get('device')} "
+        f"(baseline {p.get('baseline_val_loss', float('nan')):.4f})"
+    ),
     "quantize-model": lambda d, p: f"{p.get('variant')}, size ratio {p.get('size_ratio', float('nan')):.2f}",
     "evaluate-model": _fig_evaluate,
     "register-model": lambda d, p: f"version {p.get('version')} (run {str(p.get('run_id', ''))[:8]})",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -23,8 +24,9 @@ def _classification_metrics() -> dict[str, Metric]:
 
     return {
         "accuracy": lambda y, s: float(m.accuracy_score(y, np.argmax(s, axis=1))),
-        "f1_macro": lambda y, s: float(m.f1_score(y, np.argmax(s, axis=1), average="macro",
-                                                  labels=list(range(s.shape[1])), zero_division=0)),
+        "f1_macro": lambda y, s: float(
+            m.f1_score(y, np.argmax(s, axis=1), average="macro", labels=list(range(s.shape[1])), zero_division=0)
+        ),
         "log_loss": lambda y, s: float(m.log_loss(y, probs(s), labels=list(range(s.shape[1])))),
         "roc_auc": roc_auc,
     }
@@ -65,8 +67,16 @@ def compute(task: str, y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     return out
 
 
-def bootstrap_delta(task: str, metric: str, y: np.ndarray, candidate: np.ndarray, reference: np.ndarray,
-                    n: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_delta(
+    task: str,
+    metric: str,
+    y: np.ndarray,
+    candidate: np.ndarray,
+    reference: np.ndarray,
+    n: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """Paired bootstrap of ``metric(candidate) - metric(reference)`` on the same rows.
 
     Returns:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 def fmt(value: Any) -> str:
@@ -27,6 +28,6 @@ def text_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """Renders an aligned plain-text table for terminals."""
     cells = [list(headers)] + [[fmt(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     out.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(out) + "\n"

@@ -26,7 +26,9 @@ def split_gcs(uri: str) -> tuple[str, str]:
     Raises:
         StorageError: The URI has no bucket.
     """
-    rest = uri[len(GCS_SCHEME):]
+    if not is_gcs(uri):
+        raise StorageError(f"{uri!r}: not a gs:// URI")
+    rest = uri[len(GCS_SCHEME) :]
     bucket, _, blob = rest.partition("/")
     if not bucket:
         raise StorageError(f"{uri!r}: expected gs://BUCKET/OBJECT")
@@ -86,6 +88,10 @@ def upload(local: str | os.PathLike[str], uri: str) -> str:
     target = Path(uri)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(Path(local).read_bytes())
-    os.replace(tmp, target)
+    try:
+        tmp.write_bytes(Path(local).read_bytes())
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"{uri}: cannot copy from {local} ({exc.strerror or exc})") from exc
     return uri

@@ -40,6 +40,8 @@ def infer_task(y: Any, task: str = "auto", column: str = "label") -> str:
             task = "regression"
         else:
             task = "binary" if n_unique == 2 else "multiclass"
+    if task == "binary" and n_unique != 2:
+        raise DataValidationError(f"label column {column!r} has {n_unique} classes; task 'binary' needs exactly 2")
     if task == "regression" and values.dtype.kind not in "iuf":
         raise DataValidationError(f"label column {column!r} has dtype {values.dtype}; regression needs numbers")
     return task

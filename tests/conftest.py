@@ -22,10 +22,21 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths = {name: root / name for name in ("dataset", "train", "val", "test", "model", "baseline", "quantized")}
     ingest.ingest("sklearn:breast_cancer", str(paths["dataset"]), ingest.IngestConfig())
     split.split(str(paths["dataset"]), str(paths["train"]), str(paths["val"]), str(paths["test"]), split.SplitConfig())
-    train.train(str(paths["train"]), str(paths["val"]), str(paths["model"]), str(paths["baseline"]),
-                train.TrainConfig(max_epochs=60, patience=10))
-    quantize.quantize(str(paths["model"]), str(paths["val"]), str(paths["quantized"]), str(root / "q.json"),
-                      str(root / "q.md"), quantize.QuantizeConfig(latency_repeats=20))
+    train.train(
+        str(paths["train"]),
+        str(paths["val"]),
+        str(paths["model"]),
+        str(paths["baseline"]),
+        train.TrainConfig(max_epochs=60, patience=10),
+    )
+    quantize.quantize(
+        str(paths["model"]),
+        str(paths["val"]),
+        str(paths["quantized"]),
+        str(root / "q.json"),
+        str(root / "q.md"),
+        quantize.QuantizeConfig(latency_repeats=20),
+    )
     return paths
 
 

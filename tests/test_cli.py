@@ -10,8 +10,9 @@ import pytest
 
 
 def shipyard(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "shipyard.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "shipyard.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:

@@ -23,12 +23,20 @@ def deploy_model(
         inference_service: Output: the rendered InferenceService YAML.
         report: Output: Markdown deployment report.
         target: kubernetes (apply), local (serve on 127.0.0.1, smoke-test V1 and V2, stop) or render.
-        options: service_name, namespace, canary_traffic_percent, service_account, min_replicas, max_replicas, ready_timeout_s, smoke_rows.
+        options: service_name, namespace, canary_traffic_percent, service_account, min_replicas,
+            max_replicas, ready_timeout_s, smoke_rows.
 
     Returns:
         The endpoint (the service URL, or the local URL that answered the smoke test).
     """
     from components.deploy_model import core
 
-    return core.deploy(model.path, model.uri, test.path, model_name, inference_service.path, report.path,
-                       core.DeployConfig.from_dict({**options, "target": target}))["endpoint"]
+    return core.deploy(
+        model.path,
+        model.uri,
+        test.path,
+        model_name,
+        inference_service.path,
+        report.path,
+        core.DeployConfig.from_dict({**options, "target": target}),
+    )["endpoint"]

@@ -62,9 +62,15 @@ class DeployConfig(Config):
     smoke_rows: int = 5
 
     def validate(self) -> None:
-        require(self.target in ("kubernetes", "local", "render"), self.section, "target must be kubernetes, local or render")
+        require(
+            self.target in ("kubernetes", "local", "render"), self.section, "target must be kubernetes, local or render"
+        )
         require(0 <= self.canary_traffic_percent <= 100, self.section, "canary_traffic_percent must be in 0..100")
-        require(self.ready_timeout_s > 0 and self.smoke_rows >= 1, self.section, "ready_timeout_s and smoke_rows must be positive")
+        require(
+            self.ready_timeout_s > 0 and self.smoke_rows >= 1,
+            self.section,
+            "ready_timeout_s and smoke_rows must be positive",
+        )
 
 
 def service_name_for(model_name: str) -> str:
@@ -106,12 +112,25 @@ class LocalServer:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shipyard.cli", "serve", self.model_dir, "--name", self.name,
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [
+                sys.executable,
+                "-m",
+                "shipyard.cli",
+                "serve",
+                self.model_dir,
+                "--name",
+                self.name,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         return self
 
@@ -125,8 +144,10 @@ class LocalServer:
         start = time.monotonic()
         while time.monotonic() - start < timeout_s:
             if self.proc.poll() is not None:
-                raise DeploymentError(f"local server exited with code {self.proc.returncode} before it was ready"
-                                      + (f"; see {self.log_path}" if self.log_path else ""))
+                raise DeploymentError(
+                    f"local server exited with code {self.proc.returncode} before it was ready"
+                    + (f"; see {self.log_path}" if self.log_path else "")
+                )
             try:
                 status, _ = _http("GET", f"{self.url}/v2/models/{self.name}/ready", timeout=2)
                 if status == 200:
@@ -170,10 +191,14 @@ def smoke_test(url: str, name: str, model_dir: str, test_dir: str, rows: int) ->
     if status != 200:
         raise DeploymentError(f"V1 smoke request returned HTTP {status}: {v1}")
     t0 = time.perf_counter()
-    status, v2 = _http("POST", f"{url}/v2/models/{name}/infer", {
-        "id": "shipyard-smoke",
-        "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
-    })
+    status, v2 = _http(
+        "POST",
+        f"{url}/v2/models/{name}/infer",
+        {
+            "id": "shipyard-smoke",
+            "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
+        },
+    )
     v2_ms = (time.perf_counter() - t0) * 1e3
     if status != 200:
         raise DeploymentError(f"V2 smoke request returned HTTP {status}: {v2}")
@@ -189,8 +214,14 @@ def smoke_test(url: str, name: str, model_dir: str, test_dir: str, rows: int) ->
         close = np.allclose(got_v2, want, rtol=1e-4, atol=1e-4)
         got_v1 = want if np.allclose(got_v1, want, rtol=1e-4, atol=1e-4) else got_v1
         got_v2 = want if close else got_v2
-    if [str(v) for v in got_v1] != [str(v) for v in want] or [str(v) for v in got_v2] != [str(v) for v in want] or not close:
-        raise DeploymentError(f"served predictions differ from the artifact's: expected {want}, V1 {got_v1}, V2 {got_v2}")
+    if (
+        [str(v) for v in got_v1] != [str(v) for v in want]
+        or [str(v) for v in got_v2] != [str(v) for v in want]
+        or not close
+    ):
+        raise DeploymentError(
+            f"served predictions differ from the artifact's: expected {want}, V1 {got_v1}, V2 {got_v2}"
+        )
     return {"rows": len(x), "v1": "passed", "v2": "passed", "v1_ms": round(v1_ms, 1), "v2_ms": round(v2_ms, 1)}
 
 
@@ -214,8 +245,15 @@ def apply_to_cluster(isvc: dict[str, Any], timeout_s: float) -> str:  # pragma: 
     return str(status.get("url", ""))
 
 
-def deploy(model_dir: str, storage_uri: str, test_dir: str, model_name: str, isvc_yaml: str, report_md: str,
-           config: DeployConfig) -> dict[str, Any]:
+def deploy(
+    model_dir: str,
+    storage_uri: str,
+    test_dir: str,
+    model_name: str,
+    isvc_yaml: str,
+    report_md: str,
+    config: DeployConfig,
+) -> dict[str, Any]:
     """Renders the InferenceService and deploys to the configured target.
 
     Args:
@@ -238,29 +276,52 @@ def deploy(model_dir: str, storage_uri: str, test_dir: str, model_name: str, isv
     manifest = read_model_manifest(model_dir)
     name = config.service_name or service_name_for(model_name)
     isvc = render_inference_service(
-        name, storage_uri, manifest.format, namespace=config.namespace,
-        canary_traffic_percent=config.canary_traffic_percent, service_account=config.service_account,
-        min_replicas=config.min_replicas, max_replicas=config.max_replicas,
+        name,
+        storage_uri,
+        manifest.format,
+        namespace=config.namespace,
+        canary_traffic_percent=config.canary_traffic_percent,
+        service_account=config.service_account,
+        min_replicas=config.min_replicas,
+        max_replicas=config.max_replicas,
         labels={"shipyard.io/model": name},
     )
     Path(isvc_yaml).parent.mkdir(parents=True, exist_ok=True)
     write_text(isvc_yaml, "# Rendered by shipyard deploy_model\n" + yaml.safe_dump(isvc, sort_keys=False))
-    result: dict[str, Any] = {"target": config.target, "service": name, "isvc_yaml": isvc_yaml, "endpoint": "", "smoke": None}
+    result: dict[str, Any] = {
+        "target": config.target,
+        "service": name,
+        "isvc_yaml": isvc_yaml,
+        "endpoint": "",
+        "smoke": None,
+    }
     if config.target == "local":
         log = str(Path(report_md).with_suffix(".server.log"))
         with LocalServer(model_dir, name, log_path=log) as server:
             ready_s = server.wait_ready(config.ready_timeout_s)
-            result["smoke"] = {**smoke_test(server.url, name, model_dir, test_dir, config.smoke_rows), "ready_s": round(ready_s, 2)}
+            result["smoke"] = {
+                **smoke_test(server.url, name, model_dir, test_dir, config.smoke_rows),
+                "ready_s": round(ready_s, 2),
+            }
             result["endpoint"] = f"{server.url}/v2/models/{name}/infer"
     elif config.target == "kubernetes":
         result["endpoint"] = apply_to_cluster(isvc, config.ready_timeout_s)
     write_json(Path(report_md).with_suffix(".json"), result)
     smoke = result["smoke"]
-    write_text(report_md, (
-        f"# Deployment: {name}\n\nTarget **{config.target}**, format {manifest.format}, canary traffic "
-        f"{config.canary_traffic_percent}% (applies when the service already exists).\n\n"
-        + (f"Local smoke test on {result['endpoint']}: V1 {smoke['v1']} ({smoke['v1_ms']} ms), V2 {smoke['v2']} "
-           f"({smoke['v2_ms']} ms), {smoke['rows']} rows, ready after {smoke['ready_s']} s; server stopped.\n\n" if smoke else "")
-        + "```yaml\n" + yaml.safe_dump(isvc, sort_keys=False) + "```\n"
-    ))
+    write_text(
+        report_md,
+        (
+            f"# Deployment: {name}\n\nTarget **{config.target}**, format {manifest.format}, canary traffic "
+            f"{config.canary_traffic_percent}% (applies when the service already exists).\n\n"
+            + (
+                f"Local smoke test on {result['endpoint']}: V1 {smoke['v1']} ({smoke['v1_ms']} ms), V2 {smoke['v2']} "
+                f"({smoke['v2_ms']} ms), {smoke['rows']} rows, ready after {smoke['ready_s']} s; server stopped.\n\n"
+                if smoke
+                else ""
+            )
+            + "```yaml\n"
+            + yaml.safe_dump(isvc, sort_keys=False)
+            + "```\n"
+        ),
+    )
     return result

@@ -32,11 +32,15 @@ def evaluate_model(
     """
     from components.evaluate_model import core
 
-    r = core.evaluate(model.path, test.path, evaluation.path, report.path, core.EvalConfig.from_dict(options), baseline.path)
+    r = core.evaluate(
+        model.path, test.path, evaluation.path, report.path, core.EvalConfig.from_dict(options), baseline.path
+    )
     for key, value in r["metrics"].items():
         metrics.log_metric(key, value)
     if "confusion_matrix" in r:
         classification.log_confusion_matrix([str(n) for n in r["label_names"]], r["confusion_matrix"])
     if "roc" in r:
-        classification.log_roc_curve([p["fpr"] for p in r["roc"]], [p["tpr"] for p in r["roc"]], [p["threshold"] for p in r["roc"]])
+        classification.log_roc_curve(
+            [p["fpr"] for p in r["roc"]], [p["tpr"] for p in r["roc"]], [p["threshold"] for p in r["roc"]]
+        )
     return r["blessed"]

@@ -6,7 +6,9 @@ than ``baseline_tolerance``. With ``comparison="bootstrap"`` (the default) that 
 non-inferiority test: a paired bootstrap over the test rows gives a confidence interval of the
 difference, and the candidate fails only when the whole interval lies below ``-tolerance`` (so a
 small test set's noise does not block a model, and a clearly worse one is still caught). With
-``comparison="point"`` the observed difference alone is compared, as TFX's change thresholds do. Models are loaded with :func:`serving.formats.load_model`, the
+``comparison="point"`` the observed difference alone is compared, as TFX's change thresholds do.
+
+Models are loaded with :func:`serving.formats.load_model`, the
 loader the server uses, so what is evaluated is exactly what will be served.
 """
 
@@ -60,8 +62,11 @@ class EvalConfig(Config):
         require(0.5 <= self.confidence < 1, self.section, "confidence must be in [0.5, 1)")
         require(self.n_bootstrap >= 100, self.section, "n_bootstrap must be >= 100")
         for metric, bounds in self.thresholds.items():
-            require(isinstance(bounds, dict) and bounds and not set(bounds) - {"min", "max"}, self.section,
-                    f"thresholds.{metric}: expected {{'min': x}} and/or {{'max': y}}, got {bounds!r}")
+            require(
+                isinstance(bounds, dict) and bool(bounds) and not set(bounds) - {"min", "max"},
+                self.section,
+                f"thresholds.{metric}: expected {{'min': x}} and/or {{'max': y}}, got {bounds!r}",
+            )
         require(self.baseline_tolerance >= 0, self.section, "baseline_tolerance must be >= 0")
 
 
@@ -94,13 +99,20 @@ def check_thresholds(values: dict[str, float], thresholds: dict[str, dict[str, f
         value = values.get(metric)
         for kind, bound in bounds.items():
             ok = value is not None and (value >= bound if kind == "min" else value <= bound)
-            rows.append({"check": f"{metric} {'≥' if kind == 'min' else '≤'} {bound:g}", "metric": metric,
-                         "value": value, "passed": bool(ok)})
+            rows.append(
+                {
+                    "check": f"{metric} {'≥' if kind == 'min' else '≤'} {bound:g}",
+                    "metric": metric,
+                    "value": value,
+                    "passed": bool(ok),
+                }
+            )
     return rows
 
 
-def compare_to_baseline(task: str, metric: str, y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray,
-                        config: EvalConfig) -> dict[str, Any]:
+def compare_to_baseline(
+    task: str, metric: str, y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray, config: EvalConfig
+) -> dict[str, Any]:
     """The baseline check: ``value`` is the improvement (positive = better than the baseline).
 
     Returns:
@@ -108,24 +120,30 @@ def compare_to_baseline(task: str, metric: str, y: np.ndarray, candidate: np.nda
     """
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     if config.comparison == "bootstrap":
-        delta, low, high = task_metrics.bootstrap_delta(task, metric, y, candidate, baseline, config.n_bootstrap,
-                                                       config.confidence, config.seed)
+        delta, low, high = task_metrics.bootstrap_delta(
+            task, metric, y, candidate, baseline, config.n_bootstrap, config.confidence, config.seed
+        )
     else:
         fn = task_metrics.metric_functions(task)[metric]
         delta = low = high = fn(y, candidate) - fn(y, baseline)
     improvement = sign * delta
     # Best case for the candidate: the upper end of the improvement interval.
     best_case = max(sign * low, sign * high)
-    row = {"check": f"{metric} vs baseline not worse by > {config.baseline_tolerance:g}"
-                    + (f" ({config.confidence:.0%} bootstrap)" if config.comparison == "bootstrap" else ""),
-           "metric": metric, "value": improvement, "passed": bool(best_case >= -config.baseline_tolerance)}
+    row = {
+        "check": f"{metric} vs baseline not worse by > {config.baseline_tolerance:g}"
+        + (f" ({config.confidence:.0%} bootstrap)" if config.comparison == "bootstrap" else ""),
+        "metric": metric,
+        "value": improvement,
+        "passed": bool(best_case >= -config.baseline_tolerance),
+    }
     if config.comparison == "bootstrap":
         row["interval"] = sorted([sign * low, sign * high])
     return row
 
 
-def evaluate(model_dir: str, test_dir: str, report_json: str, report_md: str, config: EvalConfig,
-             baseline_dir: str | None = None) -> dict[str, Any]:
+def evaluate(
+    model_dir: str, test_dir: str, report_json: str, report_md: str, config: EvalConfig, baseline_dir: str | None = None
+) -> dict[str, Any]:
     """Evaluates the candidate (and baseline) on the test split and decides the blessing.
 
     Returns:
@@ -147,9 +165,15 @@ def evaluate(model_dir: str, test_dir: str, report_json: str, report_md: str, co
         checks.append(compare_to_baseline(task, primary, y, scores, bscores, config))
     blessed = all(c["passed"] for c in checks)
     result: dict[str, Any] = {
-        "blessed": blessed, "task": task, "primary_metric": primary, "metrics": values,
-        "baseline_metrics": baseline_values, "checks": checks, "rows": int(len(y)),
-        "label_names": list(model.manifest.label_names), "format": model.manifest.format,
+        "blessed": blessed,
+        "task": task,
+        "primary_metric": primary,
+        "metrics": values,
+        "baseline_metrics": baseline_values,
+        "checks": checks,
+        "rows": int(len(y)),
+        "label_names": list(model.manifest.label_names),
+        "format": model.manifest.format,
     }
     if task != "regression":
         result["confusion_matrix"] = task_metrics.confusion(y, scores, scores.shape[1])
@@ -157,12 +181,20 @@ def evaluate(model_dir: str, test_dir: str, report_json: str, report_md: str, co
             result["roc"] = task_metrics.roc_points(y, scores[:, 1])
     write_json(report_json, result)
     metric_rows = [(k, v, (baseline_values or {}).get(k)) for k, v in values.items()]
-    write_text(report_md, (
-        f"# Evaluation: {'BLESSED' if blessed else 'NOT blessed'}\n\n{len(y)} test rows, task {task}, "
-        f"model format {model.manifest.format}.\n\n"
-        + markdown_table(["metric", "candidate", "baseline"], metric_rows) + "\n"
-        + markdown_table(["check", "value", "interval", "passed"],
-                         [(c["check"], c["value"], " … ".join(f"{v:.4g}" for v in c.get("interval", [])) or None,
-                           c["passed"]) for c in checks])
-    ))
+    write_text(
+        report_md,
+        (
+            f"# Evaluation: {'BLESSED' if blessed else 'NOT blessed'}\n\n{len(y)} test rows, task {task}, "
+            f"model format {model.manifest.format}.\n\n"
+            + markdown_table(["metric", "candidate", "baseline"], metric_rows)
+            + "\n"
+            + markdown_table(
+                ["check", "value", "interval", "passed"],
+                [
+                    (c["check"], c["value"], " … ".join(f"{v:.4g}" for v in c.get("interval", [])) or None, c["passed"])
+                    for c in checks
+                ],
+            )
+        ),
+    )
     return result

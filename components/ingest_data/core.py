@@ -49,7 +49,7 @@ def read_source(source: str, csv_delimiter: str = ",") -> Any:
     import pandas as pd
 
     if source.startswith(SKLEARN_PREFIX):
-        return _sklearn_frame(source[len(SKLEARN_PREFIX):])
+        return _sklearn_frame(source[len(SKLEARN_PREFIX) :])
     name = source.lower()
     if not name.endswith((".csv", ".csv.gz", ".parquet", ".pq")):
         raise DataValidationError(

@@ -27,5 +27,7 @@ def quantize_model(
     """
     from components.quantize_model import core
 
-    r = core.quantize(model.path, val.path, quantized.path, table.path, report.path, core.QuantizeConfig.from_dict(options))
+    r = core.quantize(
+        model.path, val.path, quantized.path, table.path, report.path, core.QuantizeConfig.from_dict(options)
+    )
     return (r["variant"], r["size_ratio"])

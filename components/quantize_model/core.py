@@ -20,8 +20,9 @@ import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -59,8 +60,11 @@ class QuantizeConfig(Config):
         require(not unknown, self.section, f"variants: unknown {unknown}; expected some of {list(VARIANTS)}")
         require(self.objective in ("latency", "size"), self.section, "objective must be latency or size")
         require(self.max_metric_drop >= 0, self.section, "max_metric_drop must be >= 0")
-        require(self.latency_repeats >= 5 and self.batch_size >= 1, self.section,
-                "latency_repeats must be >= 5 and batch_size >= 1")
+        require(
+            self.latency_repeats >= 5 and self.batch_size >= 1,
+            self.section,
+            "latency_repeats must be >= 5 and batch_size >= 1",
+        )
 
 
 def _median_us(fn: Callable[[], Any], repeats: int) -> float:
@@ -92,14 +96,18 @@ def choose(table: dict[str, dict[str, Any]], task: str, config: QuantizeConfig) 
     primary = PRIMARY_METRIC[task] if PRIMARY_METRIC[task] in table["fp32-torchscript"]["metrics"] else "accuracy"
     ref = table["fp32-torchscript"]["metrics"][primary]
     sign = -1.0 if primary in LOWER_IS_BETTER else 1.0
-    eligible = [v for v, row in table.items() if sign * (ref - row["metrics"][primary]) <= config.max_metric_drop + 1e-12]
+    eligible = [
+        v for v, row in table.items() if sign * (ref - row["metrics"][primary]) <= config.max_metric_drop + 1e-12
+    ]
     key = "latency_us_1" if config.objective == "latency" else "bytes"
     best = min(eligible, key=lambda v: table[v][key])
     near = [v for v in eligible if table[v][key] <= table[best][key] * 1.05]
     pick = min(near, key=lambda v: (table[v]["bytes"], table[v][key]))
-    reason = (f"lowest {'single-row latency' if key == 'latency_us_1' else 'file size'} among variants within "
-              f"{config.max_metric_drop:g} {primary} of fp32 ({len(eligible)}/{len(table)} eligible)"
-              + ("; near tie broken by size" if pick != best else ""))
+    reason = (
+        f"lowest {'single-row latency' if key == 'latency_us_1' else 'file size'} among variants within "
+        f"{config.max_metric_drop:g} {primary} of fp32 ({len(eligible)}/{len(table)} eligible)"
+        + ("; near tie broken by size" if pick != best else "")
+    )
     return pick, reason
 
 
@@ -131,8 +139,14 @@ def _build_variant(name: str, source_dir: Path, manifest: ModelManifest, out: Pa
         onnx_path = tmp / WEIGHTS_FILE["onnx"]
         fp32 = onnx_path if name == "fp32-onnx" else Path(tempfile.mkdtemp()) / "fp32.onnx"
         torch.onnx.export(
-            scorer, (torch.from_numpy(sample[:2]),), str(fp32), input_names=["input"], output_names=["output"],
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), dynamo=True, verbose=False,
+            scorer,
+            (torch.from_numpy(sample[:2]),),
+            str(fp32),
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+            dynamo=True,
+            verbose=False,
         )
         if name == "int8-onnx":
             from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -143,8 +157,9 @@ def _build_variant(name: str, source_dir: Path, manifest: ModelManifest, out: Pa
     write_model(out, variant_manifest, build)
 
 
-def quantize(model_dir: str, val_dir: str, output_dir: str, report_json: str, report_md: str,
-             config: QuantizeConfig) -> dict[str, Any]:
+def quantize(
+    model_dir: str, val_dir: str, output_dir: str, report_json: str, report_md: str, config: QuantizeConfig
+) -> dict[str, Any]:
     """Builds and measures the variants, writes the chosen one as the output Model artifact.
 
     Returns:
@@ -179,9 +194,11 @@ def quantize(model_dir: str, val_dir: str, output_dir: str, report_json: str, re
         pick, reason = choose(table, manifest.task, config)
         chosen = work / pick
         chosen_manifest = read_model_manifest(chosen)
-        write_model(output_dir, dataclasses.replace(chosen_manifest, parent=parent,
-                                                    metrics={**manifest.metrics, **table[pick]["metrics"]}),
-                    _copier(chosen, chosen_manifest.files))
+        write_model(
+            output_dir,
+            dataclasses.replace(chosen_manifest, parent=parent, metrics={**manifest.metrics, **table[pick]["metrics"]}),
+            _copier(chosen, chosen_manifest.files),
+        )
     finally:
         torch.set_num_threads(threads)
         shutil.rmtree(work, ignore_errors=True)
@@ -189,11 +206,34 @@ def quantize(model_dir: str, val_dir: str, output_dir: str, report_json: str, re
     ratio = table[pick]["bytes"] / ref["bytes"]
     write_json(report_json, {"variant": pick, "reason": reason, "size_ratio": ratio, "table": table})
     primary = PRIMARY_METRIC[manifest.task]
-    rows = [(v, r["bytes"], f"{r['bytes'] / ref['bytes']:.2f}", round(r["latency_us_1"], 1),
-             round(next(val for key, val in r.items() if key.startswith("latency_us_") and key != "latency_us_1"), 1),
-             r["metrics"].get(primary), "✔" if v == pick else "") for v, r in table.items()]
-    write_text(report_md, f"# Quantization\n\nChosen: **{pick}** — {reason}.\n\n" + markdown_table(
-        ["variant", "bytes", "size ratio", "µs/row (batch 1)", f"µs/batch ({config.batch_size})", primary, "chosen"], rows))
+    rows = [
+        (
+            v,
+            r["bytes"],
+            f"{r['bytes'] / ref['bytes']:.2f}",
+            round(r["latency_us_1"], 1),
+            round(next(val for key, val in r.items() if key.startswith("latency_us_") and key != "latency_us_1"), 1),
+            r["metrics"].get(primary),
+            "✔" if v == pick else "",
+        )
+        for v, r in table.items()
+    ]
+    write_text(
+        report_md,
+        f"# Quantization\n\nChosen: **{pick}** — {reason}.\n\n"
+        + markdown_table(
+            [
+                "variant",
+                "bytes",
+                "size ratio",
+                "µs/row (batch 1)",
+                f"µs/batch ({config.batch_size})",
+                primary,
+                "chosen",
+            ],
+            rows,
+        ),
+    )
     return {"variant": pick, "reason": reason, "size_ratio": ratio, "table": table}
 
 

@@ -24,5 +24,12 @@ def record_outcome(
     """
     from components.record_outcome import core
 
-    return core.record(status.state, status.pipeline_job_resource_name, status.pipeline_task_name,
-                       status.error_message, model_name, tracking_uri, outcome.path)["state"]
+    return core.record(
+        status.state,
+        status.pipeline_job_resource_name,
+        status.pipeline_task_name,
+        status.error_message,
+        model_name,
+        tracking_uri,
+        outcome.path,
+    )["state"]

@@ -7,8 +7,15 @@ from typing import Any
 from shipyard.artifacts import write_json
 
 
-def record(state: str, pipeline_job: str | None, pipeline_task: str | None, error_message: str | None, model_name: str,
-           tracking_uri: str, output_json: str) -> dict[str, Any]:
+def record(
+    state: str,
+    pipeline_job: str | None,
+    pipeline_task: str | None,
+    error_message: str | None,
+    model_name: str,
+    tracking_uri: str,
+    output_json: str,
+) -> dict[str, Any]:
     """Writes the outcome JSON and logs it as an MLflow run in ``shipyard/<model_name>``.
 
     Args:
@@ -31,8 +38,12 @@ def record(state: str, pipeline_job: str | None, pipeline_task: str | None, erro
     uri = resolve_tracking_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
     outcome = {"state": state, "pipeline_job": pipeline_job, "task": pipeline_task, "error": error_message}
-    with mlflow.start_run(experiment_id=experiment_id(mlflow, uri, f"shipyard/{model_name}"), run_name="pipeline-outcome") as run:
-        mlflow.set_tags({"shipyard.outcome": state, "kfp.pipeline_job": pipeline_job[:250], "shipyard.error": error_message[:4000]})
+    with mlflow.start_run(
+        experiment_id=experiment_id(mlflow, uri, f"shipyard/{model_name}"), run_name="pipeline-outcome"
+    ) as run:
+        mlflow.set_tags(
+            {"shipyard.outcome": state, "kfp.pipeline_job": pipeline_job[:250], "shipyard.error": error_message[:4000]}
+        )
     outcome["mlflow_run_id"] = run.info.run_id
     write_json(output_json, outcome)
     return outcome

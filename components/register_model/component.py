@@ -29,6 +29,14 @@ def register_model(
     """
     from components.register_model import core
 
-    r = core.register(model.path, model_name, evaluation.path, blessed, tracking_uri, params,
-                      {"kfp.run": kfp_run}, {"evaluation": evaluation.path})
+    r = core.register(
+        model.path,
+        model_name,
+        evaluation.path,
+        blessed,
+        tracking_uri,
+        params,
+        {"kfp.run": kfp_run},
+        {"evaluation": evaluation.path},
+    )
     return (r["version"], r["run_id"])

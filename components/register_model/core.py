@@ -39,13 +39,20 @@ def experiment_id(mlflow: Any, tracking_uri: str, name: str) -> str:
         return existing.experiment_id
     location = None
     if tracking_uri.startswith("sqlite:///"):
-        location = (Path(tracking_uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+        location = (Path(tracking_uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
     return mlflow.create_experiment(name, artifact_location=location)
 
 
-def register(model_dir: str, model_name: str, eval_json: str | None, blessed: bool, tracking_uri: str = "",
-             params: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
-             extra_artifacts: dict[str, str] | None = None) -> dict[str, Any]:
+def register(
+    model_dir: str,
+    model_name: str,
+    eval_json: str | None,
+    blessed: bool,
+    tracking_uri: str = "",
+    params: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    extra_artifacts: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Logs the model and registers a new version.
 
     Args:
@@ -75,8 +82,12 @@ def register(model_dir: str, model_name: str, eval_json: str | None, blessed: bo
     if eval_json:
         report = read_json(eval_json, "evaluation report")
         metrics.update({f"test_{k}": v for k, v in report.get("metrics", {}).items()})
-    all_tags = {"shipyard.format": manifest.format, "shipyard.task": manifest.task,
-                "shipyard.blessed": str(bool(blessed)).lower(), **(tags or {})}
+    all_tags = {
+        "shipyard.format": manifest.format,
+        "shipyard.task": manifest.task,
+        "shipyard.blessed": str(bool(blessed)).lower(),
+        **(tags or {}),
+    }
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{model_name}-register") as run:
         mlflow.set_tags(all_tags)
         if params:
@@ -96,5 +107,11 @@ def register(model_dir: str, model_name: str, eval_json: str | None, blessed: bo
     if blessed:
         client.set_registered_model_alias(model_name, CHALLENGER, version.version)
         alias = CHALLENGER
-    return {"name": model_name, "version": int(version.version), "run_id": run.info.run_id, "alias": alias,
-            "tracking_uri": uri, "source": source}
+    return {
+        "name": model_name,
+        "version": int(version.version),
+        "run_id": run.info.run_id,
+        "alias": alias,
+        "tracking_uri": uri,
+        "source": source,
+    }

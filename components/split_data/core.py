@@ -25,8 +25,11 @@ class SplitConfig(Config):
     def validate(self) -> None:
         for name in ("train", "val", "test"):
             require(0 < getattr(self, name) < 1, self.section, f"{name} must be between 0 and 1")
-        require(abs(self.train + self.val + self.test - 1) < 1e-6, self.section,
-                f"train + val + test must be 1, got {self.train + self.val + self.test:g}")
+        require(
+            abs(self.train + self.val + self.test - 1) < 1e-6,
+            self.section,
+            f"train + val + test must be 1, got {self.train + self.val + self.test:g}",
+        )
 
 
 def split(dataset_dir: str, train_dir: str, val_dir: str, test_dir: str, config: SplitConfig) -> dict[str, Any]:

@@ -6,13 +6,13 @@ The artifact keeps both ``model.pt`` (TorchScript, what is served) and ``weights
 ``state_dict``, loaded with ``weights_only=True`` by quantization to rebuild the module).
 """
 
-from __future__ import annotations
 
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,11 +65,17 @@ class TrainConfig(Config):
         require(1 <= self.depth <= 16, self.section, "depth must be in 1..16")
         require(0 <= self.dropout < 1, self.section, "dropout must be in [0, 1)")
         require(self.lr > 0 and self.weight_decay >= 0, self.section, "lr must be > 0 and weight_decay >= 0")
-        require(self.batch_size >= 1 and self.max_epochs >= 1 and self.patience >= 1, self.section,
-                "batch_size, max_epochs and patience must be >= 1")
+        require(
+            self.batch_size >= 1 and self.max_epochs >= 1 and self.patience >= 1,
+            self.section,
+            "batch_size, max_epochs and patience must be >= 1",
+        )
         require(self.device in ("auto", "cpu", "cuda"), self.section, "device must be auto, cpu or cuda")
-        require(self.task in ("auto", "binary", "multiclass", "regression"), self.section,
-                "task must be auto, binary, multiclass or regression")
+        require(
+            self.task in ("auto", "binary", "multiclass", "regression"),
+            self.section,
+            "task must be auto, binary, multiclass or regression",
+        )
 
 
 @dataclasses.dataclass
@@ -115,7 +121,9 @@ def load_split(dataset_dir: str, task: str = "auto", label_names: list[Any] | No
         index = {v: i for i, v in enumerate(names)}
         unseen = sorted({v for v in np.unique(raw_y).tolist() if v not in index}, key=str)
         if unseen:
-            raise DataValidationError(f"{dataset_dir}: label {schema.label!r} has classes {unseen[:5]} not seen in training")
+            raise DataValidationError(
+                f"{dataset_dir}: label {schema.label!r} has classes {unseen[:5]} not seen in training"
+            )
         y = np.array([index[v] for v in raw_y.tolist()], dtype=np.int64)
     input_schema = tuple(schema.column(f) for f in features)
     return TabularData(x, y, features, schema.label, names, task, input_schema)
@@ -123,6 +131,11 @@ def load_split(dataset_dir: str, task: str = "auto", label_names: list[Any] | No
 
 class TabularMLP(nn.Module):
     """Standardize → [Linear → ReLU → Dropout] × depth → Linear (logits or scaled value)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    y_mean: torch.Tensor
+    y_std: torch.Tensor
 
     def __init__(self, n_features: int, n_outputs: int, width: int, depth: int, dropout: float):
         super().__init__()
@@ -156,6 +169,9 @@ class ClassifierScores(nn.Module):
 class RegressorScores(nn.Module):
     """Serving head: the prediction in the label's own units."""
 
+    y_mean: torch.Tensor
+    y_std: torch.Tensor
+
     def __init__(self, mlp: TabularMLP):
         super().__init__()
         self.mlp = mlp
@@ -169,8 +185,13 @@ class RegressorScores(nn.Module):
 def architecture(n_features: int, task: str, n_classes: int, config: TrainConfig) -> dict[str, Any]:
     """The constructor arguments recorded in ``model.json`` to rebuild the module."""
     n_outputs = 1 if task == "regression" else n_classes
-    return {"n_features": n_features, "n_outputs": n_outputs, "width": config.width,
-            "depth": config.depth, "dropout": config.dropout}
+    return {
+        "n_features": n_features,
+        "n_outputs": n_outputs,
+        "width": config.width,
+        "depth": config.depth,
+        "dropout": config.dropout,
+    }
 
 
 def build_module(arch: dict[str, Any]) -> TabularMLP:
@@ -192,8 +213,9 @@ def pick_device(requested: str) -> torch.device:
     return torch.device("cuda")
 
 
-def fit_mlp(train: TabularData, val: TabularData, config: TrainConfig,
-            on_epoch: Callable[[int, float], None] | None = None) -> tuple[TabularMLP, dict[str, Any]]:
+def fit_mlp(
+    train: TabularData, val: TabularData, config: TrainConfig, on_epoch: Callable[[int, float], None] | None = None
+) -> tuple[TabularMLP, dict[str, Any]]:
     """Trains the MLP with AdamW and early stopping on validation loss.
 
     Args:
@@ -257,12 +279,23 @@ def fit_mlp(train: TabularData, val: TabularData, config: TrainConfig,
     if best_state is not None:
         mlp.load_state_dict(best_state)
     mlp.eval()
-    return mlp, {"best_val_loss": best_loss, "best_epoch": best_epoch, "epochs": epoch + 1,
-                 "device": device.type, "train_seconds": round(time.perf_counter() - start, 3)}
+    return mlp, {
+        "best_val_loss": best_loss,
+        "best_epoch": best_epoch,
+        "epochs": epoch + 1,
+        "device": device.type,
+        "train_seconds": round(time.perf_counter() - start, 3),
+    }
 
 
-def save_torch_model(model_dir: str, mlp: TabularMLP, data: TabularData, arch: dict[str, Any],
-                     metrics: dict[str, float], details: dict[str, Any]) -> ModelManifest:
+def save_torch_model(
+    model_dir: str,
+    mlp: TabularMLP,
+    data: TabularData,
+    arch: dict[str, Any],
+    metrics: dict[str, float],
+    details: dict[str, Any],
+) -> ModelManifest:
     """Writes a ``torchscript`` Model artifact (TorchScript + state_dict) atomically."""
     scripted = torch.jit.script(scoring_module(mlp, data.task).eval())
 
@@ -271,8 +304,12 @@ def save_torch_model(model_dir: str, mlp: TabularMLP, data: TabularData, arch: d
         torch.save(mlp.state_dict(), tmp / STATE_DICT_FILE)
 
     manifest = ModelManifest(
-        format="torchscript", task=data.task, input_schema=data.input_schema, label=data.label,
-        label_names=tuple(data.label_names), metrics=metrics,
+        format="torchscript",
+        task=data.task,
+        input_schema=data.input_schema,
+        label=data.label,
+        label_names=tuple(data.label_names),
+        metrics=metrics,
         details={**details, "architecture": arch, "framework": {"torch": torch.__version__}},
     )
     return write_model(model_dir, manifest, build)
@@ -289,15 +326,20 @@ def fit_baseline(train: TabularData, seed: int = 0) -> Any:
     return make_pipeline(StandardScaler(), estimator).fit(train.x, train.y)
 
 
-def save_sklearn_model(model_dir: str, model: Any, data: TabularData, metrics: dict[str, float],
-                       details: dict[str, Any]) -> ModelManifest:
+def save_sklearn_model(
+    model_dir: str, model: Any, data: TabularData, metrics: dict[str, float], details: dict[str, Any]
+) -> ModelManifest:
     """Writes a ``sklearn-skops`` Model artifact atomically."""
     import sklearn
     import skops.io as sio
 
     manifest = ModelManifest(
-        format="sklearn-skops", task=data.task, input_schema=data.input_schema, label=data.label,
-        label_names=tuple(data.label_names), metrics=metrics,
+        format="sklearn-skops",
+        task=data.task,
+        input_schema=data.input_schema,
+        label=data.label,
+        label_names=tuple(data.label_names),
+        metrics=metrics,
         details={**details, "estimator": type(model[-1]).__name__, "framework": {"scikit-learn": sklearn.__version__}},
     )
     return write_model(model_dir, manifest, lambda tmp: sio.dump(model, tmp / SKOPS_FILE))
@@ -324,8 +366,9 @@ def train(train_dir: str, val_dir: str, model_dir: str, baseline_dir: str, confi
     va = load_split(val_dir, tr.task, tr.label_names)
     mlp, info = fit_mlp(tr, va, config)
     arch = architecture(tr.x.shape[1], tr.task, len(tr.label_names), config)
-    save_torch_model(model_dir, mlp, tr, arch, {"val_loss": info["best_val_loss"]},
-                     {"params": config.to_dict(), "training": info})
+    save_torch_model(
+        model_dir, mlp, tr, arch, {"val_loss": info["best_val_loss"]}, {"params": config.to_dict(), "training": info}
+    )
     baseline = fit_baseline(tr, config.seed)
     base_loss = validation_loss(baseline, va, float(mlp.y_std))
     save_sklearn_model(baseline_dir, baseline, tr, {"val_loss": base_loss}, {"role": "baseline"})

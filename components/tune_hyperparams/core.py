@@ -23,8 +23,11 @@ DEFAULT_SPACE: dict[str, dict[str, Any]] = {
     "lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
     "weight_decay": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
 }
-PARAM_KEYS = {"int": {"type", "low", "high", "log", "step"}, "float": {"type", "low", "high", "log", "step"},
-              "categorical": {"type", "choices"}}
+PARAM_KEYS = {
+    "int": {"type", "low", "high", "log", "step"},
+    "float": {"type", "low", "high", "log", "step"},
+    "categorical": {"type", "choices"},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,17 +62,25 @@ class TuneConfig(Config):
         require(self.timeout_s >= 0, self.section, "timeout_s must be >= 0")
         train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
         for name, spec in self.search_space.items():
-            require(name in train_fields, self.section,
-                    f"search_space: {name!r} is not a train parameter; expected one of {sorted(train_fields)}")
-            kind = spec.get("type") if isinstance(spec, dict) else None
+            require(
+                name in train_fields,
+                self.section,
+                f"search_space: {name!r} is not a train parameter; expected one of {sorted(train_fields)}",
+            )
+            kind = str(spec.get("type")) if isinstance(spec, dict) else ""
             require(kind in PARAM_KEYS, self.section, f"search_space.{name}: type must be int, float or categorical")
             extra = sorted(set(spec) - PARAM_KEYS[kind])
             require(not extra, self.section, f"search_space.{name}: unknown key(s) {extra}")
             if kind == "categorical":
-                require(bool(spec.get("choices")), self.section, f"search_space.{name}: choices must be a non-empty list")
+                require(
+                    bool(spec.get("choices")), self.section, f"search_space.{name}: choices must be a non-empty list"
+                )
             else:
-                require("low" in spec and "high" in spec and spec["low"] < spec["high"], self.section,
-                        f"search_space.{name}: needs low < high")
+                require(
+                    "low" in spec and "high" in spec and spec["low"] < spec["high"],
+                    self.section,
+                    f"search_space.{name}: needs low < high",
+                )
         TrainConfig.from_dict(self.base)
 
 
@@ -78,11 +89,17 @@ def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for name, spec in space.items():
         if spec["type"] == "int":
-            params[name] = trial.suggest_int(name, int(spec["low"]), int(spec["high"]),
-                                             step=int(spec.get("step", 1)), log=bool(spec.get("log", False)))
+            params[name] = trial.suggest_int(
+                name,
+                int(spec["low"]),
+                int(spec["high"]),
+                step=int(spec.get("step", 1)),
+                log=bool(spec.get("log", False)),
+            )
         elif spec["type"] == "float":
-            params[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]),
-                                               step=spec.get("step"), log=bool(spec.get("log", False)))
+            params[name] = trial.suggest_float(
+                name, float(spec["low"]), float(spec["high"]), step=spec.get("step"), log=bool(spec.get("log", False))
+            )
         else:
             params[name] = trial.suggest_categorical(name, spec["choices"])
     return params
@@ -128,9 +145,12 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
         storage = config.storage or f"sqlite:///{Path(tmp).resolve() / 'study.db'}"
         try:
             study = optuna.create_study(
-                study_name=config.study_name or "shipyard", storage=storage, direction="minimize",
+                study_name=config.study_name or "shipyard",
+                storage=storage,
+                direction="minimize",
                 sampler=optuna.samplers.TPESampler(seed=config.seed),
-                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5) if config.pruning
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5)
+                if config.pruning
                 else optuna.pruners.NopPruner(),
                 load_if_exists=bool(config.storage),
             )
@@ -142,15 +162,31 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
             raise ConfigError("tune: no trial completed; widen the search space or raise n_trials")
         best = study.best_trial
         best_params = {**base.to_dict(), **config.base, **best.params}
-        trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-                   "seconds": (t.duration.total_seconds() if t.duration else None)} for t in study.trials]
-        result = {"best_params": best_params, "best_value": float(best.value), "best_trial": best.number,
-                  "trials": len(study.trials),
-                  "pruned": sum(t["state"] == "PRUNED" for t in trials), "storage": config.storage or "sqlite (artifact)"}
+        trials: list[dict[str, Any]] = [
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "params": t.params,
+                "seconds": (t.duration.total_seconds() if t.duration else None),
+            }
+            for t in study.trials
+        ]
+        result = {
+            "best_params": best_params,
+            "best_value": float(best.value or 0.0),
+            "best_trial": best.number,
+            "trials": len(study.trials),
+            "pruned": sum(t["state"] == "PRUNED" for t in trials),
+            "storage": config.storage or "sqlite (artifact)",
+        }
         write_json(Path(tmp) / "trials.json", {"result": result, "trials": trials})
     names = list(config.search_space)
     rows = [(t["number"], t["state"], t["value"], *[t["params"].get(n) for n in names]) for t in trials]
-    write_text(report_md, f"# Hyperparameter search\n\n{len(trials)} trials, {result['pruned']} pruned; best trial "
-               f"#{best.number}, validation loss {best.value:.4g}.\n\n"
-               + markdown_table(["trial", "state", "val loss", *names], rows))
+    write_text(
+        report_md,
+        f"# Hyperparameter search\n\n{len(trials)} trials, {result['pruned']} pruned; best trial "
+        f"#{best.number}, validation loss {best.value:.4g}.\n\n"
+        + markdown_table(["trial", "state", "val loss", *names], rows),
+    )
     return result

@@ -29,8 +29,14 @@ def validate_data(
     """
     from components.validate_data import core
 
-    s = core.validate(dataset.path, schema.path, anomalies.path, report.path,
-                      core.ValidateConfig.from_dict(options), schema_uri or None)
+    s = core.validate(
+        dataset.path,
+        schema.path,
+        anomalies.path,
+        report.path,
+        core.ValidateConfig.from_dict(options),
+        schema_uri or None,
+    )
     for key in ("rows", "anomalies", "errors", "warnings"):
         metrics.log_metric(key, s[key])
     return (s["rows"], s["errors"], s["warnings"])

@@ -57,7 +57,9 @@ class ValidateConfig(Config):
     def validate(self) -> None:
         require(self.min_rows >= 1, self.section, "min_rows must be >= 1")
         unknown = sorted(set(self.severity) - set(ANOMALY_SEVERITY))
-        require(not unknown, self.section, f"severity: unknown anomaly type(s) {unknown}; known: {sorted(ANOMALY_SEVERITY)}")
+        require(
+            not unknown, self.section, f"severity: unknown anomaly type(s) {unknown}; known: {sorted(ANOMALY_SEVERITY)}"
+        )
         bad = {k: v for k, v in self.severity.items() if v not in ("error", "warning")}
         require(not bad, self.section, f"severity: values must be 'error' or 'warning', got {bad}")
 
@@ -88,7 +90,11 @@ def column_kind(series: Any) -> str:
         return "float"
     if pd.api.types.is_datetime64_any_dtype(dtype):
         return "datetime"
-    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+    if (
+        pd.api.types.is_string_dtype(dtype)
+        or pd.api.types.is_object_dtype(dtype)
+        or isinstance(dtype, pd.CategoricalDtype)
+    ):
         return "string"
     return "other"
 
@@ -138,13 +144,18 @@ def load_schema(path: str | Path) -> dict[str, Any]:
         p = p / "schema.json"
     data = read_json(p, "validation schema")
     if not isinstance(data, dict) or set(data) - {"version", "min_rows", "columns"} or "columns" not in data:
-        raise DataValidationError(f"{p}: expected keys version, min_rows, columns; got {sorted(data) if isinstance(data, dict) else type(data).__name__}")
+        raise DataValidationError(
+            f"{p}: expected keys version, min_rows, columns; "
+            f"got {sorted(data) if isinstance(data, dict) else type(data).__name__}"
+        )
     if data.get("version") != SCHEMA_VERSION:
         raise DataValidationError(f"{p}: version {data.get('version')!r} is not supported; expected {SCHEMA_VERSION}")
     for name, spec in data["columns"].items():
         unknown = sorted(set(spec) - COLUMN_KEYS) if isinstance(spec, dict) else None
         if unknown is None or unknown:
-            raise DataValidationError(f"{p}: column {name!r}: unknown key(s) {unknown}; expected some of {sorted(COLUMN_KEYS)}")
+            raise DataValidationError(
+                f"{p}: column {name!r}: unknown key(s) {unknown}; expected some of {sorted(COLUMN_KEYS)}"
+            )
     return data
 
 
@@ -206,16 +217,34 @@ def _check_column(s: Any, name: str, spec: dict[str, Any], add: Any) -> None:
         if hi is not None:
             out |= finite > hi
         if out.any():
-            add("out_of_range", name, int(out.sum()), f"column {name!r} has values outside [{lo}, {hi}]", finite[out][:3].tolist())
+            add(
+                "out_of_range",
+                name,
+                int(out.sum()),
+                f"column {name!r} has values outside [{lo}, {hi}]",
+                finite[out][:3].tolist(),
+            )
     elif "domain" in spec:
         values = s.dropna().astype(str)
         unseen = values[~values.isin(set(spec["domain"]))]
         if len(unseen):
-            add("unseen_category", name, len(unseen), f"column {name!r} has values not in its domain", unseen.unique()[:3].tolist())
+            add(
+                "unseen_category",
+                name,
+                len(unseen),
+                f"column {name!r} has values not in its domain",
+                unseen.unique()[:3].tolist(),
+            )
 
 
-def validate(dataset_dir: str, schema_out_dir: str, report_json: str, report_md: str,
-             config: ValidateConfig, schema_in: str | None = None) -> dict[str, Any]:
+def validate(
+    dataset_dir: str,
+    schema_out_dir: str,
+    report_json: str,
+    report_md: str,
+    config: ValidateConfig,
+    schema_in: str | None = None,
+) -> dict[str, Any]:
     """Validates a Dataset artifact, writing the schema used and the anomaly report.
 
     Args:
@@ -252,7 +281,11 @@ def validate(dataset_dir: str, schema_out_dir: str, report_json: str, report_md:
         report_md,
         f"# Data validation\n\n{summary['rows']} rows, {summary['columns']} columns: "
         f"{summary['errors']} error(s), {summary['warnings']} warning(s).\n\n"
-        + (markdown_table(["severity", "anomaly", "column", "count", "share", "detail"], rows) if rows else "No anomalies.\n"),
+        + (
+            markdown_table(["severity", "anomaly", "column", "count", "share", "detail"], rows)
+            if rows
+            else "No anomalies.\n"
+        ),
     )
     if errors and config.fail_on_error:
         first = errors[0]

@@ -61,17 +61,29 @@ def render_inference_service(
     Raises:
         ConfigError: Bad name, format, percentage or replica bounds.
     """
-    from kserve import V1beta1InferenceService, V1beta1InferenceServiceSpec, V1beta1ModelFormat, V1beta1ModelSpec, V1beta1PredictorSpec, constants
+    from kserve import (
+        V1beta1InferenceService,
+        V1beta1InferenceServiceSpec,
+        V1beta1ModelFormat,
+        V1beta1ModelSpec,
+        V1beta1PredictorSpec,
+        constants,
+    )
     from kubernetes.client import V1ObjectMeta, V1ResourceRequirements
 
     if not DNS_LABEL.match(name):
-        raise ConfigError(f"deploy: service name {name!r} must be a DNS-1035 label (lowercase letters, digits, '-', start with a letter)")
+        raise ConfigError(
+            f"deploy: service name {name!r} must be a DNS-1035 label "
+            "(lowercase letters, digits, '-', starting with a letter)"
+        )
     if model_format not in SERVED_FORMATS:
         raise ConfigError(f"deploy: model format {model_format!r} cannot be served; expected one of {SERVED_FORMATS}")
     if canary_traffic_percent is not None and not 0 <= canary_traffic_percent <= 100:
         raise ConfigError(f"deploy: canary_traffic_percent must be in 0..100, got {canary_traffic_percent}")
     if not 0 <= min_replicas <= max_replicas or max_replicas < 1:
-        raise ConfigError(f"deploy: need 0 <= min_replicas <= max_replicas and max_replicas >= 1, got {min_replicas}, {max_replicas}")
+        raise ConfigError(
+            f"deploy: need 0 <= min_replicas <= max_replicas and max_replicas >= 1, got {min_replicas}, {max_replicas}"
+        )
     if not storage_uri:
         raise ConfigError("deploy: storage_uri is empty; the model artifact must live where the cluster can read it")
     resources = resources or {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
@@ -93,7 +105,8 @@ def render_inference_service(
         api_version=f"{constants.KSERVE_GROUP}/{constants.KSERVE_V1BETA1_VERSION}",
         kind=constants.KSERVE_KIND_INFERENCESERVICE,
         metadata=V1ObjectMeta(
-            name=name, namespace=namespace,
+            name=name,
+            namespace=namespace,
             labels={"app.kubernetes.io/managed-by": "shipyard", **(labels or {})},
             annotations=annotations or None,
         ),
@@ -104,7 +117,12 @@ def render_inference_service(
 
 def render_serving_runtime(image: str | None = None) -> dict[str, Any]:
     """Renders the ClusterServingRuntime that serves every Shipyard model format."""
-    from kserve import V1alpha1ClusterServingRuntime, V1alpha1ServingRuntimeSpec, V1alpha1SupportedModelFormat, constants
+    from kserve import (
+        V1alpha1ClusterServingRuntime,
+        V1alpha1ServingRuntimeSpec,
+        V1alpha1SupportedModelFormat,
+        constants,
+    )
     from kubernetes.client import V1Container, V1ContainerPort, V1ObjectMeta, V1ResourceRequirements
 
     container = V1Container(
@@ -113,7 +131,9 @@ def render_serving_runtime(image: str | None = None) -> dict[str, Any]:
         command=["shipyard"],
         args=["serve", "/mnt/models", "--name", "{{.Name}}", "--host", "0.0.0.0", "--port", "8080"],
         ports=[V1ContainerPort(container_port=8080, protocol="TCP")],
-        resources=V1ResourceRequirements(requests={"cpu": "100m", "memory": "512Mi"}, limits={"cpu": "1", "memory": "1Gi"}),
+        resources=V1ResourceRequirements(
+            requests={"cpu": "100m", "memory": "512Mi"}, limits={"cpu": "1", "memory": "1Gi"}
+        ),
     )
     runtime = V1alpha1ClusterServingRuntime(
         api_version=f"{constants.KSERVE_GROUP}/{constants.KSERVE_V1ALPHA1_VERSION}",

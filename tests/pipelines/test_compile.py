@@ -12,8 +12,17 @@ import yaml
 
 from shipyard import images
 
-STAGES = ["ingest-data", "validate-data", "split-data", "tune-hyperparams", "train-model", "quantize-model",
-          "evaluate-model", "register-model", "deploy-model"]
+STAGES = [
+    "ingest-data",
+    "validate-data",
+    "split-data",
+    "tune-hyperparams",
+    "train-model",
+    "quantize-model",
+    "evaluate-model",
+    "register-model",
+    "deploy-model",
+]
 
 
 def _compile(tmp: Path, env: dict[str, str] | None = None) -> dict:

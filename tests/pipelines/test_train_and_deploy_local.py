@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -19,9 +18,23 @@ pytestmark = [pytest.mark.local, pytest.mark.slow]
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("local-run")
     proc = subprocess.run(
-        [sys.executable, "-m", "shipyard.cli", "run", "train_and_deploy", "--local", "--output", str(out),
-         "--set", 'tune={"n_trials": 3}', "--set", "model_name=bc-test"],
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "shipyard.cli",
+            "run",
+            "train_and_deploy",
+            "--local",
+            "--output",
+            str(out),
+            "--set",
+            'tune={"n_trials": 3}',
+            "--set",
+            "model_name=bc-test",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_dir = next((out / "artifacts").glob("train-and-deploy-*"))
@@ -29,8 +42,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_summary_table_names_every_stage(run):
-    for stage in ("ingest-data", "validate-data", "split-data", "tune-hyperparams", "train-model",
-                  "quantize-model", "evaluate-model", "register-model", "deploy-model", "record-outcome"):
+    for stage in (
+        "ingest-data",
+        "validate-data",
+        "split-data",
+        "tune-hyperparams",
+        "train-model",
+        "quantize-model",
+        "evaluate-model",
+        "register-model",
+        "deploy-model",
+        "record-outcome",
+    ):
         assert stage in run["stdout"]
     assert "MLflow UI:" in run["stdout"] and "mlflow.db" in run["stdout"]
 

@@ -58,8 +58,9 @@ def test_nested_rows_have_the_wrong_rank():
 
 def test_unknown_record_key_is_named_with_the_row():
     with pytest.raises(DataValidationError) as info:
-        codec.from_instances([{"age": 1, "income": 2, "score": 3}, {"age": 1, "income": 2, "score": 3, "zip": 9}],
-                             FEATURES)
+        codec.from_instances(
+            [{"age": 1, "income": 2, "score": 3}, {"age": 1, "income": 2, "score": 3, "zip": 9}], FEATURES
+        )
     assert str(info.value) == "instances[1]: unknown feature(s) ['zip']"
 
 
@@ -70,8 +71,9 @@ def test_missing_record_key_is_named():
 
 
 def test_missing_and_unknown_record_keys_are_both_named():
-    with pytest.raises(DataValidationError, match=r"missing feature\(s\) \['score'\]; unknown feature\(s\) \['Score'\]"):
+    with pytest.raises(DataValidationError) as info:
         codec.from_instances([{"age": 1, "income": 2, "Score": 3}], FEATURES)
+    assert str(info.value) == "instances[0]: missing feature(s) ['score']; unknown feature(s) ['Score']"
 
 
 @pytest.mark.parametrize("rows", [[{"age": 1, "income": 2, "score": 3}, [1, 2, 3]], [[1, 2, 3], {"age": 1}]])
@@ -85,18 +87,20 @@ def test_mixed_row_kinds(rows):
 def test_non_finite_values_are_rejected_naming_the_feature_and_row(bad, as_records):
     rows = [[1, 2, 3], [4, bad, 6]]
     if as_records:
-        rows = [dict(zip(FEATURES, r)) for r in rows]
+        rows = [dict(zip(FEATURES, r, strict=True)) for r in rows]
     with pytest.raises(DataValidationError) as info:
         codec.from_instances(rows, FEATURES)
     message = str(info.value)
+    if as_records and bad is None:  # a record says which row and feature, before any matrix exists
+        assert message == "instances[1]: feature 'income' is None; expected a number"
+        return
     assert message.startswith("instances: feature 'income' is ")
     assert message.endswith(" in row 1; expected a finite number")
     assert ("inf" if bad in (math.inf, -math.inf) else "nan") in message
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_overflowing_float32_is_rejected():
-    with pytest.raises(DataValidationError, match=r"feature 'score' is inf in row 0"):
+    with pytest.raises(DataValidationError, match=r"feature 'score' is 1e\+300 in row 0; expected a number within"):
         codec.from_instances([[1, 2, 1e300]], FEATURES)
 
 
@@ -106,12 +110,10 @@ def test_non_numeric_string_in_a_list_row():
 
 
 def test_non_numeric_string_in_a_record():
-    with pytest.raises(DataValidationError, match=r"^instances: expected numeric feature values .*'abc'"):
+    with pytest.raises(DataValidationError, match=r"^instances\[0\]: feature 'income' is 'abc'; expected a number$"):
         codec.from_instances([{"age": 1, "income": "abc", "score": 3}], FEATURES)
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="from_records knows the feature of a non-numeric value but its message does not name it")
 def test_non_numeric_value_in_a_record_names_the_feature():
     with pytest.raises(DataValidationError, match="'income'"):
         codec.from_instances([{"age": 1, "income": "abc", "score": 3}], FEATURES)
@@ -164,16 +166,11 @@ def test_from_frame_nan_names_the_column():
         codec.from_frame(df, FEATURES)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="from_frame calls np.issubdtype on pandas extension dtypes, which raises TypeError")
 def test_from_frame_accepts_nullable_integer_column():
     df = pd.DataFrame({"age": pd.array([1, 2], dtype="Int64"), "income": [2.0, 3.0], "score": [3, 4]})
     np.testing.assert_array_equal(codec.from_frame(df, FEATURES), [[1, 2, 3], [2, 3, 4]])
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="from_frame calls np.issubdtype on pandas extension dtypes, which raises TypeError "
-                          "instead of DataValidationError naming the column")
 @pytest.mark.parametrize("column", [pd.Categorical(["lo", "hi"]), pd.array(["lo", "hi"], dtype="string")])
 def test_from_frame_rejects_categorical_and_string_columns_by_name(column):
     df = pd.DataFrame({"age": [1, 2], "income": column, "score": [3, 4]})

@@ -25,13 +25,25 @@ def _data(task="binary"):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 2)).astype(np.float32)
     y = (x[:, 0] + x[:, 1] > 0).astype(np.int64) if task == "binary" else (x @ [2.0, -1.0]).astype(np.float32)
-    return TabularData(x=x, y=y, feature_names=FEATURES, label="y", label_names=list(LABELS) if task == "binary" else [],
-                       task=task, input_schema=tuple(Column(f, "float32") for f in FEATURES))
+    return TabularData(
+        x=x,
+        y=y,
+        feature_names=FEATURES,
+        label="y",
+        label_names=list(LABELS) if task == "binary" else [],
+        task=task,
+        input_schema=tuple(Column(f, "float32") for f in FEATURES),
+    )
 
 
 def _manifest(fmt="sklearn-skops", task="binary", label_names=LABELS):
-    return ModelManifest(format=fmt, task=task, input_schema=tuple(Column(f, "float32") for f in FEATURES),
-                         label="y", label_names=label_names)
+    return ModelManifest(
+        format=fmt,
+        task=task,
+        input_schema=tuple(Column(f, "float32") for f in FEATURES),
+        label="y",
+        label_names=label_names,
+    )
 
 
 def _write(path, files, fmt="sklearn-skops"):
@@ -134,14 +146,11 @@ def test_a_listed_pickle_is_refused_and_never_unpickled(sklearn_dir, tmp_path, n
 def test_a_pickle_disguised_as_weights_is_never_unpickled(tmp_path, fmt, weights):
     marker = tmp_path / "pwned"
     bad = _write(tmp_path / "bad", {weights: _evil_pickle(marker)}, fmt)
-    with pytest.raises(Exception):  # noqa: B017 - the point is the marker; the error type is the xfail below
+    with pytest.raises(Exception):  # noqa: B017 - the point is the marker; the error type is tested below
         load_model(bad)
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, raises=(zipfile.BadZipFile, RuntimeError),
-                   reason="a weights file that is not a skops/TorchScript zip raises the library's own error "
-                          "(zipfile.BadZipFile, RuntimeError) instead of ArtifactError")
 @pytest.mark.parametrize(("fmt", "weights"), [("sklearn-skops", "model.skops"), ("torchscript", "model.pt")])
 def test_a_corrupt_weights_file_is_an_artifact_error(tmp_path, fmt, weights):
     bad = _write(tmp_path / "bad", {weights: b"not a zip archive"}, fmt)
@@ -170,8 +179,12 @@ def _crafted_skops(module, name, args):
     src = zipfile.ZipFile(io.BytesIO(sio.dumps(est)))
     schema = json.loads(src.read("schema.json"))
     args_node = json.loads(zipfile.ZipFile(io.BytesIO(sio.dumps(tuple(args)))).read("schema.json"))
-    schema["content"]["content"]["hook"] = {"__class__": name, "__module__": module,
-                                            "__loader__": "ConstructorFromReduceNode", "content": args_node}
+    schema["content"]["content"]["hook"] = {
+        "__class__": name,
+        "__module__": module,
+        "__loader__": "ConstructorFromReduceNode",
+        "content": args_node,
+    }
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as dst:
         for item in src.namelist():
@@ -181,14 +194,11 @@ def _crafted_skops(module, name, args):
     return data
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="serving/formats.py trusts every type under the 'builtins.' and 'numpy.' prefixes, so a "
-                          "crafted skops file runs builtins.open/exec or numpy.save while load_model loads it")
 @pytest.mark.parametrize(("module", "name"), [("builtins", "open"), ("builtins", "exec"), ("numpy", "save")])
 def test_skops_callables_in_trusted_modules_are_not_run(tmp_path, module, name):
     marker = tmp_path / "pwned.npy"
-    args = {"open": (str(marker), "w"), "exec": (f"open({str(marker)!r}, 'w').close()",),
-            "save": (str(marker), 0)}[name]
+    payloads = {"open": (str(marker), "w"), "exec": (f"open({str(marker)!r}, 'w').close()",), "save": (str(marker), 0)}
+    args = payloads[name]
     bad = _write(tmp_path / "bad", {"model.skops": _crafted_skops(module, name, args)})
     refused = None
     try:

@@ -84,9 +84,17 @@ def test_v2_matrix_and_per_feature(served, rows):
     labels, scores = _expected(served, rows)
     x = rows.to_numpy(dtype=np.float32)
     bodies = [
-        {"id": "1", "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]},
-        {"id": "2", "inputs": [{"name": col, "shape": [len(rows)], "datatype": "FP64", "data": rows[col].tolist()}
-                               for col in rows.columns]},
+        {
+            "id": "1",
+            "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
+        },
+        {
+            "id": "2",
+            "inputs": [
+                {"name": col, "shape": [len(rows)], "datatype": "FP64", "data": rows[col].tolist()}
+                for col in rows.columns
+            ],
+        },
     ]
     for body in bodies:
         r = c.post(f"/v2/models/{NAME}/infer", json=body)
@@ -102,11 +110,24 @@ BAD = [
     ("v1", b'{"instances": [[1, 2, 3]]}', 400, "30 features"),
     ("v1", b'{"instances": [{"mean radius": 1}]}', 400, "missing feature"),
     ("v1", b'{"instances": [["a", "b"]]}', 400, "expected rows of 30 numbers"),
-    ("v2", b'{"id": "x", "inputs": [{"name": "input", "shape": [1, 2], "datatype": "BYTES", "data": ["a", "b"]}]}',
-     400, "not numeric"),
-    ("v2", b'{"id": "x", "inputs": [{"name": "input", "shape": [2, 30], "datatype": "FP32", "data": [1.0]}]}', 400, None),
-    ("v2", b'{"id": "x", "inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}',
-     400, "30 features"),
+    (
+        "v2",
+        b'{"id": "x", "inputs": [{"name": "input", "shape": [1, 2], "datatype": "BYTES", "data": ["a", "b"]}]}',
+        400,
+        "not numeric",
+    ),
+    (
+        "v2",
+        b'{"id": "x", "inputs": [{"name": "input", "shape": [2, 30], "datatype": "FP32", "data": [1.0]}]}',
+        400,
+        None,
+    ),
+    (
+        "v2",
+        b'{"id": "x", "inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}',
+        400,
+        "30 features",
+    ),
     ("missing", b'{"instances": [[1]]}', 404, None),
 ]
 

@@ -25,8 +25,15 @@ DELETE = object()
 
 
 def _manifest(**overrides):
-    values = dict(format="sklearn-skops", task="binary", input_schema=(Column("a", "float64"), Column("b", "int64")),
-                  label="y", label_names=("no", "yes"), metrics={"val_loss": 0.25}, details={"k": [1, 2]})
+    values = dict(
+        format="sklearn-skops",
+        task="binary",
+        input_schema=(Column("a", "float64"), Column("b", "int64")),
+        label="y",
+        label_names=("no", "yes"),
+        metrics={"val_loss": 0.25},
+        details={"k": [1, 2]},
+    )
     return ModelManifest(**{**values, **overrides})
 
 
@@ -189,9 +196,6 @@ def test_model_manifest_from_dict_rejects_non_object():
         ModelManifest.from_dict(["format"], "where")
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="ModelManifest.from_dict does not check that 'files' is an object of strings; "
-                          "verify_tree then fails with TypeError instead of ArtifactError")
 @pytest.mark.parametrize("files", [["weights.bin"], None])
 def test_model_manifest_with_malformed_files_is_an_artifact_error(model_dir, files):
     data = json.loads((model_dir / "model.json").read_text())

@@ -66,9 +66,6 @@ def test_upload_overwrites(tmp_path):
     assert (tmp_path / "dest").read_text() == "new"
 
 
-@pytest.mark.xfail(strict=True, raises=FileNotFoundError,
-                   reason="storage.upload's local branch lets FileNotFoundError escape for a missing source "
-                          "instead of raising StorageError as documented")
 def test_upload_of_a_missing_source_is_a_storage_error(tmp_path):
     with pytest.raises(StorageError, match="missing.bin"):
         storage.upload(tmp_path / "missing.bin", str(tmp_path / "dest.bin"))
@@ -120,9 +117,6 @@ def test_infer_task_rejects_unknown_task(task):
         infer_task([0, 1], task)
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="infer_task documents that an explicit task is checked, but task='binary' is returned "
-                          "for a label with 3 distinct values")
 def test_infer_task_rejects_binary_for_three_classes():
     with pytest.raises(DataValidationError, match="'label'"):
         infer_task([0, 1, 2], "binary")
@@ -130,8 +124,14 @@ def test_infer_task_rejects_binary_for_three_classes():
 
 @pytest.mark.parametrize(
     ("metric", "a", "b", "expected"),
-    [("rmse", 1.0, 2.0, True), ("rmse", 2.0, 1.0, False), ("accuracy", 0.9, 0.8, True),
-     ("accuracy", 0.8, 0.8, False), ("log_loss", 0.1, 0.2, True), ("roc_auc", 0.7, 0.8, False)],
+    [
+        ("rmse", 1.0, 2.0, True),
+        ("rmse", 2.0, 1.0, False),
+        ("accuracy", 0.9, 0.8, True),
+        ("accuracy", 0.8, 0.8, False),
+        ("log_loss", 0.1, 0.2, True),
+        ("roc_auc", 0.7, 0.8, False),
+    ],
 )
 def test_better(metric, a, b, expected):
     assert better(metric, a, b) is expected
@@ -236,8 +236,15 @@ def test_confusion_and_roc_points():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(None, "–"), (True, "yes"), (False, "no"), (0.123456, "0.1235"), (12345.6, "1.235e+04"), (3, "3"),
-     ("a|b\nc", "a\\|b c")],
+    [
+        (None, "–"),
+        (True, "yes"),
+        (False, "no"),
+        (0.123456, "0.1235"),
+        (12345.6, "1.235e+04"),
+        (3, "3"),
+        ("a|b\nc", "a\\|b c"),
+    ],
 )
 def test_fmt(value, expected):
     assert report.fmt(value) == expected
@@ -250,6 +257,4 @@ def test_markdown_table():
 
 
 def test_text_table():
-    assert report.text_table(["name", "v"], [["a", 1.0], ["long", None]]) == (
-        "name  v\n----  -\na     1\nlong  –\n"
-    )
+    assert report.text_table(["name", "v"], [["a", 1.0], ["long", None]]) == ("name  v\n----  -\na     1\nlong  –\n")
