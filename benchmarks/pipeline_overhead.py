@@ -98,7 +98,7 @@ def run_cores(out: Path) -> dict[str, float]:
             p["q"],
             p["test"],
             "bench",
-            str(out / "isvc.yaml"),
+            str(out / "deployment"),
             str(out / "d.md"),
             deploy.DeployConfig(target="local"),
         )

@@ -44,7 +44,9 @@ def check_matrix(x: np.ndarray, feature_names: Sequence[str], where: str) -> np.
         row, col = (int(i) for i in np.argwhere(bad)[0])
         value = wide[row, col]
         expected = "a finite number" if not np.isfinite(value) else f"a number within ±{FLOAT32_MAX:.3g} (float32)"
-        raise DataValidationError(f"{where}: feature {feature_names[col]!r} is {value} in row {row}; expected {expected}")
+        raise DataValidationError(
+            f"{where}: feature {feature_names[col]!r} is {value} in row {row}; expected {expected}"
+        )
     return wide.astype(np.float32)
 
 

@@ -81,7 +81,9 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     except ArtifactError:
         raise
     except Exception as exc:  # each framework raises its own types for a corrupt file
-        raise ArtifactError(f"{weights}: cannot load {manifest.format} weights ({exc.__class__.__name__}: {exc})") from exc
+        raise ArtifactError(
+            f"{weights}: cannot load {manifest.format} weights ({exc.__class__.__name__}: {exc})"
+        ) from exc
     return LoadedModel(root, manifest, scorer)
 
 

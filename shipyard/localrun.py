@@ -156,11 +156,11 @@ def _fig_evaluate(d: Path, p: dict[str, Any]) -> str:
 
 
 def _fig_deploy(d: Path, p: dict[str, Any]) -> str:
-    rep = _json(d / "report.json")
+    rep = _json(d / "deployment" / "result.json")
     smoke = rep.get("smoke")
     if smoke:
         return f"{rep['target']}: V1 {smoke['v1']}, V2 {smoke['v2']} at {rep['endpoint']} (stopped)"
-    return f"{rep.get('target', '?')}: {rep.get('endpoint') or 'rendered ' + str(rep.get('isvc_yaml', ''))}"
+    return f"{rep.get('target', '?')}: {rep.get('action') or 'rendered'} {rep.get('endpoint', '')}".rstrip()
 
 
 FIGURES: dict[str, Callable[[Path, dict[str, Any]], str]] = {

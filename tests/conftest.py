@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,19 @@ def copy_artifact(tmp_path: Path):
         return dst
 
     return copy
+
+
+def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Runs ``shipyard ARGS...`` in a fresh interpreter and returns the finished process."""
+    return subprocess.run(
+        [sys.executable, "-m", "shipyard.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """The :func:`run_cli` helper, as a fixture."""
+    return run_cli
 
 
 def postgres_available() -> bool:

@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-
-def shipyard(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "shipyard.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
 
 
 def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
@@ -24,60 +16,60 @@ def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.mark.parametrize("command", [[], ["compile"], ["run"], ["serve"], ["manifests"], ["pipelines"]])
-def test_help(command):
-    proc = shipyard(*command, "--help")
+def test_help(command, cli):
+    proc = cli(*command, "--help")
     assert proc.returncode == 0
     assert "usage: shipyard" in proc.stdout
 
 
-def test_run_missing_file(tmp_path):
-    proc = shipyard("run", "train_and_deploy", "--local", "--output", str(tmp_path), "--set", "data=/no/such/file.csv")
+def test_run_missing_file(tmp_path, cli):
+    proc = cli("run", "train_and_deploy", "--local", "--output", str(tmp_path), "--set", "data=/no/such/file.csv")
     line = _one_line_error(proc)
     assert "ingest-data" in line and "/no/such/file.csv" in line and "no such file" in line
 
 
-def test_run_dataset_without_label(tmp_path):
+def test_run_dataset_without_label(tmp_path, cli):
     data = tmp_path / "nolabel.csv"
     data.write_text("a,b\n1,2\n3,4\n")
-    proc = shipyard("run", "train_and_deploy", "--local", "--output", str(tmp_path / "out"), "--set", f"data={data}")
+    proc = cli("run", "train_and_deploy", "--local", "--output", str(tmp_path / "out"), "--set", f"data={data}")
     line = _one_line_error(proc)
     assert "DataValidationError" in line and "'target'" in line and "a, b" in line
 
 
-def test_run_unknown_set_key(tmp_path):
-    proc = shipyard("run", "train_and_deploy", "--local", "--output", str(tmp_path), "--set", "n_trial=3")
+def test_run_unknown_set_key(tmp_path, cli):
+    proc = cli("run", "train_and_deploy", "--local", "--output", str(tmp_path), "--set", "n_trial=3")
     assert proc.returncode == 2
     line = _one_line_error(proc)
     assert "n_trial" in line and "expected one of" in line and "tune" in line
 
 
-def test_run_wrong_type_for_set(tmp_path):
-    proc = shipyard("run", "train_and_deploy", "--local", "--output", str(tmp_path), "--set", "tune=[1]")
+def test_run_wrong_type_for_set(tmp_path, cli):
+    proc = cli("run", "train_and_deploy", "--local", "--output", str(tmp_path), "--set", "tune=[1]")
     assert proc.returncode == 2
     assert "expected dict" in _one_line_error(proc)
 
 
-def test_run_unknown_pipeline(tmp_path):
-    proc = shipyard("run", "no_such_pipeline", "--local", "--output", str(tmp_path))
+def test_run_unknown_pipeline(tmp_path, cli):
+    proc = cli("run", "no_such_pipeline", "--local", "--output", str(tmp_path))
     assert "unknown pipeline 'no_such_pipeline'" in _one_line_error(proc)
 
 
-def test_serve_not_a_model_artifact(tmp_path):
-    proc = shipyard("serve", str(tmp_path), "--name", "x", "--port", "1")
+def test_serve_not_a_model_artifact(tmp_path, cli):
+    proc = cli("serve", str(tmp_path), "--name", "x", "--port", "1")
     line = _one_line_error(proc)
     assert "model.json" in line and str(tmp_path) in line
 
 
-def test_serve_tampered_artifact(artifacts, copy_artifact):
+def test_serve_tampered_artifact(artifacts, copy_artifact, cli):
     model = copy_artifact(artifacts["baseline"])
     weights = model / "model.skops"
     weights.write_bytes(weights.read_bytes() + b"\0")
-    line = _one_line_error(shipyard("serve", str(model), "--name", "x", "--port", "1"))
+    line = _one_line_error(cli("serve", str(model), "--name", "x", "--port", "1"))
     assert "sha256 mismatch" in line and "model.skops" in line
 
 
-def test_compile_writes_yaml(tmp_path):
-    proc = shipyard("compile", "--output", str(tmp_path))
+def test_compile_writes_yaml(tmp_path, cli):
+    proc = cli("compile", "--output", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "train_and_deploy.yaml").stat().st_size > 1000
 

@@ -9,7 +9,7 @@ def deploy_model(
     model: Input[Model],
     test: Input[Dataset],
     model_name: str,
-    inference_service: Output[Artifact],
+    deployment: Output[Artifact],
     report: Output[Markdown],
     target: str = "kubernetes",
     options: dict = {},
@@ -20,7 +20,7 @@ def deploy_model(
         model: The blessed Model artifact; its URI becomes the storageUri.
         test: Test split: rows for the smoke requests.
         model_name: Registered model name; the service name derives from it.
-        inference_service: Output: the rendered InferenceService YAML.
+        deployment: Output: inferenceservice.yaml (rendered), result.json and server.log (local).
         report: Output: Markdown deployment report.
         target: kubernetes (apply), local (serve on 127.0.0.1, smoke-test V1 and V2, stop) or render.
         options: service_name, namespace, canary_traffic_percent, service_account, min_replicas,
@@ -36,7 +36,7 @@ def deploy_model(
         model.uri,
         test.path,
         model_name,
-        inference_service.path,
+        deployment.path,
         report.path,
         core.DeployConfig.from_dict({**options, "target": target}),
     )["endpoint"]

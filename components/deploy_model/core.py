@@ -33,6 +33,9 @@ from shipyard.artifacts import read_dataset, read_model_manifest, write_json, wr
 from shipyard.config import Config, require
 from shipyard.errors import DeploymentError
 
+ISVC_FILE = "inferenceservice.yaml"
+RESULT_FILE = "result.json"
+
 
 @dataclasses.dataclass(frozen=True)
 class DeployConfig(Config):
@@ -225,24 +228,72 @@ def smoke_test(url: str, name: str, model_dir: str, test_dir: str, rows: int) ->
     return {"rows": len(x), "v1": "passed", "v2": "passed", "v1_ms": round(v1_ms, 1), "v2_ms": round(v2_ms, 1)}
 
 
-def apply_to_cluster(isvc: dict[str, Any], timeout_s: float) -> str:  # pragma: no cover - needs a cluster
-    """Creates or patches the InferenceService and waits until it is ready; returns its URL."""
-    from kserve import KServeClient
+KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 
-    client = KServeClient()
-    name, namespace = isvc["metadata"]["name"], isvc["metadata"]["namespace"]
+
+def _custom_objects_api() -> Any:  # pragma: no cover - needs a kubeconfig or in-cluster credentials
+    from kubernetes import client, config
+
     try:
-        client.get(name, namespace=namespace)
-        exists = True
-    except RuntimeError:
-        exists = False
-    if exists:
-        client.patch(name, isvc, namespace=namespace)
-    else:
-        client.create(isvc, namespace=namespace)
-    client.wait_isvc_ready(name, namespace=namespace, timeout_seconds=int(timeout_s))
-    status = client.get(name, namespace=namespace).get("status", {})
-    return str(status.get("url", ""))
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.CustomObjectsApi()
+
+
+def is_ready(isvc: dict[str, Any]) -> bool:
+    """True when the InferenceService's ``Ready`` condition is ``True``."""
+    conditions = isvc.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def apply_to_cluster(isvc: dict[str, Any], timeout_s: float, api: Any = None, poll_s: float = 5.0) -> dict[str, Any]:
+    """Creates the InferenceService, or merge-patches an existing one, and waits until it is ready.
+
+    Patching an existing service makes KServe start a new revision that receives
+    ``canaryTrafficPercent`` of the traffic; a new service gets all of it.
+
+    Args:
+        isvc: The rendered InferenceService.
+        timeout_s: How long to wait for ``Ready``.
+        api: A ``kubernetes.client.CustomObjectsApi`` (default: from the in-cluster or local kubeconfig).
+        poll_s: Seconds between readiness polls.
+
+    Returns:
+        ``{"action": "created"|"patched", "url": ...}``.
+
+    Raises:
+        DeploymentError: The API refused the request, or the service was not ready in time.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    api = api or _custom_objects_api()
+    name, namespace = isvc["metadata"]["name"], isvc["metadata"]["namespace"]
+    where = f"InferenceService {namespace}/{name}"
+    args = (KSERVE_GROUP, KSERVE_VERSION, namespace, ISVC_PLURAL)
+    try:
+        try:
+            api.get_namespaced_custom_object(*args, name)
+            exists = True
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            exists = False
+        if exists:
+            api.patch_namespaced_custom_object(*args, name, isvc)
+        else:
+            api.create_namespaced_custom_object(*args, isvc)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            current = api.get_namespaced_custom_object(*args, name)
+            if is_ready(current):
+                return {"action": "patched" if exists else "created", "url": current["status"].get("url", "")}
+            if time.monotonic() >= deadline:
+                conditions = current.get("status", {}).get("conditions", [])
+                raise DeploymentError(f"{where} not ready after {timeout_s:g}s; conditions: {conditions}")
+            time.sleep(poll_s)
+    except ApiException as exc:
+        raise DeploymentError(f"{where}: Kubernetes API answered {exc.status} {exc.reason}: {exc.body}") from exc
 
 
 def deploy(
@@ -250,7 +301,7 @@ def deploy(
     storage_uri: str,
     test_dir: str,
     model_name: str,
-    isvc_yaml: str,
+    output_dir: str,
     report_md: str,
     config: DeployConfig,
 ) -> dict[str, Any]:
@@ -261,15 +312,17 @@ def deploy(
         storage_uri: Where the cluster reads the artifact (the KFP artifact URI).
         test_dir: Test Dataset artifact for the smoke requests.
         model_name: Registered model name (the service name derives from it).
-        isvc_yaml: Where the rendered InferenceService YAML is written.
+        output_dir: The deployment artifact directory: ``inferenceservice.yaml`` (rendered),
+            ``result.json`` and, for local targets, ``server.log``.
         report_md: Markdown report path.
         config: Target and service options.
 
     Returns:
-        ``{"target", "service", "endpoint", "smoke", "isvc_yaml"}``.
+        ``{"target", "service", "endpoint", "smoke", "action"}`` (also written to ``result.json``).
 
     Raises:
-        DeploymentError: The server did not start, was not ready or answered wrongly.
+        DeploymentError: The server did not start, was not ready or answered wrongly, or the
+            Kubernetes API refused the InferenceService.
     """
     import yaml
 
@@ -286,27 +339,23 @@ def deploy(
         max_replicas=config.max_replicas,
         labels={"shipyard.io/model": name},
     )
-    Path(isvc_yaml).parent.mkdir(parents=True, exist_ok=True)
-    write_text(isvc_yaml, "# Rendered by shipyard deploy_model\n" + yaml.safe_dump(isvc, sort_keys=False))
-    result: dict[str, Any] = {
-        "target": config.target,
-        "service": name,
-        "isvc_yaml": isvc_yaml,
-        "endpoint": "",
-        "smoke": None,
-    }
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / ISVC_FILE, "# Rendered by shipyard deploy_model\n" + yaml.safe_dump(isvc, sort_keys=False))
+    result: dict[str, Any] = {"target": config.target, "service": name, "endpoint": "", "smoke": None, "action": None}
     if config.target == "local":
-        log = str(Path(report_md).with_suffix(".server.log"))
-        with LocalServer(model_dir, name, log_path=log) as server:
+        with LocalServer(model_dir, name, log_path=str(out / "server.log")) as server:
             ready_s = server.wait_ready(config.ready_timeout_s)
             result["smoke"] = {
                 **smoke_test(server.url, name, model_dir, test_dir, config.smoke_rows),
                 "ready_s": round(ready_s, 2),
             }
             result["endpoint"] = f"{server.url}/v2/models/{name}/infer"
+        result["action"] = "smoke-tested locally"
     elif config.target == "kubernetes":
-        result["endpoint"] = apply_to_cluster(isvc, config.ready_timeout_s)
-    write_json(Path(report_md).with_suffix(".json"), result)
+        applied = apply_to_cluster(isvc, config.ready_timeout_s)
+        result["endpoint"], result["action"] = applied["url"], applied["action"]
+    write_json(out / RESULT_FILE, result)
     smoke = result["smoke"]
     write_text(
         report_md,

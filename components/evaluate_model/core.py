@@ -23,10 +23,11 @@ from serving.formats import load_model
 from shipyard import metrics as task_metrics
 from shipyard.artifacts import read_dataset, write_json, write_text
 from shipyard.config import Config, require
-from shipyard.errors import DataValidationError
+from shipyard.errors import ConfigError, DataValidationError
 from shipyard.report import markdown_table
 from shipyard.tasks import LOWER_IS_BETTER, PRIMARY_METRIC
 
+ALL_METRICS = ("accuracy", "f1_macro", "log_loss", "roc_auc", "rmse", "mae", "r2")
 DEFAULT_THRESHOLDS = {
     "binary": {"roc_auc": {"min": 0.8}},
     "multiclass": {"accuracy": {"min": 0.7}},
@@ -67,6 +68,16 @@ class EvalConfig(Config):
                 self.section,
                 f"thresholds.{metric}: expected {{'min': x}} and/or {{'max': y}}, got {bounds!r}",
             )
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bounds.values())
+            require(numeric, self.section, f"thresholds.{metric}: bounds must be numbers, got {bounds!r}")
+        known = set(ALL_METRICS)
+        unknown = sorted(set(self.thresholds) - known)
+        require(not unknown, self.section, f"thresholds: unknown metric(s) {unknown}; expected some of {sorted(known)}")
+        require(
+            not self.primary_metric or self.primary_metric in known,
+            self.section,
+            f"primary_metric {self.primary_metric!r} is not one of {sorted(known)}",
+        )
         require(self.baseline_tolerance >= 0, self.section, "baseline_tolerance must be >= 0")
 
 
@@ -155,8 +166,13 @@ def evaluate(
     values = task_metrics.compute(task, y, scores)
     primary = config.primary_metric or PRIMARY_METRIC[task]
     if primary not in values:
-        primary = "accuracy" if task != "regression" else "rmse"
+        if config.primary_metric:
+            raise ConfigError(f"evaluate: primary_metric {primary!r} is not a {task} metric; have {sorted(values)}")
+        primary = "accuracy"  # roc_auc is undefined when a class is missing from the test split
     thresholds = config.thresholds or DEFAULT_THRESHOLDS[task]
+    foreign = sorted(set(thresholds) - set(task_metrics.metric_functions(task)))
+    if foreign:
+        raise ConfigError(f"evaluate: threshold metric(s) {foreign} do not apply to a {task} task")
     checks = check_thresholds(values, thresholds)
     baseline_values = None
     if baseline_dir:

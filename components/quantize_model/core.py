@@ -146,6 +146,7 @@ def _build_variant(name: str, source_dir: Path, manifest: ModelManifest, out: Pa
             output_names=["output"],
             dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
             dynamo=True,
+            external_data=False,
             verbose=False,
         )
         if name == "int8-onnx":

@@ -1,4 +1,4 @@
-"""Recording a pipeline run's outcome (the ExitHandler's task): status, failed task, timing."""
+"""Recording a pipeline run's outcome (the ExitHandler's task): final state, reporting task, error."""
 
 from __future__ import annotations
 

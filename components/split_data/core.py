@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from shipyard.artifacts import read_dataset, write_dataset
@@ -46,8 +47,13 @@ def split(dataset_dir: str, train_dir: str, val_dir: str, test_dir: str, config:
     df, schema = read_dataset(dataset_dir)
     if schema.label is None:
         raise DataValidationError(f"{dataset_dir}: the dataset has no label column to split on")
-    if len(df) < 3:
-        raise DataValidationError(f"{dataset_dir}: {len(df)} row(s); need at least 3 to split three ways")
+    smallest = min(config.train, config.val, config.test)
+    if len(df) * smallest < 1:
+        need = math.ceil(1 / smallest)
+        raise DataValidationError(
+            f"{dataset_dir}: {len(df)} row(s); the {smallest:g} fraction needs at least {need} rows "
+            "for one row in every part"
+        )
     y = df[schema.label]
     strat = None
     if config.stratify and infer_task(y, column=schema.label) != "regression":

@@ -6,7 +6,6 @@ The artifact keeps both ``model.pt`` (TorchScript, what is served) and ``weights
 ``state_dict``, loaded with ``weights_only=True`` by quantization to rebuild the module).
 """
 
-
 import dataclasses
 import math
 import time
@@ -89,6 +88,18 @@ class TabularData:
     label_names: list[Any]
     task: str
     input_schema: tuple
+
+    def manifest(self, fmt: str, metrics: dict[str, float], details: dict[str, Any]) -> ModelManifest:
+        """The manifest of a model trained on this data (files are filled in when written)."""
+        return ModelManifest(
+            format=fmt,
+            task=self.task,
+            input_schema=self.input_schema,
+            label=self.label,
+            label_names=tuple(self.label_names),
+            metrics=metrics,
+            details=details,
+        )
 
 
 def load_split(dataset_dir: str, task: str = "auto", label_names: list[Any] | None = None) -> TabularData:
@@ -303,14 +314,8 @@ def save_torch_model(
         scripted.save(str(tmp / TORCHSCRIPT_FILE))
         torch.save(mlp.state_dict(), tmp / STATE_DICT_FILE)
 
-    manifest = ModelManifest(
-        format="torchscript",
-        task=data.task,
-        input_schema=data.input_schema,
-        label=data.label,
-        label_names=tuple(data.label_names),
-        metrics=metrics,
-        details={**details, "architecture": arch, "framework": {"torch": torch.__version__}},
+    manifest = data.manifest(
+        "torchscript", metrics, {**details, "architecture": arch, "framework": {"torch": torch.__version__}}
     )
     return write_model(model_dir, manifest, build)
 
@@ -333,14 +338,10 @@ def save_sklearn_model(
     import sklearn
     import skops.io as sio
 
-    manifest = ModelManifest(
-        format="sklearn-skops",
-        task=data.task,
-        input_schema=data.input_schema,
-        label=data.label,
-        label_names=tuple(data.label_names),
-        metrics=metrics,
-        details={**details, "estimator": type(model[-1]).__name__, "framework": {"scikit-learn": sklearn.__version__}},
+    manifest = data.manifest(
+        "sklearn-skops",
+        metrics,
+        {**details, "estimator": type(model[-1]).__name__, "framework": {"scikit-learn": sklearn.__version__}},
     )
     return write_model(model_dir, manifest, lambda tmp: sio.dump(model, tmp / SKOPS_FILE))
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from shipyard.artifacts import atomic_dir, write_json, write_text
 from shipyard.config import Config, require
-from shipyard.errors import ConfigError
+from shipyard.errors import ConfigError, DataValidationError
 from shipyard.report import markdown_table
 
 #: The default search space over TrainConfig fields.
@@ -123,12 +123,13 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
     from components.train_model import core as train_core
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    tr = train_core.load_split(train_dir, config.base.get("task", "auto"))
+    fixed = {"seed": config.seed, **config.base}  # the study's seed also seeds every trial's training
+    tr = train_core.load_split(train_dir, fixed.get("task", "auto"))
     va = train_core.load_split(val_dir, tr.task, tr.label_names)
-    base = train_core.TrainConfig.from_dict(config.base)
+    base = train_core.TrainConfig.from_dict(fixed)
 
     def objective(trial: Any) -> float:
-        params = {**config.base, **suggest(trial, config.search_space)}
+        params = {**fixed, **suggest(trial, config.search_space)}
         trial_config = train_core.TrainConfig.from_dict(params)
 
         def report(epoch: int, val_loss: float) -> None:
@@ -156,12 +157,15 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
             )
         except Exception as exc:  # bad URL, unreachable database
             raise ConfigError(f"tune: cannot open Optuna storage {config.storage!r}: {exc}") from exc
-        study.optimize(objective, n_trials=config.n_trials, timeout=config.timeout_s or None)
+        # A trial that diverges (NaN loss) is recorded as FAIL and the study goes on.
+        study.optimize(
+            objective, n_trials=config.n_trials, timeout=config.timeout_s or None, catch=(DataValidationError,)
+        )
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             raise ConfigError("tune: no trial completed; widen the search space or raise n_trials")
         best = study.best_trial
-        best_params = {**base.to_dict(), **config.base, **best.params}
+        best_params = {**base.to_dict(), **best.params}
         trials: list[dict[str, Any]] = [
             {
                 "number": t.number,

@@ -9,11 +9,13 @@ error-severity anomalies fail the step with :class:`DataValidationError`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from shipyard import storage
 from shipyard.artifacts import read_dataset, read_json, write_json, write_text
 from shipyard.config import Config, require
 from shipyard.errors import DataValidationError
@@ -119,7 +121,8 @@ def infer_schema(df: Any, roles: dict[str, str], config: ValidateConfig) -> dict
             "kind": kind,
             "role": roles.get(name, "feature"),
             "nullable": null_fraction > 0,
-            "max_null_fraction": round(null_fraction, 6),
+            # Rounded up, so the data the schema was inferred from always passes its own limit.
+            "max_null_fraction": math.ceil(null_fraction * 1e6) / 1e6,
         }
         if kind in ("int", "float") and s.notna().any():
             finite = s[np.isfinite(s.astype("float64"))]
@@ -136,10 +139,14 @@ def infer_schema(df: Any, roles: dict[str, str], config: ValidateConfig) -> dict
 def load_schema(path: str | Path) -> dict[str, Any]:
     """Reads and checks a (possibly hand-edited) validation schema.
 
+    Args:
+        path: A ``schema.json`` file, a schema artifact directory, or a ``gs://`` URI of the file.
+
     Raises:
+        StorageError: The file does not exist.
         DataValidationError: Unknown keys, a wrong version, or malformed column entries.
     """
-    p = Path(path)
+    p = storage.fetch(str(path))
     if p.is_dir():
         p = p / "schema.json"
     data = read_json(p, "validation schema")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -15,26 +13,18 @@ pytestmark = [pytest.mark.local, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def run(tmp_path_factory: pytest.TempPathFactory, cli) -> dict:
     out = tmp_path_factory.mktemp("local-run")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "shipyard.cli",
-            "run",
-            "train_and_deploy",
-            "--local",
-            "--output",
-            str(out),
-            "--set",
-            'tune={"n_trials": 3}',
-            "--set",
-            "model_name=bc-test",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
+    proc = cli(
+        "run",
+        "train_and_deploy",
+        "--local",
+        "--output",
+        str(out),
+        "--set",
+        'tune={"n_trials": 3}',
+        "--set",
+        "model_name=bc-test",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_dir = next((out / "artifacts").glob("train-and-deploy-*"))
@@ -109,10 +99,10 @@ def test_deploy_smoke_and_isvc(run, isvc_schema):
     if not evaluation["blessed"]:
         assert not deploy.exists()
         pytest.skip("model not blessed in this run; deploy correctly skipped")
-    report = json.loads((deploy / "report.json").read_text())
+    report = json.loads((deploy / "deployment" / "result.json").read_text())
     assert report["smoke"]["v1"] == "passed" and report["smoke"]["v2"] == "passed"
     assert report["endpoint"].startswith("http://127.0.0.1:")
-    isvc = yaml.safe_load((deploy / "inference_service").read_text())
+    isvc = yaml.safe_load((deploy / "deployment" / "inferenceservice.yaml").read_text())
     jsonschema.validate(isvc, isvc_schema)
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 10
     assert isvc["metadata"]["name"] == "bc-test"
