@@ -1,0 +1,228 @@
+"""Tests for components.quantize_model.core: the choice rule (table-tested) and the artifact it writes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from components.quantize_model.core import VARIANTS, QuantizeConfig, choose, quantize
+from components.train_model.core import load_split
+from serving.formats import load_model
+from shipyard.artifacts import read_model_manifest, sha256_file
+from shipyard.errors import ConfigError
+
+
+def _row(latency: float, size: int, **metrics: float) -> dict:
+    return {"bytes": size, "latency_us_1": latency, "latency_us_64": latency * 10, "metrics": metrics}
+
+
+def _binary(
+    fp32=(100.0, 40_000, 0.99), i8ts=(90.0, 20_000, 0.99), f_onnx=(50.0, 14_000, 0.99), i8onnx=(60.0, 9_000, 0.99)
+) -> dict:
+    rows = dict(zip(VARIANTS, (fp32, i8ts, f_onnx, i8onnx), strict=True))
+    return {v: _row(lat, size, roc_auc=auc, accuracy=0.95) for v, (lat, size, auc) in rows.items()}
+
+
+CHOICES = {
+    # case: (table, task, config values, expected variant, fragment of the reason)
+    "latency objective picks the fastest": (_binary(), "binary", {}, "fp32-onnx", "lowest single-row latency"),
+    "size objective picks the smallest": (_binary(), "binary", {"objective": "size"}, "int8-onnx", "lowest file size"),
+    "metric drop excludes the fastest": (
+        _binary(f_onnx=(30.0, 14_000, 0.97)),
+        "binary",
+        {},
+        "int8-onnx",
+        "(3/4 eligible)",
+    ),
+    "a larger allowed drop keeps it": (
+        _binary(f_onnx=(30.0, 14_000, 0.97)),
+        "binary",
+        {"max_metric_drop": 0.05},
+        "fp32-onnx",
+        "(4/4 eligible)",
+    ),
+    "a better metric is never excluded": (
+        _binary(f_onnx=(30.0, 14_000, 1.0)),
+        "binary",
+        {},
+        "fp32-onnx",
+        "(4/4 eligible)",
+    ),
+    "near tie goes to the smaller file": (
+        _binary(f_onnx=(50.0, 14_000, 0.99), i8onnx=(52.0, 9_000, 0.99)),
+        "binary",
+        {},
+        "int8-onnx",
+        "near tie broken by size",
+    ),
+    "no tie beyond 5%": (
+        _binary(f_onnx=(50.0, 14_000, 0.99), i8onnx=(53.0, 9_000, 0.99)),
+        "binary",
+        {},
+        "fp32-onnx",
+        "lowest single-row latency",
+    ),
+    "only fp32 eligible": (
+        _binary(i8ts=(10.0, 1, 0.5), f_onnx=(10.0, 1, 0.5), i8onnx=(10.0, 1, 0.5)),
+        "binary",
+        {},
+        "fp32-torchscript",
+        "(1/4 eligible)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CHOICES))
+def test_choose(case):
+    table, task, values, expected, fragment = CHOICES[case]
+    pick, reason = choose(table, task, QuantizeConfig.from_dict(values))
+    assert pick == expected
+    assert fragment in reason
+    assert ("near tie" in reason) == (case == "near tie goes to the smaller file")
+
+
+def _regression(rmse: dict[str, float], latency: dict[str, float]) -> dict:
+    return {v: _row(latency[v], 10_000, rmse=rmse[v], mae=1.0, r2=0.5) for v in VARIANTS}
+
+
+@pytest.mark.parametrize(
+    ("rmse", "expected"),
+    [
+        # The fastest (int8-onnx) has a higher, i.e. worse, rmse by more than the allowed 0.01: excluded.
+        ({"fp32-torchscript": 10.0, "int8-torchscript": 10.005, "fp32-onnx": 10.0, "int8-onnx": 10.5}, "fp32-onnx"),
+        # A lower rmse is better, so a big decrease keeps it eligible.
+        ({"fp32-torchscript": 10.0, "int8-torchscript": 10.005, "fp32-onnx": 10.0, "int8-onnx": 9.0}, "int8-onnx"),
+        # Slightly worse but within the allowed drop.
+        ({"fp32-torchscript": 10.0, "int8-torchscript": 10.0, "fp32-onnx": 10.0, "int8-onnx": 10.009}, "int8-onnx"),
+    ],
+)
+def test_choose_treats_rmse_as_lower_is_better(rmse, expected):
+    latency = {"fp32-torchscript": 100.0, "int8-torchscript": 80.0, "fp32-onnx": 60.0, "int8-onnx": 30.0}
+    pick, reason = choose(_regression(rmse, latency), "regression", QuantizeConfig())
+    assert pick == expected
+    assert "rmse" in reason
+
+
+def test_choose_falls_back_to_accuracy_when_roc_auc_is_missing():
+    table = {
+        v: _row(lat, 1000, accuracy=acc)
+        for v, lat, acc in zip(VARIANTS, (100.0, 90.0, 20.0, 80.0), (0.9, 0.9, 0.8, 0.9), strict=True)
+    }
+    pick, reason = choose(table, "binary", QuantizeConfig())
+    assert pick == "int8-onnx" and "accuracy" in reason
+
+
+# --- QuantizeConfig ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ({"variants": ["fp16-onnx"]}, "variants: unknown ['fp16-onnx']"),
+        ({"variants": ["int8-onnx", "int4-torchscript"]}, "unknown ['int4-torchscript']"),
+        ({"objective": "speed"}, "objective must be latency or size"),
+        ({"max_metric_drop": -0.1}, "max_metric_drop must be >= 0"),
+        ({"latency_repeats": 2}, "latency_repeats must be >= 5"),
+    ],
+)
+def test_quantize_config_rejects_bad_values(values, fragment):
+    with pytest.raises(ConfigError) as exc:
+        QuantizeConfig.from_dict(values)
+    assert fragment in str(exc.value)
+
+
+def test_quantize_config_accepts_a_list_of_known_variants():
+    assert QuantizeConfig.from_dict({"variants": ["int8-onnx"]}).variants == ("int8-onnx",)
+
+
+# --- quantize() ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def quantized(artifacts, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("quantize")
+    config = QuantizeConfig(latency_repeats=10)
+    result = quantize(
+        str(artifacts["model"]),
+        str(artifacts["val"]),
+        str(root / "out"),
+        str(root / "q.json"),
+        str(root / "q.md"),
+        config,
+    )
+    return {"result": result, "root": root, "config": config}
+
+
+def test_quantize_writes_the_chosen_variant_with_a_parent(quantized, artifacts):
+    result, out = quantized["result"], quantized["root"] / "out"
+    source = artifacts["model"]
+
+    manifest = read_model_manifest(out)
+
+    assert result["variant"] in VARIANTS
+    assert manifest.format == ("onnx" if result["variant"].endswith("onnx") else "torchscript")
+    assert manifest.parent == {
+        "path": str(source),
+        "format": "torchscript",
+        "model_json_sha256": sha256_file(source / "model.json"),
+    }
+    source_manifest = read_model_manifest(source)
+    assert manifest.input_schema == source_manifest.input_schema
+    assert manifest.label_names == source_manifest.label_names
+    assert manifest.metrics["val_loss"] == source_manifest.metrics["val_loss"]
+    assert manifest.metrics["roc_auc"] == result["table"][result["variant"]]["metrics"]["roc_auc"]
+    if result["variant"] != "fp32-torchscript":
+        assert manifest.details["variant"] == result["variant"]
+
+
+def test_quantized_model_scores_like_the_source(quantized, artifacts):
+    val = load_split(str(artifacts["val"]), "binary", [0, 1])
+    source = load_model(artifacts["model"]).scores(val.x)
+    out = load_model(quantized["root"] / "out").scores(val.x)
+    assert out.shape == source.shape
+    np.testing.assert_allclose(out, source, atol=0.05)
+
+
+def test_quantize_report_is_consistent_with_the_rule(quantized):
+    result, root, config = quantized["result"], quantized["root"], quantized["config"]
+    report = json.loads((root / "q.json").read_text())
+
+    assert set(report["table"]) == set(VARIANTS)
+    assert report["variant"] == result["variant"]
+    assert choose(report["table"], "binary", config) == (result["variant"], result["reason"])
+    ref = report["table"]["fp32-torchscript"]["bytes"]
+    assert report["size_ratio"] == pytest.approx(report["table"][result["variant"]]["bytes"] / ref)
+    for row in report["table"].values():
+        assert row["bytes"] > 0 and row["latency_us_1"] > 0 and "latency_us_64" in row
+        assert set(row["metrics"]) == {"accuracy", "f1_macro", "log_loss", "roc_auc"}
+    markdown = (root / "q.md").read_text()
+    assert f"Chosen: **{result['variant']}**" in markdown
+    assert all(v in markdown for v in VARIANTS)
+
+
+def test_sklearn_model_passes_through_unchanged(artifacts, tmp_path):
+    source = artifacts["baseline"]
+
+    result = quantize(
+        str(source),
+        str(artifacts["val"]),
+        str(tmp_path / "out"),
+        str(tmp_path / "q.json"),
+        str(tmp_path / "q.md"),
+        QuantizeConfig(latency_repeats=10),
+    )
+
+    assert result["variant"] == "sklearn-skops" and result["size_ratio"] == 1.0 and result["table"] == {}
+    assert "passed through unchanged" in result["reason"]
+    before, after = read_model_manifest(source), read_model_manifest(tmp_path / "out")
+    assert after.format == "sklearn-skops" and after.files == before.files
+    assert after.metrics == before.metrics and after.input_schema == before.input_schema
+    assert after.parent == {
+        "path": str(source),
+        "format": "sklearn-skops",
+        "model_json_sha256": sha256_file(source / "model.json"),
+    }
+    assert json.loads((tmp_path / "q.json").read_text())["variant"] == "sklearn-skops"
+    assert "no quantized variants" in (tmp_path / "q.md").read_text()

@@ -1,0 +1,195 @@
+"""Tests for components.register_model.core against a real MLflow SQLite store in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from components.register_model.core import CHALLENGER, register, resolve_tracking_uri
+from shipyard.artifacts import read_model_manifest
+from shipyard.errors import ConfigError, IntegrityError
+
+NAME = "bc"
+
+
+@pytest.fixture
+def mlflow_env(monkeypatch):
+    """No inherited tracking URI or telemetry; undoes the MLflow global URI (which register sets) afterwards."""
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    yield
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def store(tmp_path, mlflow_env) -> str:
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+@pytest.fixture
+def eval_json(tmp_path) -> str:
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps({"blessed": True, "metrics": {"roc_auc": 0.97, "accuracy": 0.93}}))
+    return str(path)
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def _local(uri: str) -> Path:
+    return Path(unquote(urlparse(uri).path))
+
+
+def _runs(uri: str) -> list:
+    client = _client(uri)
+    experiment = client.get_experiment_by_name(f"shipyard/{NAME}")
+    return [] if experiment is None else client.search_runs([experiment.experiment_id])
+
+
+def test_versions_count_up_and_challenger_moves_only_when_blessed(artifacts, store, eval_json):
+    first = register(str(artifacts["baseline"]), NAME, eval_json, True, store)
+    second = register(str(artifacts["baseline"]), NAME, eval_json, False, store)
+
+    assert (first["version"], first["alias"]) == (1, CHALLENGER)
+    assert (second["version"], second["alias"]) == (2, None)
+    assert first["run_id"] != second["run_id"] and first["tracking_uri"] == store
+    client = _client(store)
+    assert int(client.get_model_version_by_alias(NAME, CHALLENGER).version) == 1
+
+    third = register(str(artifacts["quantized"]), NAME, eval_json, True, store)
+
+    assert (third["version"], third["alias"]) == (3, CHALLENGER)
+    assert int(client.get_model_version_by_alias(NAME, CHALLENGER).version) == 3
+    assert client.get_model_version(NAME, "2").tags["shipyard.blessed"] == "false"
+    assert len(_runs(store)) == 3
+
+
+def test_tags_params_and_metrics_are_logged(artifacts, store, eval_json):
+    result = register(
+        str(artifacts["baseline"]),
+        NAME,
+        eval_json,
+        True,
+        store,
+        params={"lr": 0.01, "width": 64},
+        tags={"kfp.run_id": "run-123"},
+    )
+
+    run = _client(store).get_run(result["run_id"])
+    manifest = read_model_manifest(artifacts["baseline"])
+    assert run.data.tags["shipyard.format"] == "sklearn-skops"
+    assert run.data.tags["shipyard.task"] == "binary"
+    assert run.data.tags["shipyard.blessed"] == "true"
+    assert run.data.tags["kfp.run_id"] == "run-123"
+    assert run.data.params == {"lr": "0.01", "width": "64"}
+    assert run.data.metrics["val_loss"] == pytest.approx(manifest.metrics["val_loss"])
+    assert run.data.metrics["test_roc_auc"] == pytest.approx(0.97)
+    assert run.data.metrics["test_accuracy"] == pytest.approx(0.93)
+    version = _client(store).get_model_version(NAME, str(result["version"]))
+    assert version.tags["kfp.run_id"] == "run-123" and version.run_id == result["run_id"]
+    assert version.source == result["source"]
+
+
+def test_the_artifact_is_copied_under_the_run_beside_the_database(artifacts, store, eval_json, tmp_path):
+    result = register(
+        str(artifacts["baseline"]),
+        NAME,
+        eval_json,
+        True,
+        store,
+        extra_artifacts={"eval": eval_json, "absent": str(tmp_path / "nope.json")},
+    )
+
+    assert result["source"].startswith("file://") and result["source"].endswith("/model")
+    copied = _local(result["source"])
+    assert copied.is_relative_to(tmp_path / "mlartifacts")
+    assert sorted(p.name for p in copied.iterdir()) == sorted(p.name for p in artifacts["baseline"].iterdir())
+    assert read_model_manifest(copied).files == read_model_manifest(artifacts["baseline"]).files
+    reports = copied.parent / "reports"
+    assert (reports / "eval" / "eval.json").is_file()
+    assert not (reports / "absent").exists()
+
+
+def test_without_eval_json_only_the_manifest_metrics_are_logged(artifacts, store):
+    result = register(str(artifacts["baseline"]), NAME, None, False, store)
+    assert set(_client(store).get_run(result["run_id"]).data.metrics) == {"val_loss"}
+
+
+@pytest.mark.parametrize("name", ["", "team/bc"])
+def test_bad_model_name_is_a_config_error_before_anything_is_created(artifacts, store, tmp_path, name):
+    with pytest.raises(ConfigError) as exc:
+        register(str(artifacts["baseline"]), name, None, True, store)
+    assert f"model_name {name!r}" in str(exc.value) and "without '/'" in str(exc.value)
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_tampered_model_fails_integrity_before_anything_is_logged(artifacts, store, eval_json, tmp_path):
+    register(str(artifacts["baseline"]), NAME, eval_json, True, store)
+    tampered = tmp_path / "tampered"
+    shutil.copytree(artifacts["baseline"], tampered)
+    with open(tampered / "model.skops", "ab") as f:
+        f.write(b"\0")
+
+    with pytest.raises(IntegrityError) as exc:
+        register(str(tampered), NAME, eval_json, True, store)
+
+    assert "sha256 mismatch" in str(exc.value) and "model.skops" in str(exc.value)
+    assert len(_runs(store)) == 1
+    assert [int(v.version) for v in _client(store).search_model_versions(f"name='{NAME}'")] == [1]
+    assert int(_client(store).get_model_version_by_alias(NAME, CHALLENGER).version) == 1
+
+
+def test_tampered_model_on_a_fresh_store_creates_no_database(artifacts, store, tmp_path):
+    tampered = tmp_path / "tampered"
+    shutil.copytree(artifacts["baseline"], tampered)
+    (tampered / "extra.bin").write_bytes(b"x")
+    with pytest.raises(IntegrityError, match="not listed"):
+        register(str(tampered), NAME, None, True, store)
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlartifacts").exists()
+
+
+# --- resolve_tracking_uri ------------------------------------------------------------------------
+
+
+def test_argument_wins_over_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
+    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
+    assert resolve_tracking_uri("sqlite:///from-arg.db") == "sqlite:///from-arg.db"
+
+
+def test_environment_wins_over_shipyard_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
+    assert resolve_tracking_uri("") == "http://127.0.0.1:5000"
+    assert not (tmp_path / "home").exists()
+
+
+def test_shipyard_home_is_the_default(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
+    assert resolve_tracking_uri() == f"sqlite:///{(tmp_path / 'home').resolve()}/mlflow.db"
+    assert (tmp_path / "home").is_dir()
+
+
+def test_home_directory_is_the_last_resort(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("SHIPYARD_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert resolve_tracking_uri() == f"sqlite:///{tmp_path.resolve()}/.shipyard/mlflow.db"
+
+
+def test_register_uses_the_resolved_default_store(artifacts, mlflow_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
+    result = register(str(artifacts["baseline"]), NAME, None, True)
+    assert result["tracking_uri"] == f"sqlite:///{(tmp_path / 'home').resolve()}/mlflow.db"
+    assert (tmp_path / "home" / "mlflow.db").is_file()
+    assert _local(result["source"]).is_relative_to((tmp_path / "home" / "mlartifacts").resolve())
