@@ -30,20 +30,13 @@ def record(
     Returns:
         The outcome dict, including the MLflow run id.
     """
-    import mlflow
-
-    from components.register_model.core import experiment_id, resolve_tracking_uri
+    from components.register_model.core import mlflow_run, resolve_tracking_uri
 
     pipeline_job, pipeline_task, error_message = pipeline_job or "", pipeline_task or "", error_message or ""
-    uri = resolve_tracking_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
     outcome = {"state": state, "pipeline_job": pipeline_job, "task": pipeline_task, "error": error_message}
-    with mlflow.start_run(
-        experiment_id=experiment_id(mlflow, uri, f"shipyard/{model_name}"), run_name="pipeline-outcome"
-    ) as run:
-        mlflow.set_tags(
-            {"shipyard.outcome": state, "kfp.pipeline_job": pipeline_job[:250], "shipyard.error": error_message[:4000]}
-        )
-    outcome["mlflow_run_id"] = run.info.run_id
+    tags = {"shipyard.outcome": state, "kfp.pipeline_job": pipeline_job[:250], "shipyard.error": error_message[:4000]}
+    uri = resolve_tracking_uri(tracking_uri)
+    with mlflow_run(uri, f"shipyard/{model_name}", "pipeline-outcome", tags) as (_, run):
+        outcome["mlflow_run_id"] = run.info.run_id
     write_json(output_json, outcome)
     return outcome

@@ -10,7 +10,10 @@ default ``sqlite:///$SHIPYARD_HOME/mlflow.db`` (``SHIPYARD_HOME`` defaults to ``
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +35,33 @@ def resolve_tracking_uri(tracking_uri: str = "") -> str:
     return f"sqlite:///{home.resolve() / 'mlflow.db'}"
 
 
-def experiment_id(mlflow: Any, tracking_uri: str, name: str) -> str:
+def experiment_id(client: Any, tracking_uri: str, name: str) -> str:
     """Gets or creates the experiment; SQLite stores keep artifacts beside the database file."""
-    existing = mlflow.get_experiment_by_name(name)
+    existing = client.get_experiment_by_name(name)
     if existing is not None:
-        return existing.experiment_id
+        return str(existing.experiment_id)
     location = None
     if tracking_uri.startswith("sqlite:///"):
         location = (Path(tracking_uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    return str(client.create_experiment(name, artifact_location=location))
+
+
+@contextlib.contextmanager
+def mlflow_run(tracking_uri: str, experiment: str, run_name: str, tags: dict[str, str]) -> Iterator[tuple[Any, Any]]:
+    """Opens an MLflow run through an explicit client (no process-global tracking URI).
+
+    Yields ``(client, run)``; the run ends FINISHED, or FAILED when the block raises.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(experiment_id(client, tracking_uri, experiment), run_name=run_name, tags=tags)
+    try:
+        yield client, run
+    except BaseException:
+        client.set_terminated(run.info.run_id, status="FAILED")
+        raise
+    client.set_terminated(run.info.run_id, status="FINISHED")
 
 
 def register(
@@ -71,13 +92,9 @@ def register(
     if not model_name or "/" in model_name:
         raise ConfigError(f"register: model_name {model_name!r} must be a non-empty name without '/'")
     manifest = read_model_manifest(model_dir)
-    import mlflow
-    from mlflow.tracking import MlflowClient
+    from mlflow.entities import Metric, Param
 
     uri = resolve_tracking_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    exp_id = experiment_id(mlflow, uri, f"shipyard/{model_name}")
     metrics = dict(manifest.metrics)
     if eval_json:
         report = read_json(eval_json, "evaluation report")
@@ -88,19 +105,25 @@ def register(
         "shipyard.blessed": str(bool(blessed)).lower(),
         **(tags or {}),
     }
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"{model_name}-register") as run:
-        mlflow.set_tags(all_tags)
-        if params:
-            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
-        mlflow.log_artifacts(model_dir, artifact_path="model")
+    now = int(time.time() * 1000)
+    with mlflow_run(uri, f"shipyard/{model_name}", f"{model_name}-register", all_tags) as (client, run):
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if isinstance(v, (int, float))],
+            params=[Param(k, str(v)[:500]) for k, v in (params or {}).items()],
+        )
+        client.log_artifacts(run.info.run_id, model_dir, artifact_path="model")
         for name, path in (extra_artifacts or {}).items():
             if path and Path(path).is_file():
-                mlflow.log_artifact(path, artifact_path=f"reports/{name}")
+                client.log_artifact(run.info.run_id, path, artifact_path=f"reports/{name}")
         source = f"{run.info.artifact_uri}/model"
+    from mlflow.exceptions import MlflowException
+
     try:
         client.get_registered_model(model_name)
-    except Exception:
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
         client.create_registered_model(model_name, description="Registered by Shipyard")
     version = client.create_model_version(model_name, source=source, run_id=run.info.run_id, tags=all_tags)
     alias = None

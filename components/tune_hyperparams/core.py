@@ -72,16 +72,25 @@ class TuneConfig(Config):
             extra = sorted(set(spec) - PARAM_KEYS[kind])
             require(not extra, self.section, f"search_space.{name}: unknown key(s) {extra}")
             if kind == "categorical":
+                choices = spec.get("choices")
                 require(
-                    bool(spec.get("choices")), self.section, f"search_space.{name}: choices must be a non-empty list"
-                )
-            else:
-                require(
-                    "low" in spec and "high" in spec and spec["low"] < spec["high"],
+                    isinstance(choices, (list, tuple)) and len(choices) > 0,
                     self.section,
-                    f"search_space.{name}: needs low < high",
+                    f"search_space.{name}: choices must be a non-empty list, got {choices!r}",
                 )
+                continue
+            bounds = {k: spec[k] for k in ("low", "high", "step") if k in spec}
+            require(
+                "low" in bounds and "high" in bounds and all(_is_number(v) for v in bounds.values()),
+                self.section,
+                f"search_space.{name}: low and high (and step) must be numbers, got {bounds!r}",
+            )
+            require(bounds["low"] < bounds["high"], self.section, f"search_space.{name}: needs low < high")
         TrainConfig.from_dict(self.base)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 
 from shipyard import storage
-from shipyard.artifacts import read_dataset, read_json, write_json, write_text
+from shipyard.artifacts import ROLES, read_dataset, read_json, write_json, write_text
 from shipyard.config import Config, require
 from shipyard.errors import DataValidationError
 from shipyard.report import markdown_table
 
 SCHEMA_VERSION = 1
+KINDS = ("int", "float", "bool", "string", "datetime", "other")
 COLUMN_KEYS = {"kind", "role", "nullable", "max_null_fraction", "min", "max", "domain"}
 ANOMALY_SEVERITY = {
     "empty_dataset": "error",
@@ -157,13 +158,30 @@ def load_schema(path: str | Path) -> dict[str, Any]:
         )
     if data.get("version") != SCHEMA_VERSION:
         raise DataValidationError(f"{p}: version {data.get('version')!r} is not supported; expected {SCHEMA_VERSION}")
+    if not isinstance(data["columns"], dict):
+        raise DataValidationError(f"{p}: 'columns' must be an object keyed by column name")
     for name, spec in data["columns"].items():
-        unknown = sorted(set(spec) - COLUMN_KEYS) if isinstance(spec, dict) else None
-        if unknown is None or unknown:
-            raise DataValidationError(
-                f"{p}: column {name!r}: unknown key(s) {unknown}; expected some of {sorted(COLUMN_KEYS)}"
-            )
+        _check_column_spec(p, name, spec)
     return data
+
+
+def _check_column_spec(path: Path, name: str, spec: Any) -> None:
+    where = f"{path}: column {name!r}"
+    if not isinstance(spec, dict):
+        raise DataValidationError(f"{where}: expected an object, got {type(spec).__name__}")
+    unknown = sorted(set(spec) - COLUMN_KEYS)
+    if unknown:
+        raise DataValidationError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(COLUMN_KEYS)}")
+    if "kind" in spec and spec["kind"] not in KINDS:
+        raise DataValidationError(f"{where}: kind {spec['kind']!r} is not one of {list(KINDS)}")
+    if "role" in spec and spec["role"] not in ROLES:
+        raise DataValidationError(f"{where}: role {spec['role']!r} is not one of {list(ROLES)}")
+    for key in ("min", "max", "max_null_fraction"):
+        value = spec.get(key)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise DataValidationError(f"{where}: {key} must be a number, got {value!r}")
+    if "domain" in spec and not isinstance(spec["domain"], list):
+        raise DataValidationError(f"{where}: domain must be a list of values, got {spec['domain']!r}")
 
 
 def find_anomalies(df: Any, schema: dict[str, Any], config: ValidateConfig) -> list[Anomaly]:
