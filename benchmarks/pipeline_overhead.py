@@ -39,7 +39,13 @@ def run_pipeline(out: Path) -> float:
         "--set",
         f'tune={{"n_trials": {N_TRIALS}}}',
     ]
-    return wall(lambda: subprocess.run(cmd, check=True, capture_output=True))
+
+    def once() -> None:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"pipeline run failed: {proc.stderr.strip()[-2000:]}")
+
+    return wall(once)
 
 
 def run_cores(out: Path) -> dict[str, float]:

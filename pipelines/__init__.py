@@ -15,6 +15,19 @@ PIPELINES = {
 }
 
 
+def check_options(name: str, arguments: dict[str, Any]) -> None:
+    """Parses every options dict in ``arguments`` with its component's Config.
+
+    Raises:
+        ConfigError: An unknown key or a bad value, named by parameter and key.
+    """
+    module = importlib.import_module(PIPELINES[name].split(":")[0])
+    for param, target in getattr(module, "OPTIONS", {}).items():
+        if param in arguments:
+            module_name, cls = target.split(":")
+            getattr(importlib.import_module(module_name), cls).from_dict(arguments[param])
+
+
 def load(name: str) -> Any:
     """Returns the ``@dsl.pipeline`` object called ``name``.
 

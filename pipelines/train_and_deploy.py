@@ -19,6 +19,19 @@ from components.tune_hyperparams.component import tune_hyperparams
 from components.validate_data.component import validate_data
 from shipyard import images
 
+#: Pipeline parameter → the Config class that parses it inside its component, so the CLI can
+#: reject a typo in an options dict before any step runs (and before any retry waits).
+OPTIONS = {
+    "ingest": "components.ingest_data.core:IngestConfig",
+    "validation": "components.validate_data.core:ValidateConfig",
+    "split": "components.split_data.core:SplitConfig",
+    "tune": "components.tune_hyperparams.core:TuneConfig",
+    "train": "components.train_model.core:TrainConfig",
+    "quantize": "components.quantize_model.core:QuantizeConfig",
+    "evaluate": "components.evaluate_model.core:EvalConfig",
+    "deploy": "components.deploy_model.core:DeployConfig",
+}
+
 #: Retry policy for steps that may lose their node (GPU/spot preemption).
 RETRIES = {"num_retries": 2, "backoff_duration": "30s", "backoff_factor": 2.0}
 
@@ -42,6 +55,7 @@ def train_and_deploy(
     evaluate: dict = {},
     deploy: dict = {},
     deploy_target: str = "kubernetes",
+    schema_uri: str = "",
     mlflow_tracking_uri: str = "",
 ):
     """Trains, evaluates and (when blessed) deploys a tabular model.
@@ -60,12 +74,14 @@ def train_and_deploy(
         evaluate: evaluate_model options (thresholds, baseline_tolerance, primary_metric).
         deploy: deploy_model options (namespace, canary_traffic_percent, service_account, ...).
         deploy_target: kubernetes (apply the InferenceService), local (serve and smoke-test on 127.0.0.1) or render.
+        schema_uri: A validation schema.json (path or gs://) to enforce; empty infers one from the data.
         mlflow_tracking_uri: MLflow tracking URI; empty uses $MLFLOW_TRACKING_URI in the step's environment.
     """
     outcome = record_outcome(model_name=model_name, tracking_uri=mlflow_tracking_uri).set_caching_options(False)
     with dsl.ExitHandler(outcome, name="train-and-deploy-run"):
         ingested = ingest_data(source=data, label=label, options=ingest)
-        validated = validate_data(dataset=ingested.outputs["dataset"], options=validation)
+        ingested.set_caching_options(False)  # the same URI may hold new data on the next run
+        validated = validate_data(dataset=ingested.outputs["dataset"], options=validation, schema_uri=schema_uri)
         parts = split_data(dataset=ingested.outputs["dataset"], seed=seed, options=split).after(validated)
         tuned = tune_hyperparams(train=parts.outputs["train"], val=parts.outputs["val"], seed=seed, options=tune)
         tuned.set_retry(**RETRIES)

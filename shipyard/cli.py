@@ -10,6 +10,7 @@ import argparse
 import inspect
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,20 @@ from shipyard.errors import ConfigError, ShipyardError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+
+
+def _count(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
+def _name(text: str) -> str:
+    """argparse type: a model name usable in a URL path."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits, '-', '_' and '.' (it becomes a URL path)")
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--output", default="compiled", help="directory for the YAML files (default: %(default)s)")
     c.add_argument("--pipeline", action="append", help="only this pipeline (repeatable; default: all)")
-    c.add_argument("--train-gpus", type=int, help="GPUs the training step requests (default 1; 0 for CPU only)")
+    c.add_argument("--train-gpus", type=_count, help="GPUs the training step requests (default 1; 0 for CPU only)")
     c.add_argument("--image-tag", help="tag of the Shipyard images (default: the package version)")
     c.add_argument("--image-registry", help="registry of the Shipyard images (default: ghcr.io/shipyard-ml)")
 
@@ -72,11 +87,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve a Shipyard model artifact over HTTP until SIGTERM/SIGINT.",
     )
     s.add_argument("model_dir", metavar="MODEL_DIR", help="a Shipyard model artifact directory (with model.json)")
-    s.add_argument("--name", required=True, help="model name in the routes, e.g. /v1/models/NAME:predict")
+    s.add_argument("--name", required=True, type=_name, help="model name in the routes, e.g. /v1/models/NAME:predict")
     s.add_argument(
         "--host", default="127.0.0.1", help="interface to bind (default: %(default)s; 0.0.0.0 in containers)"
     )
-    s.add_argument("--port", type=int, default=8080, help="HTTP port (default: %(default)s)")
+    s.add_argument("--port", type=_count, default=8080, help="HTTP port (default: %(default)s)")
 
     m = sub.add_parser("manifests", help="render generated Kubernetes manifests (ClusterServingRuntime)")
     m.add_argument("--output", default="manifests/generated", help="directory (default: %(default)s)")
@@ -143,6 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     pipeline = pipelines.load(args.pipeline)
     arguments = parse_sets(pipeline, args.sets)
+    pipelines.check_options(args.pipeline, arguments)
     if args.host:  # pragma: no cover - needs a KFP API server
         import kfp
 
@@ -163,11 +179,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"running {pipeline.name} locally; logs and artifacts under {output}", flush=True)
     run_dir, log = localrun.run(pipeline, arguments, output, verbose=args.verbose)
     order = [t for t in localrun.FIGURES if (run_dir / t).exists() or t == "deploy-model"]
-    rows = localrun.summarize(run_dir, order, output)
+    rows = localrun.summarize(run_dir, order)
     print()
     print(
         text_table(
-            ["stage", "status", "key figure", "artifacts"], [(r.task, r.status, r.figure, r.where) for r in rows]
+            ["stage", "status", "key figure", "artifacts (run directory/stage/...)"],
+            [(r.task, r.status, r.figure, r.where) for r in rows],
         )
     )
     print(f"run directory: {run_dir}")
@@ -175,15 +192,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if "mlflow_tracking_uri" in params:
         uri = arguments["mlflow_tracking_uri"]
         print(f"MLflow store:  {uri}")
-        print(f"MLflow UI:     .venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
+        mlflow_bin = Path(sys.executable).with_name("mlflow")
+        print(f"MLflow UI:     {mlflow_bin} ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from serving.formats import load_model
     from serving.server import serve
 
-    load_model(args.model_dir)  # a bad artifact fails here, before kserve is imported
     serve(args.model_dir, args.name, args.host, args.port)
     return 0
 
@@ -233,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"shipyard {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ShipyardError as exc:
+        print(f"shipyard {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as exc:  # an output directory that cannot be created, a port in use, ...
         print(f"shipyard {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

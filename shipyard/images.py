@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from shipyard import __version__
+from shipyard.errors import ConfigError
 
 REGISTRY = os.environ.get("SHIPYARD_IMAGE_REGISTRY", "ghcr.io/shipyard-ml").rstrip("/")
 TAG = os.environ.get("SHIPYARD_IMAGE_TAG", __version__)
@@ -23,8 +24,15 @@ SERVING_IMAGE = os.environ.get("SHIPYARD_SERVING_IMAGE", CPU_IMAGE)
 
 ALL_IMAGES = (CPU_IMAGE, GPU_IMAGE)
 
+
+def _count(name: str, text: str) -> int:
+    if not text.isdigit():
+        raise ConfigError(f"{name}={text!r}: expected a whole number >= 0")
+    return int(text)
+
+
 #: Accelerator the training step requests on a cluster, and how many (0: CPU only). Compile-time
 #: settings (``shipyard compile --train-gpus N``): kfp.local 2.17 cannot resolve an accelerator
 #: limit given as a pipeline parameter inside an ExitHandler, so this is not a run parameter.
 ACCELERATOR_TYPE = os.environ.get("SHIPYARD_ACCELERATOR_TYPE", "nvidia.com/gpu")
-TRAIN_GPUS = int(os.environ.get("SHIPYARD_TRAIN_GPUS", "1"))
+TRAIN_GPUS = _count("SHIPYARD_TRAIN_GPUS", os.environ.get("SHIPYARD_TRAIN_GPUS", "1"))

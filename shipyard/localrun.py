@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import io
 import json
-import os
 import re
 import sys
 import time
@@ -109,7 +108,6 @@ def run(pipeline: Any, arguments: dict[str, Any], output: Path, verbose: bool = 
     log_path = output / "logs" / f"{pipeline.name}-{stamp}.log"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     before = set(root.glob("*")) if root.exists() else set()
-    os.environ.setdefault("SHIPYARD_HOME", str(output))
     failure: Exception | None = None
     with _captured(log_path, verbose):
         try:
@@ -180,8 +178,14 @@ FIGURES: dict[str, Callable[[Path, dict[str, Any]], str]] = {
 }
 
 
-def summarize(run_dir: Path, order: list[str], output: Path) -> list[StageRow]:
-    """One row per task in ``order``: status, key figure and where its artifacts are."""
+def _artifact_names(task_dir: Path) -> str:
+    path = task_dir / "executor_output.json"
+    names = json.loads(path.read_text()).get("artifacts", {}) if path.is_file() else {}
+    return ", ".join(sorted(names))
+
+
+def summarize(run_dir: Path, order: list[str]) -> list[StageRow]:
+    """One row per task in ``order``: status, key figure and its output artifacts' names."""
     rows = []
     for task in order:
         d = run_dir / task
@@ -191,5 +195,5 @@ def summarize(run_dir: Path, order: list[str], output: Path) -> list[StageRow]:
             rows.append(StageRow(task, status, "model not blessed" if task == "deploy-model" else "", ""))
             continue
         figure = FIGURES.get(task, lambda d, p: "")(d, params)
-        rows.append(StageRow(task, "done", figure, os.path.relpath(d, Path.cwd())))
+        rows.append(StageRow(task, "done", figure, _artifact_names(d)))
     return rows

@@ -76,6 +76,16 @@ class DeployConfig(Config):
         )
 
 
+def kserve_storage_uri(uri: str) -> str:
+    """The artifact URI as KServe's storage initializer reads it.
+
+    KFP's default artifact store is MinIO (``minio://bucket/key``), which KServe reads through its
+    S3 support (``s3://bucket/key``, with the endpoint and credentials on the service account).
+    ``gs://``, ``s3://``, ``pvc://``, ``hdfs://``, ``https://`` and local paths pass unchanged.
+    """
+    return "s3://" + uri[len("minio://") :] if uri.startswith("minio://") else uri
+
+
 def service_name_for(model_name: str) -> str:
     """A DNS-1035 label derived from a model name (``Breast_Cancer`` → ``breast-cancer``)."""
     name = re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
@@ -135,6 +145,8 @@ class LocalServer:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        if not isinstance(log, int):
+            log.close()  # the child holds its own descriptor
         return self
 
     def wait_ready(self, timeout_s: float) -> float:
@@ -207,21 +219,15 @@ def smoke_test(url: str, name: str, model_dir: str, test_dir: str, rows: int) ->
         raise DeploymentError(f"V2 smoke request returned HTTP {status}: {v2}")
     outputs = {o["name"]: o for o in v2["outputs"]}
     if model.is_classifier:
-        want = model.labels(expected)
+        want: list[Any] = model.labels(expected)
         got_v1, got_v2 = v1["predictions"], outputs["label"]["data"]
         probs = np.asarray(outputs["probabilities"]["data"], dtype=np.float64).reshape(expected.shape)
-        close = np.allclose(probs, expected, atol=1e-4)
+        agree = got_v1 == want and got_v2 == want and np.allclose(probs, expected, atol=1e-4)
     else:
         want = expected.tolist()
         got_v1, got_v2 = v1["predictions"], outputs["prediction"]["data"]
-        close = np.allclose(got_v2, want, rtol=1e-4, atol=1e-4)
-        got_v1 = want if np.allclose(got_v1, want, rtol=1e-4, atol=1e-4) else got_v1
-        got_v2 = want if close else got_v2
-    if (
-        [str(v) for v in got_v1] != [str(v) for v in want]
-        or [str(v) for v in got_v2] != [str(v) for v in want]
-        or not close
-    ):
+        agree = all(np.allclose(got, want, rtol=1e-4, atol=1e-4) for got in (got_v1, got_v2))
+    if not agree:
         raise DeploymentError(
             f"served predictions differ from the artifact's: expected {want}, V1 {got_v1}, V2 {got_v2}"
         )
@@ -330,7 +336,7 @@ def deploy(
     name = config.service_name or service_name_for(model_name)
     isvc = render_inference_service(
         name,
-        storage_uri,
+        kserve_storage_uri(storage_uri),
         manifest.format,
         namespace=config.namespace,
         canary_traffic_percent=config.canary_traffic_percent,

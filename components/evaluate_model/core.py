@@ -2,14 +2,18 @@
 
 A candidate is **blessed** when every metric threshold holds (``{"roc_auc": {"min": 0.9}}``) and,
 when a baseline model is given, it is not worse than the baseline on the primary metric by more
-than ``baseline_tolerance``. With ``comparison="bootstrap"`` (the default) that is a
-non-inferiority test: a paired bootstrap over the test rows gives a confidence interval of the
-difference, and the candidate fails only when the whole interval lies below ``-tolerance`` (so a
-small test set's noise does not block a model, and a clearly worse one is still caught). With
-``comparison="point"`` the observed difference alone is compared, as TFX's change thresholds do.
+than ``baseline_tolerance``. How "not worse" is judged is ``comparison``:
 
-Models are loaded with :func:`serving.formats.load_model`, the
-loader the server uses, so what is evaluated is exactly what will be served.
+- ``bootstrap`` (default): a paired bootstrap over the test rows gives a confidence interval of
+  the improvement; the candidate fails only when the whole interval lies below ``-tolerance``,
+  i.e. when the data show it is worse. A small test set's noise does not block a model.
+- ``noninferiority``: the candidate passes only when the whole interval lies above
+  ``-tolerance``, i.e. when the data show it is no worse (a proper non-inferiority test; on a
+  small test set it blocks most candidates).
+- ``point``: the observed difference alone, as TFX's change thresholds do.
+
+Models are loaded with :func:`serving.formats.load_model`, the loader the server uses, so what
+is evaluated is exactly what will be served.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from shipyard.errors import ConfigError, DataValidationError
 from shipyard.report import markdown_table
 from shipyard.tasks import LOWER_IS_BETTER, PRIMARY_METRIC
 
+COMPARISONS = ("bootstrap", "noninferiority", "point")
 ALL_METRICS = ("accuracy", "f1_macro", "log_loss", "roc_auc", "rmse", "mae", "r2")
 DEFAULT_THRESHOLDS = {
     "binary": {"roc_auc": {"min": 0.8}},
@@ -43,7 +48,8 @@ class EvalConfig(Config):
         thresholds: ``{metric: {"min": x, "max": y}}``; empty uses the task's default.
         baseline_tolerance: How much worse than the baseline the primary metric may be.
         primary_metric: Metric compared with the baseline; empty uses the task's default.
-        comparison: ``bootstrap`` (non-inferiority on a confidence interval) or ``point``.
+        comparison: ``bootstrap`` (default: block only a candidate shown to be worse),
+            ``noninferiority`` (bless only a candidate shown to be no worse) or ``point``.
         confidence: Two-sided confidence of the bootstrap interval.
         n_bootstrap: Bootstrap resamples.
         seed: Bootstrap seed.
@@ -59,7 +65,7 @@ class EvalConfig(Config):
     seed: int = 0
 
     def validate(self) -> None:
-        require(self.comparison in ("bootstrap", "point"), self.section, "comparison must be bootstrap or point")
+        require(self.comparison in COMPARISONS, self.section, f"comparison must be one of {', '.join(COMPARISONS)}")
         require(0.5 <= self.confidence < 1, self.section, "confidence must be in [0.5, 1)")
         require(self.n_bootstrap >= 100, self.section, "n_bootstrap must be >= 100")
         for metric, bounds in self.thresholds.items():
@@ -126,29 +132,37 @@ def compare_to_baseline(
 ) -> dict[str, Any]:
     """The baseline check: ``value`` is the improvement (positive = better than the baseline).
 
+    ``point`` compares the observed improvement with ``-baseline_tolerance``. The two bootstrap
+    modes compare an end of its confidence interval: ``bootstrap`` the upper end (fails only when
+    the candidate is shown to be worse), ``noninferiority`` the lower end (passes only when the
+    candidate is shown to be no worse).
+
     Returns:
-        A check row; with bootstrap comparison it also has ``interval`` (the improvement's CI).
+        A check row; the bootstrap modes also give ``interval`` (the improvement's CI).
     """
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-    if config.comparison == "bootstrap":
+    if config.comparison == "point":
+        fn = task_metrics.metric_functions(task)[metric]
+        delta = low = high = fn(y, candidate) - fn(y, baseline)
+    else:
         delta, low, high = task_metrics.bootstrap_delta(
             task, metric, y, candidate, baseline, config.n_bootstrap, config.confidence, config.seed
         )
-    else:
-        fn = task_metrics.metric_functions(task)[metric]
-        delta = low = high = fn(y, candidate) - fn(y, baseline)
-    improvement = sign * delta
-    # Best case for the candidate: the upper end of the improvement interval.
-    best_case = max(sign * low, sign * high)
+    interval = sorted([sign * low, sign * high])
+    judged = {"point": sign * delta, "bootstrap": interval[1], "noninferiority": interval[0]}[config.comparison]
+    label = {
+        "point": "",
+        "bootstrap": f" (upper end of {config.confidence:.0%} CI)",
+        "noninferiority": f" (lower end of {config.confidence:.0%} CI)",
+    }[config.comparison]
     row = {
-        "check": f"{metric} vs baseline not worse by > {config.baseline_tolerance:g}"
-        + (f" ({config.confidence:.0%} bootstrap)" if config.comparison == "bootstrap" else ""),
+        "check": f"{metric} vs baseline not worse by > {config.baseline_tolerance:g}{label}",
         "metric": metric,
-        "value": improvement,
-        "passed": bool(best_case >= -config.baseline_tolerance),
+        "value": sign * delta,
+        "passed": bool(judged >= -config.baseline_tolerance),
     }
-    if config.comparison == "bootstrap":
-        row["interval"] = sorted([sign * low, sign * high])
+    if config.comparison != "point":
+        row["interval"] = interval
     return row
 
 

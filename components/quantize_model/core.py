@@ -4,7 +4,9 @@ From a ``torchscript`` Model artifact (which keeps its ``state_dict``) this buil
 variants: ``fp32-torchscript`` (the original), ``int8-torchscript`` (PyTorch dynamic int8 on the
 Linear layers), ``fp32-onnx`` (``torch.onnx.export``) and ``int8-onnx`` (ONNX Runtime dynamic int8).
 Each is loaded through :func:`serving.formats.load_model` — the loader the server uses — and
-measured for file size, single-row and batch latency, and validation metrics.
+measured for the size of the file the server loads, single-row and batch latency, and validation
+metrics. Only the fp32 original keeps the ``state_dict`` beside its TorchScript file; the other
+variants hold just what is served, and name the original as their ``parent``.
 
 **The rule**: among the variants whose primary metric is no worse than the fp32 original's by
 more than ``max_metric_drop``, pick the one with the lowest single-row latency (``objective=
@@ -129,7 +131,6 @@ def _build_variant(name: str, source_dir: Path, manifest: ModelManifest, out: Pa
     variant_manifest = dataclasses.replace(manifest, format=fmt, details=details)
 
     def build(tmp: Path) -> None:
-        torch.save(state, tmp / train_core.STATE_DICT_FILE)
         if name == "int8-torchscript":
             with warnings.catch_warnings():  # torch 2.13 deprecates quantized tensors in favour of torchao
                 warnings.simplefilter("ignore", UserWarning)

@@ -6,6 +6,8 @@ of the artifact. The alias ``challenger`` is moved to the version only when it w
 
 Tracking URI: the ``tracking_uri`` argument, else ``$MLFLOW_TRACKING_URI``, else the embedded
 default ``sqlite:///$SHIPYARD_HOME/mlflow.db`` (``SHIPYARD_HOME`` defaults to ``~/.shipyard``).
+Inside a Kubernetes pod the embedded default is refused unless ``SHIPYARD_HOME`` is set (a
+persistent volume): the pod's own disk would take the registration with it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ def resolve_tracking_uri(tracking_uri: str = "") -> str:
         return tracking_uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("SHIPYARD_HOME"):
+        # A pod's filesystem dies with it: a SQLite store there would lose the registration.
+        raise ConfigError(
+            "register: no MLflow tracking URI in a Kubernetes pod; set the pipeline's mlflow_tracking_uri "
+            "or MLFLOW_TRACKING_URI (or SHIPYARD_HOME to a persistent volume)"
+        )
     home = Path(os.environ.get("SHIPYARD_HOME", "~/.shipyard")).expanduser()
     home.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{home.resolve() / 'mlflow.db'}"

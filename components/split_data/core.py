@@ -55,6 +55,10 @@ def split(dataset_dir: str, train_dir: str, val_dir: str, test_dir: str, config:
             "for one row in every part"
         )
     y = df[schema.label]
+    if y.isna().any():
+        raise DataValidationError(
+            f"{dataset_dir}: label {schema.label!r} has {int(y.isna().sum())} missing value(s); expected none"
+        )
     strat = None
     if config.stratify and infer_task(y, column=schema.label) != "regression":
         counts = y.value_counts()

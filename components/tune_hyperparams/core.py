@@ -7,6 +7,8 @@ RDB URL (``postgresql://...``) so that many workers can share one study on a clu
 from __future__ import annotations
 
 import dataclasses
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,8 @@ class TuneConfig(Config):
         search_space: ``{TrainConfig field: {"type": int|float|categorical, ...}}``.
         base: TrainConfig values fixed for every trial (e.g. ``max_epochs``).
         storage: Optuna storage URL; empty means a SQLite file in the study artifact.
-        study_name: Name in the storage; empty means ``shipyard``.
+        study_name: Name in the storage. A named study is resumed if it exists (more trials on
+            the same data); empty makes a new, uniquely named study every run.
         pruning: Prune unpromising trials with Optuna's MedianPruner.
     """
 
@@ -153,16 +156,18 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
 
     with atomic_dir(study_dir) as tmp:
         storage = config.storage or f"sqlite:///{Path(tmp).resolve() / 'study.db'}"
+        study_name = config.study_name or f"shipyard-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         try:
             study = optuna.create_study(
-                study_name=config.study_name or "shipyard",
+                study_name=study_name,
                 storage=storage,
                 direction="minimize",
                 sampler=optuna.samplers.TPESampler(seed=config.seed),
                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5)
                 if config.pruning
                 else optuna.pruners.NopPruner(),
-                load_if_exists=bool(config.storage),
+                # Resume only a study named on purpose; an unnamed one is new on every run.
+                load_if_exists=bool(config.study_name),
             )
         except Exception as exc:  # bad URL, unreachable database
             raise ConfigError(f"tune: cannot open Optuna storage {config.storage!r}: {exc}") from exc
@@ -192,6 +197,7 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
             "trials": len(study.trials),
             "pruned": sum(t["state"] == "PRUNED" for t in trials),
             "storage": config.storage or "sqlite (artifact)",
+            "study_name": study_name,
         }
         write_json(Path(tmp) / "trials.json", {"result": result, "trials": trials})
     names = list(config.search_space)

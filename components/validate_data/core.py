@@ -37,6 +37,7 @@ ANOMALY_SEVERITY = {
     "missing_label": "error",
     "constant_label": "error",
     "duplicate_rows": "warning",
+    "unusable_feature": "error",
 }
 
 
@@ -49,6 +50,9 @@ class ValidateConfig(Config):
         max_domain_size: String columns with more distinct values get no domain in the schema.
         severity: Overrides of the default severity per anomaly type (``error``/``warning``).
         fail_on_error: Raise DataValidationError when any error-severity anomaly is found.
+        model_ready: Also check what ``train_model`` needs: every feature column numeric or bool
+            and free of nulls (``unusable_feature``), so such data fails here, once, and not in
+            a retried training step.
     """
 
     section = "validate"
@@ -56,6 +60,7 @@ class ValidateConfig(Config):
     max_domain_size: int = 100
     severity: dict = dataclasses.field(default_factory=dict)
     fail_on_error: bool = True
+    model_ready: bool = True
 
     def validate(self) -> None:
         require(self.min_rows >= 1, self.section, "min_rows must be >= 1")
@@ -102,6 +107,11 @@ def column_kind(series: Any) -> str:
     return "other"
 
 
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (for messages)."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def infer_schema(df: Any, roles: dict[str, str], config: ValidateConfig) -> dict[str, Any]:
     """Infers a validation schema from a DataFrame.
 
@@ -117,10 +127,12 @@ def infer_schema(df: Any, roles: dict[str, str], config: ValidateConfig) -> dict
     for name in df.columns:
         s = df[name]
         kind = column_kind(s)
-        null_fraction = float(s.isna().mean()) if len(s) else 0.0
+        role = roles.get(name, "feature")
+        # A label may never be null, whatever the sample shows.
+        null_fraction = float(s.isna().mean()) if len(s) and role != "label" else 0.0
         spec: dict[str, Any] = {
             "kind": kind,
-            "role": roles.get(name, "feature"),
+            "role": role,
             "nullable": null_fraction > 0,
             # Rounded up, so the data the schema was inferred from always passes its own limit.
             "max_null_fraction": math.ceil(null_fraction * 1e6) / 1e6,
@@ -208,6 +220,8 @@ def find_anomalies(df: Any, schema: dict[str, Any], config: ValidateConfig) -> l
     for name, spec in expected.items():
         if name in df.columns:
             _check_column(df[name], name, spec, add)
+            if config.model_ready and spec.get("role", "feature") == "feature":
+                _check_model_input(df[name], name, add)
     dup = int(df.duplicated().sum()) if n <= 5_000_000 else 0
     if dup:
         add("duplicate_rows", None, dup, f"{dup} duplicate row(s)")
@@ -230,7 +244,7 @@ def _check_column(s: Any, name: str, spec: dict[str, Any], add: Any) -> None:
         if nulls == len(s):
             add("missing_label", name, nulls, f"label {name!r} has no values")
         elif s.nunique(dropna=True) < 2:
-            add("constant_label", name, len(s), f"label {name!r} has a single value {s.dropna().iloc[0]!r}")
+            add("constant_label", name, len(s), f"label {name!r} has a single value {_plain(s.dropna().iloc[0])!r}")
     if kind in numeric:
         values = s.astype("float64").to_numpy()
         bad = ~np.isfinite(values) & ~np.isnan(values)
@@ -260,6 +274,17 @@ def _check_column(s: Any, name: str, spec: dict[str, Any], add: Any) -> None:
                 f"column {name!r} has values not in its domain",
                 unseen.unique()[:3].tolist(),
             )
+
+
+def _check_model_input(s: Any, name: str, add: Any) -> None:
+    kind = column_kind(s)
+    if kind not in ("int", "float", "bool"):
+        examples = s.dropna().astype(str).head(3).tolist()
+        add("unusable_feature", name, len(s), f"feature {name!r} is {kind}; train_model needs numbers", examples)
+        return
+    nulls = int(s.isna().sum())
+    if nulls:
+        add("unusable_feature", name, nulls, f"feature {name!r} has {nulls} null(s); train_model needs complete rows")
 
 
 def validate(

@@ -73,7 +73,7 @@ def test_report_has_metrics_checks_confusion_matrix_and_roc(tmp_path, artifacts)
     checks = {c["check"]: c for c in result["checks"]}
     assert checks["roc_auc ≥ 0.8"]["passed"] is True
     baseline = _baseline_check(result)
-    assert "95% bootstrap" in baseline["check"] and len(baseline["interval"]) == 2
+    assert "upper end of 95% CI" in baseline["check"] and len(baseline["interval"]) == 2
     assert baseline["interval"][0] <= baseline["value"] <= baseline["interval"][1]
     assert result["blessed"] is all(c["passed"] for c in result["checks"])
 
@@ -118,7 +118,7 @@ def test_metrics_of_another_task_are_config_errors(tmp_path, artifacts, values, 
     assert not (tmp_path / "eval.json").exists()
 
 
-@pytest.mark.parametrize("comparison", ["point", "bootstrap"])
+@pytest.mark.parametrize("comparison", ["point", "bootstrap", "noninferiority"])
 def test_clearly_worse_candidate_is_not_blessed(tmp_path, artifacts, constant_model, comparison):
     result, _ = _evaluate(
         tmp_path,
@@ -134,13 +134,34 @@ def test_clearly_worse_candidate_is_not_blessed(tmp_path, artifacts, constant_mo
     threshold, baseline = result["checks"]
     assert threshold["passed"] is True
     assert baseline["passed"] is False and baseline["value"] < -0.3
-    if comparison == "bootstrap":
-        assert baseline["interval"][1] < -0.01
+    if comparison == "point":
+        assert "interval" not in baseline and "CI" not in baseline["check"]
     else:
-        assert "interval" not in baseline and "bootstrap" not in baseline["check"]
+        assert baseline["interval"][1] < -0.01
 
 
-@pytest.mark.parametrize("comparison", ["point", "bootstrap"])
+def test_noninferiority_is_stricter_than_bootstrap(tmp_path, artifacts):
+    """The quantized MLP vs the baseline on 86 rows: its CI straddles -0.01, so only the lenient mode passes."""
+    results = {
+        mode: _evaluate(
+            tmp_path,
+            artifacts["quantized"],
+            artifacts["test"],
+            artifacts["baseline"],
+            tag=mode,
+            comparison=mode,
+            baseline_tolerance=0.001,
+        )[0]
+        for mode in ("bootstrap", "noninferiority")
+    }
+    lenient, strict = (_baseline_check(results[m]) for m in ("bootstrap", "noninferiority"))
+    assert lenient["interval"] == strict["interval"]
+    low, high = strict["interval"]
+    assert low < -0.001 <= high, "this data should give an interval that straddles the tolerance"
+    assert lenient["passed"] is True and strict["passed"] is False
+
+
+@pytest.mark.parametrize("comparison", ["point", "bootstrap", "noninferiority"])
 def test_identical_models_are_blessed(tmp_path, artifacts, comparison):
     result, _ = _evaluate(
         tmp_path, artifacts["baseline"], artifacts["test"], artifacts["baseline"], comparison=comparison
@@ -181,7 +202,7 @@ def test_lower_is_better_primary_metric(tmp_path, artifacts, constant_model):
         ({"thresholds": {"roc_auc": 0.9}}, "thresholds.roc_auc"),
         ({"thresholds": {"roc_auc": {}}}, "thresholds.roc_auc"),
         ({"thresholds": ["roc_auc"]}, "'thresholds' must be dict"),
-        ({"comparison": "ttest"}, "comparison must be bootstrap or point"),
+        ({"comparison": "ttest"}, "comparison must be one of bootstrap, noninferiority, point"),
         ({"confidence": 1.0}, "confidence must be in [0.5, 1)"),
         ({"n_bootstrap": 10}, "n_bootstrap must be >= 100"),
         ({"baseline_tolerance": -0.1}, "baseline_tolerance must be >= 0"),

@@ -48,7 +48,7 @@ def _run(
         str(tmp_path / f"{tag}-schema"),
         str(report),
         str(tmp_path / f"{tag}.md"),
-        config or ValidateConfig(),
+        config or ValidateConfig(model_ready=False),
         schema_in,
     )
     return summary, json.loads(report.read_text())
@@ -75,7 +75,7 @@ def test_infer_then_enforce_round_trip_has_no_anomalies(tmp_path, inferred):
     assert schema["columns"]["id"]["role"] == "id" and schema["columns"]["target"]["role"] == "label"
     assert schema["columns"]["x"]["kind"] == "float" and schema["columns"]["count"]["kind"] == "int"
 
-    summary, report = _run(tmp_path, _frame(), ValidateConfig(), inferred, tag="enforce")
+    summary, report = _run(tmp_path, _frame(), ValidateConfig(model_ready=False), inferred, tag="enforce")
 
     assert summary == {"rows": N, "columns": 5, "anomalies": 0, "errors": 0, "warnings": 0}
     assert report["anomalies"] == []
@@ -120,7 +120,7 @@ ANOMALY_CASES = {
 def test_enforcing_the_inferred_schema_finds_the_anomaly(tmp_path, inferred, case):
     modify, expected = ANOMALY_CASES[case]
 
-    summary, report = _run(tmp_path, modify(_frame()), ValidateConfig(fail_on_error=False), inferred)
+    summary, report = _run(tmp_path, modify(_frame()), ValidateConfig(model_ready=False, fail_on_error=False), inferred)
 
     found = {(a["type"], a["column"], a["severity"], a["count"]) for a in report["anomalies"]}
     assert found == expected
@@ -139,38 +139,50 @@ def test_a_nullable_column_passes_its_own_inferred_limit(tmp_path):
     spec = load_schema(tmp_path / "nullable-schema")["columns"]["x"]
     assert spec["nullable"] is True and spec["max_null_fraction"] >= 1 / 3
 
-    _, report = _run(tmp_path, df, ValidateConfig(), str(tmp_path / "nullable-schema"), tag="again")
+    _, report = _run(tmp_path, df, ValidateConfig(model_ready=False), str(tmp_path / "nullable-schema"), tag="again")
     assert report["anomalies"] == []
     more = df.copy()
     more.loc[1, "x"] = np.nan
-    _, report = _run(tmp_path, more, ValidateConfig(fail_on_error=False), str(tmp_path / "nullable-schema"), tag="more")
+    _, report = _run(
+        tmp_path,
+        more,
+        ValidateConfig(model_ready=False, fail_on_error=False),
+        str(tmp_path / "nullable-schema"),
+        tag="more",
+    )
     assert [(a["type"], a["column"], a["count"]) for a in report["anomalies"]] == [("null_fraction", "x", 21)]
 
 
 def test_anomaly_examples_show_the_offending_values(tmp_path, inferred):
-    _, report = _run(tmp_path, _strings_in_x(_frame()), ValidateConfig(fail_on_error=False), inferred)
+    _, report = _run(
+        tmp_path, _strings_in_x(_frame()), ValidateConfig(model_ready=False, fail_on_error=False), inferred
+    )
     (anomaly,) = report["anomalies"]
     assert anomaly["examples"][0] == "n/a" and "is string; expected float" in anomaly["message"]
     _, report = _run(
-        tmp_path, _set("color", 3, "purple")(_frame()), ValidateConfig(fail_on_error=False), inferred, tag="unseen"
+        tmp_path,
+        _set("color", 3, "purple")(_frame()),
+        ValidateConfig(model_ready=False, fail_on_error=False),
+        inferred,
+        tag="unseen",
     )
     assert report["anomalies"][0]["examples"] == ["purple"]
 
 
 def test_error_anomaly_raises_naming_type_and_column(tmp_path, inferred):
     with pytest.raises(DataValidationError) as exc:
-        _run(tmp_path, _frame().assign(x=np.nan), ValidateConfig(), inferred)
+        _run(tmp_path, _frame().assign(x=np.nan), ValidateConfig(model_ready=False), inferred)
     assert "1 error-severity anomaly" in str(exc.value)
     assert "null_fraction in x" in str(exc.value) and "100.0% null" in str(exc.value)
 
 
 def test_warnings_alone_do_not_raise(tmp_path, inferred):
-    summary, _ = _run(tmp_path, _set("x", 3, 1e6)(_frame()), ValidateConfig(), inferred)
+    summary, _ = _run(tmp_path, _set("x", 3, 1e6)(_frame()), ValidateConfig(model_ready=False), inferred)
     assert (summary["errors"], summary["warnings"]) == (0, 1)
 
 
 def test_severity_override_turns_error_into_warning(tmp_path, inferred):
-    config = ValidateConfig.from_dict({"severity": {"null_fraction": "warning"}})
+    config = ValidateConfig.from_dict({"severity": {"null_fraction": "warning"}, "model_ready": False})
 
     summary, report = _run(tmp_path, _frame().assign(x=np.nan), config, inferred)
 
@@ -179,14 +191,14 @@ def test_severity_override_turns_error_into_warning(tmp_path, inferred):
 
 
 def test_severity_override_turns_warning_into_error(tmp_path, inferred):
-    config = ValidateConfig.from_dict({"severity": {"duplicate_rows": "error"}})
+    config = ValidateConfig.from_dict({"severity": {"duplicate_rows": "error"}, "model_ready": False})
     with pytest.raises(DataValidationError, match="duplicate_rows in dataset"):
         _run(tmp_path, pd.concat([_frame(), _frame().head(2)], ignore_index=True), config, inferred)
 
 
 def test_reports_are_written_even_when_validation_raises(tmp_path, inferred):
     with pytest.raises(DataValidationError):
-        _run(tmp_path, _frame().assign(target=0), ValidateConfig(), inferred, tag="failed")
+        _run(tmp_path, _frame().assign(target=0), ValidateConfig(model_ready=False), inferred, tag="failed")
 
     report = json.loads((tmp_path / "failed.json").read_text())
     assert report["summary"]["errors"] == 1
@@ -198,11 +210,11 @@ def test_reports_are_written_even_when_validation_raises(tmp_path, inferred):
 
 def test_min_rows_is_taken_from_the_config_when_inferring(tmp_path):
     with pytest.raises(DataValidationError, match="too_few_rows.*60 rows; expected at least 100"):
-        _run(tmp_path, _frame(), ValidateConfig(min_rows=100))
+        _run(tmp_path, _frame(), ValidateConfig(model_ready=False, min_rows=100))
 
 
 def test_max_domain_size_drops_large_domains(tmp_path):
-    _run(tmp_path, _frame(), ValidateConfig(max_domain_size=2))
+    _run(tmp_path, _frame(), ValidateConfig(model_ready=False, max_domain_size=2))
     schema = load_schema(tmp_path / "run-schema")
     assert "domain" not in schema["columns"]["color"]
 
@@ -240,7 +252,7 @@ def test_load_schema_rejects_unknown_top_level_key(tmp_path, inferred):
 def test_validate_with_bad_schema_in_raises_before_writing_reports(tmp_path, inferred):
     path = _schema_file(tmp_path, inferred, lambda d: d["columns"]["x"].update({"knd": "float"}))
     with pytest.raises(DataValidationError, match="knd"):
-        _run(tmp_path, _frame(), ValidateConfig(), str(path), tag="bad")
+        _run(tmp_path, _frame(), ValidateConfig(model_ready=False), str(path), tag="bad")
     assert not (tmp_path / "bad.json").exists()
 
 
@@ -278,3 +290,22 @@ def test_validate_config_rejects_min_rows_zero():
 def test_every_anomaly_type_has_a_valid_default_severity():
     assert set(ANOMALY_SEVERITY.values()) == {"error", "warning"}
     assert ValidateConfig.from_dict({"severity": {k: "warning" for k in ANOMALY_SEVERITY}}).severity
+
+
+def test_model_ready_flags_string_and_null_features(tmp_path):
+    df = _frame()
+    df.loc[2, "x"] = np.nan
+    summary, report = _run(tmp_path, df, ValidateConfig(fail_on_error=False))
+    unusable = {a["column"]: a for a in report["anomalies"] if a["type"] == "unusable_feature"}
+    assert set(unusable) == {"color", "x"}
+    assert unusable["color"]["severity"] == "error" and "train_model needs numbers" in unusable["color"]["message"]
+    assert unusable["x"]["count"] == 1 and "1 null(s)" in unusable["x"]["message"]
+    relaxed, report = _run(tmp_path, df, ValidateConfig(model_ready=False, fail_on_error=False), tag="relaxed")
+    assert not [a for a in report["anomalies"] if a["type"] == "unusable_feature"]
+
+
+def test_inferred_schema_never_lets_the_label_be_null(tmp_path):
+    df = _frame().astype({"target": "float64"})
+    df.loc[[1, 4], "target"] = np.nan
+    with pytest.raises(DataValidationError, match=r"null_fraction in target"):
+        _run(tmp_path, df, ValidateConfig(model_ready=False))

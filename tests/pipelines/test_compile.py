@@ -109,9 +109,9 @@ def test_image_tag_override(tmp_path):
 
 def test_caching_off_for_side_effects(ir):
     tasks = _all_tasks(ir)
-    for side_effect in ("register-model", "deploy-model", "record-outcome"):
+    for side_effect in ("ingest-data", "register-model", "deploy-model", "record-outcome"):
         assert tasks[side_effect]["cachingOptions"].get("enableCache") is not True, side_effect
-    for pure in ("ingest-data", "split-data", "train-model"):
+    for pure in ("validate-data", "split-data", "train-model"):
         assert tasks[pure]["cachingOptions"]["enableCache"] is True, pure
 
 
