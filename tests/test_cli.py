@@ -81,3 +81,35 @@ def test_parse_sets_types():
     p = pipelines.load("train_and_deploy")
     got = parse_sets(p, ["seed=3", "data=123", 'tune={"n_trials": 2}', "label=y"])
     assert got == {"seed": 3, "data": "123", "tune": {"n_trials": 2}, "label": "y"}
+
+
+def test_option_typo_is_rejected_before_any_step_runs(tmp_path, cli):
+    proc = cli("run", "train_and_deploy", "--local", "--output", str(tmp_path), "--set", 'tune={"n_trialz": 3}')
+    assert proc.returncode == 2
+    line = _one_line_error(proc)
+    assert "tune: unknown key(s) 'n_trialz'" in line and "n_trials" in line
+    assert not (tmp_path / "artifacts").exists(), "no step may run for a usage error"
+
+
+def test_compile_rejects_negative_gpus(tmp_path, cli):
+    proc = cli("compile", "--output", str(tmp_path), "--train-gpus", "-1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "expected a whole number >= 0" in proc.stderr
+
+
+def test_bad_gpu_environment_variable_is_one_line(tmp_path, monkeypatch, cli):
+    monkeypatch.setenv("SHIPYARD_TRAIN_GPUS", "abc")
+    line = _one_line_error(cli("compile", "--output", str(tmp_path)))
+    assert "SHIPYARD_TRAIN_GPUS='abc'" in line
+
+
+def test_output_that_cannot_be_created_is_one_line(tmp_path, cli):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    line = _one_line_error(cli("run", "train_and_deploy", "--local", "--output", str(blocker / "out")))
+    assert str(blocker) in line
+
+
+def test_serve_rejects_a_name_that_is_not_a_url_segment(artifacts, cli):
+    proc = cli("serve", str(artifacts["baseline"]), "--name", "a/b")
+    assert proc.returncode == 2 and "'a/b'" in proc.stderr and "Traceback" not in proc.stderr

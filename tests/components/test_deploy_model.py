@@ -226,3 +226,18 @@ def test_committed_serving_runtime_is_not_stale():
     assert yaml.safe_load(GENERATED_RUNTIME.read_text()) == render_serving_runtime(), (
         "manifests/generated is stale; regenerate with `make manifests`"
     )
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("minio://mlpipeline/v2/artifacts/run/model", "s3://mlpipeline/v2/artifacts/run/model"),
+        ("gs://bucket/model", "gs://bucket/model"),
+        ("s3://bucket/model", "s3://bucket/model"),
+        ("/local/path", "/local/path"),
+    ],
+)
+def test_kserve_storage_uri(uri, expected):
+    from components.deploy_model.core import kserve_storage_uri
+
+    assert kserve_storage_uri(uri) == expected

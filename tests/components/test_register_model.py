@@ -193,3 +193,15 @@ def test_register_uses_the_resolved_default_store(artifacts, mlflow_env, monkeyp
     assert result["tracking_uri"] == f"sqlite:///{(tmp_path / 'home').resolve()}/mlflow.db"
     assert (tmp_path / "home" / "mlflow.db").is_file()
     assert _local(result["source"]).is_relative_to((tmp_path / "home" / "mlartifacts").resolve())
+
+
+def test_no_embedded_store_inside_a_pod(monkeypatch):
+    from components.register_model.core import resolve_tracking_uri
+    from shipyard.errors import ConfigError
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("SHIPYARD_HOME", raising=False)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    with pytest.raises(ConfigError, match="no MLflow tracking URI in a Kubernetes pod"):
+        resolve_tracking_uri("")
+    assert resolve_tracking_uri("http://mlflow:5000") == "http://mlflow:5000"

@@ -209,3 +209,16 @@ def test_postgresql_storage_with_explicit_psycopg2_driver_holds_the_study(artifa
 def test_postgresql_storage_url_holds_the_study(artifacts, tmp_path):
     _require_postgres()
     _check_study_in_postgres(artifacts, tmp_path, PG_URL)
+
+
+def test_shared_storage_gets_a_new_study_per_run_unless_named(artifacts, tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = _tune(artifacts, tmp_path / "a", n_trials=1, storage=storage)
+    second = _tune(artifacts, tmp_path / "b", n_trials=1, storage=storage)
+    assert first["study_name"] != second["study_name"]
+    named = [_tune(artifacts, tmp_path / f"n{i}", n_trials=1, storage=storage, study_name="bc") for i in range(2)]
+    assert named[1]["trials"] == 2, "a named study is resumed"
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    assert names == sorted([first["study_name"], second["study_name"], "bc"])
