@@ -86,19 +86,68 @@ def bootstrap_delta(
     fn = metric_functions(task)[metric]
     delta = fn(y, candidate) - fn(y, reference)
     rng = np.random.default_rng(seed)
-    diffs = []
-    k = candidate.shape[1] if candidate.ndim == 2 else 0
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
-        yb = y[idx]
-        if metric == "roc_auc" and len(np.unique(yb)) != k:
-            continue
-        diffs.append(fn(yb, candidate[idx]) - fn(yb, reference[idx]))
-    if not diffs:
+    idx = rng.integers(0, len(y), (n, len(y)))
+    batched = _BATCHED.get(metric) if (metric != "roc_auc" or candidate.shape[1] == 2) else None
+    if batched is not None:
+        diffs = np.concatenate(
+            [
+                batched(y[block], candidate[block]) - batched(y[block], reference[block])
+                for block in np.array_split(idx, max(1, idx.size // 2_000_000))
+            ]
+        )
+        diffs = diffs[np.isfinite(diffs)]
+    else:
+        k = candidate.shape[1] if candidate.ndim == 2 else 0
+        diffs = np.array(
+            [
+                fn(y[i], candidate[i]) - fn(y[i], reference[i])
+                for i in idx
+                if metric != "roc_auc" or len(np.unique(y[i])) == k
+            ]
+        )
+    if not len(diffs):
         return delta, delta, delta
     alpha = (1 - confidence) / 2
     low, high = np.quantile(diffs, [alpha, 1 - alpha])
     return float(delta), float(low), float(high)
+
+
+# --- the same metrics over a batch of resamples: y [B, n], scores [B, n, k] or [B, n] -> [B] ---
+
+
+def _probs(s: np.ndarray) -> np.ndarray:
+    p = np.clip(s, 1e-7, 1.0)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def _batched_roc_auc(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Binary AUC by the rank-sum (Mann-Whitney) identity, ties at average rank; NaN if undefined."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(s[..., 1], axis=1)
+    pos = y == 1
+    n_pos = pos.sum(axis=1)
+    n_neg = y.shape[1] - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((ranks * pos).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def _batched_r2(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    sst = ((y - y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sst > 0, 1 - ((y - s) ** 2).sum(axis=1) / sst, np.nan)
+
+
+_BATCHED: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "accuracy": lambda y, s: (np.argmax(s, axis=-1) == y).mean(axis=1),
+    "log_loss": lambda y, s: (
+        -np.log(np.take_along_axis(_probs(s), y[..., None].astype(int), axis=-1)[..., 0]).mean(axis=1)
+    ),
+    "roc_auc": _batched_roc_auc,
+    "rmse": lambda y, s: np.sqrt(((y - s) ** 2).mean(axis=1)),
+    "mae": lambda y, s: np.abs(y - s).mean(axis=1),
+    "r2": _batched_r2,
+}
 
 
 def confusion(y: np.ndarray, scores: np.ndarray, k: int) -> list[list[int]]:

@@ -137,24 +137,27 @@ def _build_variant(name: str, source_dir: Path, manifest: ModelManifest, out: Pa
                 quantized = torch.ao.quantization.quantize_dynamic(scorer, {torch.nn.Linear}, dtype=torch.qint8)
             torch.jit.script(quantized).save(str(tmp / WEIGHTS_FILE["torchscript"]))
             return
+        # One export serves both ONNX variants (the exporter is the slow part: seconds).
+        fp32 = out.parent / f".{source_dir.name}.fp32.onnx"
+        if not fp32.exists():
+            torch.onnx.export(
+                scorer,
+                (torch.from_numpy(sample[:2]),),
+                str(fp32),
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
         onnx_path = tmp / WEIGHTS_FILE["onnx"]
-        fp32 = onnx_path if name == "fp32-onnx" else Path(tempfile.mkdtemp()) / "fp32.onnx"
-        torch.onnx.export(
-            scorer,
-            (torch.from_numpy(sample[:2]),),
-            str(fp32),
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
-        if name == "int8-onnx":
+        if name == "fp32-onnx":
+            shutil.copy2(fp32, onnx_path)
+        else:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             quantize_dynamic(str(fp32), str(onnx_path), weight_type=QuantType.QInt8)
-            shutil.rmtree(fp32.parent, ignore_errors=True)
 
     write_model(out, variant_manifest, build)
 

@@ -258,3 +258,33 @@ def test_markdown_table():
 
 def test_text_table():
     assert report.text_table(["name", "v"], [["a", 1.0], ["long", None]]) == ("name  v\n----  -\na     1\nlong  –\n")
+
+
+@pytest.mark.parametrize(
+    ("task", "metric"),
+    [
+        ("binary", "roc_auc"),
+        ("binary", "accuracy"),
+        ("binary", "log_loss"),
+        ("regression", "rmse"),
+        ("regression", "mae"),
+        ("regression", "r2"),
+    ],
+)
+def test_vectorized_bootstrap_matches_the_per_resample_loop(task, metric):
+    """The batched metrics give the interval the plain loop over sklearn's metrics gives."""
+    rng = np.random.default_rng(3)
+    n = 60
+    if task == "binary":
+        y = rng.integers(0, 2, n)
+        a, b = rng.random(n).round(2), rng.random(n).round(2)  # rounding makes ties
+        cand, ref = np.c_[1 - a, a], np.c_[1 - b, b]
+    else:
+        y = rng.normal(size=n)
+        cand, ref = y + rng.normal(size=n) * 0.3, y + rng.normal(size=n) * 0.6
+    delta, low, high = metrics.bootstrap_delta(task, metric, y, cand, ref, n=300, seed=5)
+    fn = metrics.metric_functions(task)[metric]
+    idx = np.random.default_rng(5).integers(0, n, (300, n))
+    loop = [fn(y[i], cand[i]) - fn(y[i], ref[i]) for i in idx if metric != "roc_auc" or len(np.unique(y[i])) == 2]
+    assert delta == pytest.approx(fn(y, cand) - fn(y, ref))
+    assert (low, high) == pytest.approx(tuple(np.quantile(loop, [0.025, 0.975])), abs=1e-9)
