@@ -177,9 +177,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if "deploy_target" in params:
         arguments.setdefault("deploy_target", "local")
     print(f"running {pipeline.name} locally; logs and artifacts under {output}", flush=True)
-    run_dir, log = localrun.run(pipeline, arguments, output, verbose=args.verbose)
-    order = [t for t in localrun.FIGURES if (run_dir / t).exists() or t == "deploy-model"]
-    rows = localrun.summarize(run_dir, order)
+    result = localrun.run(pipeline, arguments, output, verbose=args.verbose)
+    run_dir, log = result.run_dir, result.log_path
+    order = list(localrun.FIGURES)
+    rows = localrun.summarize(result, order)
     print()
     print(
         text_table(
@@ -194,6 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"MLflow store:  {uri}")
         mlflow_bin = Path(sys.executable).with_name("mlflow")
         print(f"MLflow UI:     {mlflow_bin} ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
+    result.raise_for_failure()
     return 0
 
 

@@ -92,14 +92,27 @@ def failure_reason(log_text: str) -> str:
     return f"{best.group(1).rsplit('.', 1)[-1]}: {best.group(2).strip()}"
 
 
-def run(pipeline: Any, arguments: dict[str, Any], output: Path, verbose: bool = False) -> tuple[Path, Path]:
+@dataclasses.dataclass
+class RunResult:
+    """Where a local run left its artifacts and log, and what failed (if anything)."""
+
+    run_dir: Path
+    log_path: Path
+    failed_task: str | None = None
+    error: str | None = None
+
+    def raise_for_failure(self) -> None:
+        """Raises PipelineFailedError naming the failed task and its error, if the run failed."""
+        if self.error is not None:
+            where = f"task {self.failed_task!r}" if self.failed_task else "the pipeline"
+            raise PipelineFailedError(f"{where} failed: {self.error} (log: {self.log_path})")
+
+
+def run(pipeline: Any, arguments: dict[str, Any], output: Path, verbose: bool = False) -> RunResult:
     """Runs ``pipeline`` with ``arguments`` under kfp.local (SubprocessRunner, no venv).
 
     Returns:
-        ``(run_dir, log_path)``: the run's artifact directory and its log.
-
-    Raises:
-        PipelineFailedError: A task failed; the message names it and its error.
+        The run's artifact directory, its log and, when a task failed, which and why.
     """
     from kfp import local
 
@@ -116,12 +129,12 @@ def run(pipeline: Any, arguments: dict[str, Any], output: Path, verbose: bool = 
             failure = exc
     new = sorted(set(root.glob("*")) - before, key=lambda p: p.stat().st_mtime)
     run_dir = new[-1] if new else root
+    result = RunResult(run_dir, log_path)
     if failure is not None:
-        message = ANSI.sub("", str(failure))
-        task = re.search(r"Inner task failed: '([^']+)'", message)
-        where = f"task {task.group(1)!r}" if task else "the pipeline"
-        raise PipelineFailedError(f"{where} failed: {failure_reason(log_path.read_text())} (log: {log_path})")
-    return run_dir, log_path
+        task = re.search(r"Inner task failed: '([^']+)'", ANSI.sub("", str(failure)))
+        result.failed_task = task.group(1) if task else None
+        result.error = failure_reason(log_path.read_text())
+    return result
 
 
 def _params(task_dir: Path) -> dict[str, Any]:
@@ -184,15 +197,19 @@ def _artifact_names(task_dir: Path) -> str:
     return ", ".join(sorted(names))
 
 
-def summarize(run_dir: Path, order: list[str]) -> list[StageRow]:
+def summarize(result: RunResult, order: list[str]) -> list[StageRow]:
     """One row per task in ``order``: status, key figure and its output artifacts' names."""
     rows = []
     for task in order:
-        d = run_dir / task
+        d = result.run_dir / task
         params = _params(d)
         if not params and not (d / "executor_output.json").is_file():
-            status = "skipped" if task == "deploy-model" else "not run"
-            rows.append(StageRow(task, status, "model not blessed" if task == "deploy-model" else "", ""))
+            if task == result.failed_task:
+                rows.append(StageRow(task, "FAILED", (result.error or "")[:90], ""))
+            elif task == "deploy-model" and result.failed_task is None:
+                rows.append(StageRow(task, "skipped", "model not blessed", ""))
+            else:
+                rows.append(StageRow(task, "not run", "", ""))
             continue
         figure = FIGURES.get(task, lambda d, p: "")(d, params)
         rows.append(StageRow(task, "done", figure, _artifact_names(d)))

@@ -113,3 +113,15 @@ def test_output_that_cannot_be_created_is_one_line(tmp_path, cli):
 def test_serve_rejects_a_name_that_is_not_a_url_segment(artifacts, cli):
     proc = cli("serve", str(artifacts["baseline"]), "--name", "a/b")
     assert proc.returncode == 2 and "'a/b'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_failed_run_still_prints_the_table_and_records_the_outcome(tmp_path, cli):
+    data = tmp_path / "tiny.csv"
+    data.write_text("a,target\n1,0\n2,1\n")
+    proc = cli("run", "train_and_deploy", "--local", "--output", str(tmp_path / "out"), "--set", f"data={data}")
+    line = _one_line_error(proc)
+    assert "task 'validate-data' failed: DataValidationError" in line and "too_few_rows" in line
+    rows = {row.split()[0]: row.split()[1] for row in proc.stdout.splitlines() if row[:1].isalpha() and "-" in row}
+    assert rows["ingest-data"] == "done" and rows["validate-data"] == "FAILED"
+    assert rows["train-model"] == "not" and rows["deploy-model"] == "not"  # "not run"
+    assert "outcome FAILED" in proc.stdout
