@@ -66,12 +66,12 @@ def train_and_deploy(
         model_name: Registered model name; the InferenceService name derives from it.
         seed: Seed for the split, the tuner and training.
         ingest: ingest_data options (id_columns, csv_delimiter).
-        validation: validate_data options (min_rows, max_domain_size, severity, fail_on_error).
+        validation: validate_data options (min_rows, max_domain_size, severity, fail_on_error, model_ready).
         split: split_data options (train, val, test, stratify).
         tune: tune_hyperparams options (n_trials, timeout_s, search_space, base, storage, ...).
         train: train_model overrides over the tuned parameters (e.g. device).
         quantize: quantize_model options (variants, objective, max_metric_drop, ...).
-        evaluate: evaluate_model options (thresholds, baseline_tolerance, primary_metric).
+        evaluate: evaluate_model options (thresholds, baseline_tolerance, primary_metric, comparison, ...).
         deploy: deploy_model options (namespace, canary_traffic_percent, service_account, ...).
         deploy_target: kubernetes (apply the InferenceService), local (serve and smoke-test on 127.0.0.1) or render.
         schema_uri: A validation schema.json (path or gs://) to enforce; empty infers one from the data.

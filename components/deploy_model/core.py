@@ -2,9 +2,9 @@
 
 Targets:
 
-- ``kubernetes``: apply the rendered InferenceService with the kserve SDK (create, or patch an
-  existing one so the new revision takes ``canaryTrafficPercent`` of the traffic) and wait for it
-  to be ready.
+- ``kubernetes``: apply the rendered InferenceService through the Kubernetes API (create, or
+  patch an existing one so the new revision takes ``canaryTrafficPercent`` of the traffic) and
+  wait for it to be ready.
 - ``local``: start ``shipyard serve`` on 127.0.0.1, send one V1 and one V2 request built from
   test rows, check the answers equal the artifact's own predictions, and stop the server.
 - ``render``: only write the YAML.
@@ -195,8 +195,8 @@ def smoke_test(url: str, name: str, model_dir: str, test_dir: str, rows: int) ->
     model = load_model(model_dir)
     features = model.manifest.feature_names
     df, _ = read_dataset(test_dir)
+    x = codec.from_frame(df.head(rows), features, test_dir)  # checks the features before indexing
     sample = df[features].head(rows)
-    x = codec.from_frame(sample, features, test_dir)
     expected = model.scores(x)
     records = json.loads(sample.to_json(orient="records"))
 

@@ -25,7 +25,8 @@ def evaluate_model(
         evaluation: Output: the evaluation as JSON.
         metrics: Output: scalar test metrics.
         classification: Output: confusion matrix and ROC curve (classification).
-        options: thresholds ({metric: {min|max: x}}), baseline_tolerance, primary_metric.
+        options: thresholds ({metric: {min|max: x}}), baseline_tolerance, primary_metric,
+            comparison (bootstrap|noninferiority|point), confidence, n_bootstrap, seed.
 
     Returns:
         Whether the model is blessed (the single output, so that kfp.local can branch on it).

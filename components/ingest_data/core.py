@@ -53,7 +53,7 @@ def read_source(source: str, csv_delimiter: str = ",") -> Any:
     name = source.lower()
     if not name.endswith((".csv", ".csv.gz", ".parquet", ".pq")):
         raise DataValidationError(
-            f"{source}: unknown file type; expected .csv, .csv.gz, .parquet or sklearn:NAME "
+            f"{source}: unknown file type; expected .csv, .csv.gz, .parquet, .pq or sklearn:NAME "
             f"(NAME one of {', '.join(SKLEARN_DATASETS)})"
         )
     path = storage.fetch(source)

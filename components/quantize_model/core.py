@@ -184,9 +184,10 @@ def quantize(
     if manifest.format != "torchscript":
         write_model(output_dir, dataclasses.replace(manifest, parent=parent), _copier(source, manifest.files))
         note = f"format {manifest.format} has no quantized variants; passed through unchanged"
-        write_json(report_json, {"variant": manifest.format, "reason": note, "table": {}})
+        result = {"variant": manifest.format, "reason": note, "size_ratio": 1.0, "table": {}}
+        write_json(report_json, result)
         write_text(report_md, f"# Quantization\n\n{note}.\n")
-        return {"variant": manifest.format, "reason": note, "size_ratio": 1.0, "table": {}}
+        return result
     val = train_core.load_split(val_dir, manifest.task, list(manifest.label_names) or None)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # serving runs one request per thread; measure the same way

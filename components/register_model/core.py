@@ -35,7 +35,7 @@ def resolve_tracking_uri(tracking_uri: str = "") -> str:
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("SHIPYARD_HOME"):
         # A pod's filesystem dies with it: a SQLite store there would lose the registration.
         raise ConfigError(
-            "register: no MLflow tracking URI in a Kubernetes pod; set the pipeline's mlflow_tracking_uri "
+            "mlflow: no tracking URI in a Kubernetes pod; set the pipeline's mlflow_tracking_uri "
             "or MLFLOW_TRACKING_URI (or SHIPYARD_HOME to a persistent volume)"
         )
     home = Path(os.environ.get("SHIPYARD_HOME", "~/.shipyard")).expanduser()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,15 @@ class TuneConfig(Config):
             )
             require(bounds["low"] < bounds["high"], self.section, f"search_space.{name}: needs low < high")
         TrainConfig.from_dict(self.base)
+
+
+def _redact(url: str) -> str:
+    """The storage URL without its password (it is written to trials.json)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _is_number(value: Any) -> bool:
@@ -177,7 +187,13 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
         )
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
-            raise ConfigError("tune: no trial completed; widen the search space or raise n_trials")
+            failed = sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)
+            hint = (
+                f"{failed} trial(s) diverged (NaN loss): lower the lr range"
+                if failed
+                else "all were pruned: raise n_trials or turn pruning off"
+            )
+            raise ConfigError(f"tune: no trial completed; {hint}")
         best = study.best_trial
         best_params = {**base.to_dict(), **best.params}
         trials: list[dict[str, Any]] = [
@@ -196,7 +212,7 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
             "best_trial": best.number,
             "trials": len(study.trials),
             "pruned": sum(t["state"] == "PRUNED" for t in trials),
-            "storage": config.storage or "sqlite (artifact)",
+            "storage": _redact(config.storage) if config.storage else "sqlite (artifact)",
             "study_name": study_name,
         }
         write_json(Path(tmp) / "trials.json", {"result": result, "trials": trials})

@@ -24,8 +24,9 @@ def validate_data(
         report: Output: Markdown anomaly table for the KFP UI.
         anomalies: Output: the machine-readable anomaly report (JSON).
         metrics: Output: rows and anomaly counts.
-        options: min_rows, max_domain_size, severity ({anomaly type: error|warning}), fail_on_error.
-        schema_uri: A schema.json to enforce; empty infers one from the data.
+        options: min_rows, max_domain_size, severity ({anomaly type: error|warning}), fail_on_error,
+            model_ready (features must be numeric and complete, as train_model needs).
+        schema_uri: A schema.json (file, schema artifact directory or gs:// URI) to enforce; empty infers one.
     """
     from components.validate_data import core
 

@@ -202,6 +202,6 @@ def test_no_embedded_store_inside_a_pod(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("SHIPYARD_HOME", raising=False)
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
-    with pytest.raises(ConfigError, match="no MLflow tracking URI in a Kubernetes pod"):
+    with pytest.raises(ConfigError, match="mlflow: no tracking URI in a Kubernetes pod"):
         resolve_tracking_uri("")
     assert resolve_tracking_uri("http://mlflow:5000") == "http://mlflow:5000"
