@@ -1,0 +1,418 @@
+"""Per-column drift between a reference and a current dataset, with Evidently's default tests.
+
+The reference is summarized once into a compact **profile** (sorted values of numeric columns —
+or fine quantiles beyond ``max_sorted`` rows —, their std, and category counts), stored beside the
+validation schema. Checking a new batch then costs about one pass over the new data: a sort of
+each numeric column and a hash count of each categorical one.
+
+Test choice follows Evidently's ``DataDriftPreset`` defaults, so decisions match what users know:
+
+| reference rows | column | distinct values (ref ∪ current) | test | drift when |
+|---|---|---|---|---|
+| ≤ 1000 | numeric | > 5 | Kolmogorov–Smirnov p-value | p < 0.05 |
+| ≤ 1000 | numeric or categorical | 3–5 (numeric), > 2 (categorical) | chi² p-value | p < 0.05 |
+| ≤ 1000 | any | ≤ 2 | two-proportion z-test p-value | p < 0.05 |
+| > 1000 | numeric | > 5 | Wasserstein distance ÷ reference std | ≥ 0.1 |
+| > 1000 | numeric ≤ 5 values, or categorical | — | Jensen–Shannon distance | ≥ 0.1 |
+
+The dataset drifts when at least ``drift_share`` (0.5) of the checked columns drift. Every
+column also gets the other scores (KS p, normalized Wasserstein, PSI, Jensen–Shannon) for the
+report, and method and threshold can be set per column.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shipyard.artifacts import atomic_dir, read_json
+from shipyard.config import Config, require
+from shipyard.errors import ArtifactError, DataValidationError
+
+METHODS = ("ks", "wasserstein", "jensenshannon", "chisquare", "z", "psi")
+P_VALUE_METHODS = frozenset({"ks", "chisquare", "z"})
+DEFAULT_THRESHOLD = {"ks": 0.05, "chisquare": 0.05, "z": 0.05, "wasserstein": 0.1, "jensenshannon": 0.1, "psi": 0.1}
+SMALL_REFERENCE = 1000  # Evidently: at most this many reference rows → statistical tests
+FEW_VALUES = 5  # Evidently: numeric columns with at most this many distinct values are counted
+DOMAIN_CAP = 20  # Evidently bins numeric columns with more distinct values than this
+PROFILE_JSON, PROFILE_NPZ = "profile.json", "profile.npz"
+PROFILE_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftConfig(Config):
+    """Drift policy.
+
+    Attributes:
+        drift_share: The dataset drifts when at least this share of the checked columns drift.
+        columns: Columns to check; empty checks every feature and label column of the reference.
+        per_column: ``{column: {"method": one of METHODS, "threshold": x}}`` overrides.
+        numeric_method: Method for every numeric column (``auto`` = Evidently's choice).
+        categorical_method: Method for every categorical column (``auto`` = Evidently's choice).
+        max_sorted: Numeric reference columns longer than this are kept as that many quantiles.
+    """
+
+    section = "drift"
+    drift_share: float = 0.5
+    columns: tuple = ()
+    per_column: dict = dataclasses.field(default_factory=dict)
+    numeric_method: str = "auto"
+    categorical_method: str = "auto"
+    max_sorted: int = 200_000
+
+    def validate(self) -> None:
+        require(0 < self.drift_share <= 1, self.section, "drift_share must be in (0, 1]")
+        for name in ("numeric_method", "categorical_method"):
+            value = getattr(self, name)
+            require(value == "auto" or value in METHODS, self.section, f"{name} must be auto or one of {METHODS}")
+        for column, spec in self.per_column.items():
+            require(
+                isinstance(spec, dict) and not set(spec) - {"method", "threshold"},
+                self.section,
+                f"per_column.{column}: expected keys method and/or threshold, got {spec!r}",
+            )
+            method = spec.get("method", "auto")
+            require(
+                method == "auto" or method in METHODS,
+                self.section,
+                f"per_column.{column}: method {method!r} is not one of {METHODS}",
+            )
+            threshold = spec.get("threshold")
+            require(
+                threshold is None or (isinstance(threshold, (int, float)) and threshold > 0),
+                self.section,
+                f"per_column.{column}: threshold must be a positive number, got {threshold!r}",
+            )
+        require(self.max_sorted >= 1000, self.section, "max_sorted must be >= 1000")
+
+
+# --- the reference profile ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ColumnProfile:
+    """What one reference column contributes to every later check."""
+
+    name: str
+    kind: str  # "numeric" or "categorical"
+    n: int  # non-null reference rows
+    std: float = 0.0
+    values: np.ndarray | None = None  # numeric: sorted values, or quantiles when n > max_sorted
+    exact: bool = True  # values holds every value (not quantiles)
+    counts: dict[Any, int] | None = None  # categorical, or numeric with few distinct values
+
+
+@dataclasses.dataclass
+class Profile:
+    """A reference dataset's profile: one ColumnProfile per checked column."""
+
+    columns: dict[str, ColumnProfile]
+    rows: int
+
+
+def _is_numeric(series: Any) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_numeric_dtype(series.dtype)) and not pd.api.types.is_bool_dtype(series.dtype)
+
+
+def _counts(series: Any) -> dict[Any, int]:
+    counts = series.value_counts(dropna=True)
+    return {_key(k): int(v) for k, v in counts.items()}
+
+
+def _key(value: Any) -> Any:
+    value = value.item() if hasattr(value, "item") else value
+    return value if isinstance(value, (int, float, str, bool)) else str(value)
+
+
+def profile_column(series: Any, max_sorted: int = 200_000) -> ColumnProfile:
+    """Summarizes one reference column (nulls dropped)."""
+    data = series.dropna()
+    if not _is_numeric(data):
+        return ColumnProfile(str(series.name), "categorical", int(len(data)), counts=_counts(data.astype(str)))
+    values = np.sort(data.to_numpy(dtype=np.float64))
+    if not np.isfinite(values).all():
+        raise DataValidationError(f"column {series.name!r}: reference holds ±Inf; drift needs finite numbers")
+    prof = ColumnProfile(
+        str(series.name), "numeric", int(len(values)), std=float(np.std(values)) if len(values) else 0.0
+    )
+    distinct = np.unique(values[: max_sorted * 4]) if len(values) else values
+    if len(distinct) <= DOMAIN_CAP:
+        prof.counts = _counts(data)
+    if len(values) > max_sorted:
+        # Mid-point quantiles (each stands for 1/k of the mass), with the true extremes kept.
+        quantiles = np.quantile(values, (np.arange(max_sorted) + 0.5) / max_sorted)
+        quantiles[0], quantiles[-1] = values[0], values[-1]
+        prof.values = quantiles
+        prof.exact = False
+    else:
+        prof.values = values
+    return prof
+
+
+def build_profile(df: Any, columns: list[str], max_sorted: int = 200_000) -> Profile:
+    """Profiles ``columns`` of a reference DataFrame."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataValidationError(f"reference: column(s) {missing} not found")
+    return Profile({c: profile_column(df[c], max_sorted) for c in columns}, int(len(df)))
+
+
+def save_profile(profile: Profile, directory: str | Path) -> None:
+    """Writes ``profile.json`` (metadata, counts) and ``profile.npz`` (numeric arrays) atomically."""
+    with atomic_dir(directory) as tmp:
+        arrays = {f"c{i}": p.values for i, p in enumerate(profile.columns.values()) if p.values is not None}
+        np.savez_compressed(tmp / PROFILE_NPZ, **arrays)
+        meta = {
+            "version": PROFILE_VERSION,
+            "rows": profile.rows,
+            "columns": [
+                {
+                    "name": p.name,
+                    "kind": p.kind,
+                    "n": p.n,
+                    "std": p.std,
+                    "exact": p.exact,
+                    "array": f"c{i}" if p.values is not None else None,
+                    "counts": None if p.counts is None else [[k, v] for k, v in p.counts.items()],
+                }
+                for i, p in enumerate(profile.columns.values())
+            ],
+        }
+        (tmp / PROFILE_JSON).write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def load_profile(directory: str | Path) -> Profile:
+    """Reads a profile written by :func:`save_profile`.
+
+    Raises:
+        ArtifactError: Missing or malformed profile files.
+    """
+    root = Path(directory)
+    meta = read_json(root / PROFILE_JSON, "reference profile")
+    if not isinstance(meta, dict) or meta.get("version") != PROFILE_VERSION:
+        raise ArtifactError(f"{root / PROFILE_JSON}: expected a version {PROFILE_VERSION} drift profile")
+    try:
+        arrays = np.load(root / PROFILE_NPZ, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{root / PROFILE_NPZ}: cannot read the profile arrays ({exc})") from exc
+    columns = {}
+    for c in meta["columns"]:
+        counts = None if c["counts"] is None else {k: v for k, v in c["counts"]}
+        values = arrays[c["array"]] if c["array"] else None
+        columns[c["name"]] = ColumnProfile(c["name"], c["kind"], c["n"], c["std"], values, c["exact"], counts)
+    return Profile(columns, int(meta["rows"]))
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+
+def _cdf(sorted_values: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return np.searchsorted(sorted_values, points, side="right") / len(sorted_values)
+
+
+def wasserstein_normed(ref_sorted: np.ndarray, cur_sorted: np.ndarray, ref_std: float) -> float:
+    """W1 between the two empirical distributions, divided by max(reference std, 0.001)."""
+    grid = np.concatenate([ref_sorted, cur_sorted])
+    grid.sort(kind="stable")  # two sorted runs: a merge
+    deltas = np.diff(grid)
+    distance = float(np.sum(np.abs(_cdf(ref_sorted, grid[:-1]) - _cdf(cur_sorted, grid[:-1])) * deltas))
+    return distance / max(ref_std, 0.001)
+
+
+def ks_pvalue(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
+    """Two-sample Kolmogorov–Smirnov p-value (scipy's ``ks_2samp``, method ``auto``)."""
+    from scipy.stats import ks_2samp
+
+    return float(ks_2samp(ref_sorted, cur_sorted).pvalue)
+
+
+def _percents(ref: ColumnProfile, cur: np.ndarray | Any, fill_zeroes: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Reference and current shares per bucket, binned as Evidently bins them."""
+    if ref.kind == "numeric" and ref.counts is None:
+        assert ref.values is not None
+        lo = min(float(ref.values[0]), float(cur[0]) if len(cur) else math.inf)
+        hi = max(float(ref.values[-1]), float(cur[-1]) if len(cur) else -math.inf)
+        bins = max(1, math.ceil(math.log2(ref.n + len(cur))) + 1)  # Sturges over the combined data
+        edges = np.linspace(lo, hi, bins + 1) if hi > lo else np.array([lo - 0.5, lo + 0.5])
+        ref_counts = _hist_sorted(ref.values, edges) * (ref.n / len(ref.values))
+        cur_counts = _hist_sorted(cur, edges)
+        r, c = ref_counts / ref.n, cur_counts / len(cur)
+    else:
+        cur_counts_map = cur if isinstance(cur, dict) else {}
+        keys = list(dict.fromkeys([*(ref.counts or {}), *cur_counts_map]))
+        r = np.array([(ref.counts or {}).get(k, 0) for k in keys], dtype=np.float64) / ref.n
+        total = sum(cur_counts_map.values())
+        c = np.array([cur_counts_map.get(k, 0) for k in keys], dtype=np.float64) / total
+    if fill_zeroes:
+        r, c = _fill_zeroes(r), _fill_zeroes(c)
+    return r, c
+
+
+def _hist_sorted(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """np.histogram of already-sorted values (last bin closed), by binary search."""
+    idx = np.searchsorted(sorted_values, edges, side="left")
+    idx[-1] = np.searchsorted(sorted_values, edges[-1], side="right")
+    return np.diff(idx).astype(np.float64)
+
+
+def _fill_zeroes(p: np.ndarray) -> np.ndarray:
+    nonzero = p[p != 0]
+    if not len(nonzero):
+        return p
+    smallest = nonzero.min()
+    return np.where(p == 0, smallest / 10**6 if smallest <= 0.0001 else 0.0001, p)
+
+
+def jensenshannon(r: np.ndarray, c: np.ndarray) -> float:
+    """Jensen–Shannon distance (natural log), as scipy computes it."""
+    from scipy.spatial import distance
+
+    return float(distance.jensenshannon(r, c))
+
+
+def psi(r: np.ndarray, c: np.ndarray) -> float:
+    """Population stability index over zero-filled shares."""
+    return float(np.sum((r - c) * np.log(r / c)))
+
+
+def chisquare_pvalue(ref: ColumnProfile, cur_counts: dict[Any, int]) -> float:
+    """Chi² goodness of fit of the current counts against the reference shares."""
+    from scipy.stats import chisquare
+
+    keys = list(dict.fromkeys([*(ref.counts or {}), *cur_counts]))
+    m = sum(cur_counts.values())
+    f_exp = np.array([(ref.counts or {}).get(k, 0) * m / ref.n for k in keys])
+    f_obs = np.array([cur_counts.get(k, 0) for k in keys], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(chisquare(f_obs, f_exp).pvalue)
+
+
+def z_pvalue(ref: ColumnProfile, cur_counts: dict[Any, int]) -> float:
+    """Two-proportion z-test on the share of the first key (sorted) in reference vs current."""
+    from scipy.stats import norm
+
+    keys = sorted(set(ref.counts or {}) | set(cur_counts), key=lambda k: (str(type(k)), k))
+    if len(keys) == 1:
+        return 1.0
+    n1, n2 = ref.n, sum(cur_counts.values())
+    p1 = 1 - (ref.counts or {}).get(keys[0], 0) / n1
+    p2 = 1 - cur_counts.get(keys[0], 0) / n2
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    denom = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if denom == 0:
+        return 1.0 if p1 == p2 else 0.0
+    return float(2 * (1 - norm.cdf(abs((p1 - p2) / denom))))
+
+
+# --- checking a column and a dataset ------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ColumnDrift:
+    """One column's decision and scores."""
+
+    column: str
+    kind: str
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+    scores: dict[str, float]
+    reference_rows: int
+    current_rows: int
+
+
+def auto_method(ref: ColumnProfile, n_values: int) -> str:
+    """Evidently's default test for a column (see the module docstring)."""
+    small = ref.n <= SMALL_REFERENCE
+    if ref.kind == "numeric" and n_values > FEW_VALUES:
+        return "ks" if small else "wasserstein"
+    if small:
+        return "chisquare" if n_values > 2 else "z"
+    return "jensenshannon"
+
+
+def check_column(ref: ColumnProfile, current: Any, method: str = "auto", threshold: float | None = None) -> ColumnDrift:
+    """Compares one current column with its reference profile.
+
+    Raises:
+        DataValidationError: The current column is empty, not finite, or of another kind.
+    """
+    data = current.dropna()
+    if len(data) == 0 or ref.n == 0:
+        raise DataValidationError(
+            f"column {ref.name!r}: no non-null values to compare ({ref.n} in the reference, {len(data)} now)"
+        )
+    scores: dict[str, float] = {}
+    if ref.kind == "numeric":
+        if not _is_numeric(data):
+            raise DataValidationError(f"column {ref.name!r}: reference is numeric, current is {data.dtype}")
+        cur = np.sort(data.to_numpy(dtype=np.float64))
+        if not np.isfinite(cur).all():
+            raise DataValidationError(f"column {ref.name!r}: current data holds ±Inf")
+        cur_counts = _counts(data) if ref.counts is not None else None
+        n_values = (
+            len(set(ref.counts) | set(cur_counts))
+            if cur_counts is not None and ref.counts is not None
+            else FEW_VALUES + 1
+        )
+        assert ref.values is not None
+        scores["wasserstein"] = wasserstein_normed(ref.values, cur, ref.std)
+        scores["ks"] = ks_pvalue(ref.values, cur) if ref.exact else float("nan")
+        binned: Any = cur_counts if cur_counts is not None else cur
+    else:
+        cur_counts = _counts(data.astype(str))
+        n_values = len(set(ref.counts or {}) | set(cur_counts))
+        binned = cur_counts
+    r, c = _percents(ref, binned, fill_zeroes=False)
+    scores["jensenshannon"] = jensenshannon(r, c)
+    scores["psi"] = psi(*_percents(ref, binned, fill_zeroes=True))
+    if cur_counts is not None:
+        scores["chisquare"] = chisquare_pvalue(ref, cur_counts)
+        scores["z"] = z_pvalue(ref, cur_counts) if n_values <= 2 else float("nan")
+    chosen = auto_method(ref, n_values) if method == "auto" else method
+    if chosen not in scores or math.isnan(scores[chosen]):
+        raise DataValidationError(f"column {ref.name!r}: method {chosen!r} does not apply to this {ref.kind} column")
+    limit = DEFAULT_THRESHOLD[chosen] if threshold is None else float(threshold)
+    score = scores[chosen]
+    drifted = score < limit if chosen in P_VALUE_METHODS else score >= limit
+    return ColumnDrift(ref.name, ref.kind, chosen, score, limit, bool(drifted), scores, ref.n, int(len(data)))
+
+
+def check(profile: Profile, current: Any, config: DriftConfig) -> dict[str, Any]:
+    """Checks every profiled column of ``current``; returns the per-column results and the verdict.
+
+    Raises:
+        DataValidationError: A profiled column is missing from ``current`` or not comparable.
+    """
+    columns = list(config.columns) or list(profile.columns)
+    unknown = [c for c in columns if c not in profile.columns]
+    if unknown:
+        raise DataValidationError(f"drift: column(s) {unknown} are not in the reference profile")
+    missing = [c for c in columns if c not in current.columns]
+    if missing:
+        raise DataValidationError(f"drift: current data lacks column(s) {missing}")
+    results = []
+    for name in columns:
+        ref = profile.columns[name]
+        spec = config.per_column.get(name, {})
+        method = spec.get("method") or (config.numeric_method if ref.kind == "numeric" else config.categorical_method)
+        results.append(check_column(ref, current[name], method, spec.get("threshold")))
+    drifted = [r.column for r in results if r.drifted]
+    share = len(drifted) / len(results) if results else 0.0
+    return {
+        "dataset_drift": bool(results) and share >= config.drift_share,
+        "drift_share": share,
+        "drifted_columns": drifted,
+        "threshold_share": config.drift_share,
+        "columns": [dataclasses.asdict(r) for r in results],
+        "reference_rows": profile.rows,
+        "current_rows": int(len(current)),
+    }
