@@ -168,7 +168,7 @@ def save_profile(profile: Profile, directory: str | Path) -> None:
     """Writes ``profile.json`` (metadata, counts) and ``profile.npz`` (numeric arrays) atomically."""
     with atomic_dir(directory) as tmp:
         arrays = {f"c{i}": p.values for i, p in enumerate(profile.columns.values()) if p.values is not None}
-        np.savez_compressed(tmp / PROFILE_NPZ, **arrays)
+        np.savez_compressed(tmp / PROFILE_NPZ, **arrays)  # type: ignore[arg-type]  # numpy stubs
         meta = {
             "version": PROFILE_VERSION,
             "rows": profile.rows,
