@@ -176,3 +176,15 @@ def test_config_and_profile_errors(tmp_path):
         drift.DriftConfig.from_dict({"drift_share": 0})
     with pytest.raises(ArtifactError, match="reference profile"):
         drift.load_profile(tmp_path)
+
+
+@pytest.mark.parametrize("n", [300, 20_000])
+def test_merged_ecdf_matches_scipy_with_ties(n):
+    rng = np.random.default_rng(7)
+    ref = np.sort(rng.integers(0, 50, n).astype(float))  # heavy ties
+    cur = np.sort(rng.integers(2, 52, n // 2 + 7).astype(float))
+    w1, d = drift.ecdf_distances(ref, cur)
+    assert w1 == pytest.approx(stats.wasserstein_distance(ref, cur), rel=1e-12)
+    expected = stats.ks_2samp(ref, cur)
+    assert d == pytest.approx(expected.statistic, abs=1e-12)
+    assert drift.ks_pvalue(ref, cur, d) == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
