@@ -439,3 +439,90 @@ def check(profile: Profile, current: Any, config: DriftConfig) -> dict[str, Any]
         "reference_rows": profile.rows,
         "current_rows": int(len(current)),
     }
+
+
+# --- the component's entry point ------------------------------------------------------------------
+
+PROFILE_DIR = "profile"  # where validate_data keeps the profile inside its schema artifact
+CHECKED_ROLES = ("feature", "label")
+
+
+def load_reference(path: str | Path, config: DriftConfig) -> Profile:
+    """A profile from a profile directory, a schema artifact holding one, or a Dataset artifact.
+
+    Raises:
+        ArtifactError: ``path`` is none of those.
+    """
+    from shipyard.artifacts import DATA_FILE, read_dataset
+
+    root = Path(path)
+    for candidate in (root, root / PROFILE_DIR):
+        if (candidate / PROFILE_JSON).is_file():
+            return load_profile(candidate)
+    if (root / DATA_FILE).is_file():
+        df, schema = read_dataset(root)
+        columns = [c.name for c in schema.columns if c.role in CHECKED_ROLES]
+        return build_profile(df, columns, config.max_sorted)
+    raise ArtifactError(f"{root}: expected a drift profile, a schema artifact with {PROFILE_DIR}/, or a Dataset")
+
+
+def render_html(result: dict[str, Any]) -> str:
+    """A self-contained HTML report: verdict and one row per column with its score bar."""
+    import html
+
+    rows = []
+    for c in result["columns"]:
+        p_value = c["method"] in P_VALUE_METHODS
+        # Bar: how far past (or short of) its threshold the score is, on a 0..2× scale.
+        ratio = (c["threshold"] / max(c["score"], 1e-12)) if p_value else c["score"] / c["threshold"]
+        width = min(100.0, 50.0 * ratio)
+        color = "#c0392b" if c["drifted"] else "#27ae60"
+        rows.append(
+            f"<tr><td>{html.escape(c['column'])}</td><td>{c['kind']}</td><td>{c['method']}</td>"
+            f"<td>{c['score']:.4g}</td><td>{'<' if p_value else '≥'} {c['threshold']:g}</td>"
+            f"<td><div style='background:{color};width:{width:.0f}%;height:10px'></div></td>"
+            f"<td>{'drift' if c['drifted'] else 'ok'}</td></tr>"
+        )
+    verdict = "DATASET DRIFT" if result["dataset_drift"] else "no dataset drift"
+    return (
+        "<!doctype html><meta charset='utf-8'><title>Shipyard drift report</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}</style>"
+        f"<h1>{verdict}</h1><p>{len(result['drifted_columns'])} of {len(result['columns'])} columns drifted "
+        f"(share {result['drift_share']:.2f}; dataset drift at ≥ {result['threshold_share']:.2f}). "
+        f"Reference {result['reference_rows']} rows, current {result['current_rows']} rows.</p>"
+        "<table><tr><th>column</th><th>kind</th><th>test</th><th>score</th><th>drift when</th><th></th><th></th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def drift_check(
+    reference: str, current: Any, report_json: str, report_md: str, report_html: str, config: DriftConfig
+) -> dict[str, Any]:
+    """Checks ``current`` (a DataFrame or Dataset artifact) against ``reference`` and writes the reports.
+
+    Returns:
+        The result of :func:`check`, also written as JSON, Markdown and HTML.
+    """
+    from shipyard.artifacts import read_dataset, write_json, write_text
+    from shipyard.report import markdown_table
+
+    profile = load_reference(reference, config)
+    frame = read_dataset(current)[0] if isinstance(current, (str, Path)) else current
+    result = check(profile, frame, config)
+    write_json(report_json, result)
+    write_text(report_html, render_html(result))
+    rows = [
+        (c["column"], c["method"], c["score"], c["threshold"], "drift" if c["drifted"] else "ok")
+        for c in result["columns"]
+    ]
+    write_text(
+        report_md,
+        (
+            f"# Drift: {'DATASET DRIFT' if result['dataset_drift'] else 'no dataset drift'}\n\n"
+            f"{len(result['drifted_columns'])} of {len(result['columns'])} columns drifted "
+            f"(share {result['drift_share']:.2f}, threshold {result['threshold_share']:.2f}).\n\n"
+            + markdown_table(["column", "test", "score", "threshold", "verdict"], rows)
+        ),
+    )
+    return result

@@ -50,6 +50,9 @@ class ValidateConfig(Config):
         max_domain_size: String columns with more distinct values get no domain in the schema.
         severity: Overrides of the default severity per anomaly type (``error``/``warning``).
         fail_on_error: Raise DataValidationError when any error-severity anomaly is found.
+        profile: Also write the drift reference profile (``profile/``) beside ``schema.json``, so a
+            later ``drift_check`` compares new data with this data in about one pass over it
+            (only when no error-severity anomaly was found).
         model_ready: Also check what ``train_model`` needs: every feature column numeric or bool
             and free of nulls (``unusable_feature``), so such data fails here, once, and not in
             a retried training step.
@@ -61,6 +64,7 @@ class ValidateConfig(Config):
     severity: dict = dataclasses.field(default_factory=dict)
     fail_on_error: bool = True
     model_ready: bool = True
+    profile: bool = True
 
     def validate(self) -> None:
         require(self.min_rows >= 1, self.section, "min_rows must be >= 1")
@@ -306,7 +310,8 @@ def validate(
         schema_in: A schema to enforce (file or schema artifact dir); inferred when omitted.
 
     Returns:
-        ``{"rows", "columns", "anomalies", "errors", "warnings"}``.
+        ``{"rows", "columns", "anomalies", "errors", "warnings", "profile"}`` (profile: whether
+        the drift reference profile was written).
 
     Raises:
         DataValidationError: An error-severity anomaly was found and ``fail_on_error`` is set;
@@ -323,8 +328,15 @@ def validate(
         "anomalies": len(anomalies),
         "errors": len(errors),
         "warnings": len(anomalies) - len(errors),
+        "profile": False,
     }
     write_json(Path(schema_out_dir) / "schema.json", schema)
+    if config.profile and not errors and len(df):
+        from components.drift_check import core as drift
+
+        checked = [c.name for c in dschema.columns if c.role in drift.CHECKED_ROLES]
+        drift.save_profile(drift.build_profile(df, checked), Path(schema_out_dir) / drift.PROFILE_DIR)
+        summary["profile"] = True
     write_json(report_json, {"summary": summary, "anomalies": [dataclasses.asdict(a) for a in anomalies]})
     rows = [(a.severity, a.type, a.column, a.count, f"{a.fraction:.2%}", a.message) for a in anomalies]
     write_text(

@@ -77,7 +77,7 @@ def test_infer_then_enforce_round_trip_has_no_anomalies(tmp_path, inferred):
 
     summary, report = _run(tmp_path, _frame(), ValidateConfig(model_ready=False), inferred, tag="enforce")
 
-    assert summary == {"rows": N, "columns": 5, "anomalies": 0, "errors": 0, "warnings": 0}
+    assert summary == {"rows": N, "columns": 5, "anomalies": 0, "errors": 0, "warnings": 0, "profile": True}
     assert report["anomalies"] == []
     assert json.loads((tmp_path / "enforce-schema" / "schema.json").read_text()) == schema
     assert "No anomalies." in (tmp_path / "enforce.md").read_text()
@@ -309,3 +309,22 @@ def test_inferred_schema_never_lets_the_label_be_null(tmp_path):
     df.loc[[1, 4], "target"] = np.nan
     with pytest.raises(DataValidationError, match=r"null_fraction in target"):
         _run(tmp_path, df, ValidateConfig(model_ready=False))
+
+
+def test_profile_is_written_beside_the_schema_and_drift_reads_it(tmp_path):
+    from components.drift_check import core as drift
+
+    summary, _ = _run(tmp_path, _frame(), ValidateConfig(model_ready=False), tag="p")
+    schema_dir = tmp_path / "p-schema"
+    assert summary["profile"] and (schema_dir / "profile" / "profile.json").is_file()
+    profile = drift.load_reference(schema_dir, drift.DriftConfig())
+    assert set(profile.columns) == {"x", "count", "color", "target"}  # the id column is not profiled
+    same = drift.check(profile, _frame(), drift.DriftConfig())
+    assert not same["dataset_drift"] and same["drifted_columns"] == []
+
+
+def test_no_profile_when_validation_found_errors(tmp_path):
+    summary, _ = _run(
+        tmp_path, _frame().assign(x=np.inf), ValidateConfig(model_ready=False, fail_on_error=False), tag="e"
+    )
+    assert summary["profile"] is False and not (tmp_path / "e-schema" / "profile").exists()

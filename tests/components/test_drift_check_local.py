@@ -1,0 +1,31 @@
+"""The drift_check component in a real kfp.local run: validate_data's profile as the reference."""
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.local, pytest.mark.slow]
+
+
+def test_drift_check_branches_on_a_local_run(tmp_path):
+    from kfp import dsl, local
+
+    from components.drift_check.component import drift_check
+    from components.ingest_data.component import ingest_data
+    from components.validate_data.component import validate_data
+
+    @dsl.pipeline(name="drift-probe")
+    def probe(reference_data: str, current_data: str):
+        reference = ingest_data(source=reference_data, label="target")
+        validated = validate_data(dataset=reference.outputs["dataset"])
+        current = ingest_data(source=current_data, label="target")
+        drift_check(reference=validated.outputs["schema"], current=current.outputs["dataset"])
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path), raise_on_error=True)
+    probe(reference_data="sklearn:breast_cancer", current_data="sklearn:breast_cancer")
+    run_dir = next(tmp_path.glob("drift-probe-*"))
+    outputs = json.loads((run_dir / "drift-check" / "executor_output.json").read_text())["parameterValues"]
+    assert outputs == {"drifted": False, "drift_share": 0.0}
+    result = json.loads((run_dir / "drift-check" / "drift").read_text())
+    assert len(result["columns"]) == 31 and {c["method"] for c in result["columns"]} == {"ks", "z"}
+    assert "no dataset drift" in (run_dir / "drift-check" / "html_report").read_text()
