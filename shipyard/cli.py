@@ -93,6 +93,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--port", type=_count, default=8080, help="HTTP port (default: %(default)s)")
 
+    v = sub.add_parser(
+        "validate",
+        help="validate a CSV/Parquet file (schema, anomalies) and check it for drift against a reference",
+        description="Validate DATA: infer or enforce a schema, list anomalies, and with --reference check drift. "
+        "Exit 0: no error-severity anomaly and no dataset drift; 1: one of them; 2: usage error.",
+    )
+    v.add_argument("data", metavar="DATA", help="a .csv/.csv.gz/.parquet path or gs:// URI")
+    v.add_argument("--schema", help="a schema.json (or schema artifact dir) to enforce; default: infer one")
+    v.add_argument(
+        "--reference", help="drift reference: a data file, a Dataset dir, a schema dir with profile/, or a profile dir"
+    )
+    v.add_argument(
+        "--report", metavar="DIR", help="write schema.json, profile/, validation.{json,md}, drift.{json,md,html} here"
+    )
+    v.add_argument("--format", choices=("text", "json"), default="text", help="stdout format (default: text)")
+    v.add_argument("--delimiter", default=",", help="CSV delimiter (default: ',')")
+
     m = sub.add_parser("manifests", help="render generated Kubernetes manifests (ClusterServingRuntime)")
     m.add_argument("--output", default="manifests/generated", help="directory (default: %(default)s)")
 
@@ -206,6 +223,68 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from components.drift_check import core as drift
+    from components.ingest_data.core import read_source
+    from components.validate_data import core as validation
+    from shipyard.artifacts import write_json, write_text
+    from shipyard.report import markdown_table, text_table
+
+    try:  # unusable input (file, schema) is a usage error (exit 2), not a finding (exit 1)
+        df = read_source(args.data, args.delimiter)
+        given = validation.load_schema(args.schema) if args.schema else None
+    except ShipyardError as exc:
+        raise ConfigError(str(exc)) from exc
+    config = validation.ValidateConfig(model_ready=False)
+    schema, anomalies, summary = validation.check_frame(df, {}, config, given)
+    result: dict[str, Any] = {
+        "data": args.data,
+        "validation": summary,
+        "anomalies": [dataclasses.asdict(a) for a in anomalies],
+    }
+    drift_config = drift.DriftConfig()
+    if args.reference:
+        ref = Path(args.reference)
+        if ref.is_dir() or ref.suffix not in (".csv", ".gz", ".parquet", ".pq"):
+            profile = drift.load_reference(args.reference, drift_config)
+        else:
+            ref_df = read_source(args.reference, args.delimiter)
+            profile = drift.build_profile(ref_df, [c for c in ref_df.columns if c in df.columns])
+        result["drift"] = drift.check(profile, df, drift_config)
+    failed = summary["errors"] > 0 or bool(result.get("drift", {}).get("dataset_drift"))
+    if args.report:
+        out = Path(args.report)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "schema.json", schema)
+        if not summary["errors"]:
+            drift.save_profile(drift.build_profile(df, list(df.columns)), out / drift.PROFILE_DIR)
+        write_json(out / "validation.json", {k: result[k] for k in ("validation", "anomalies")})
+        write_text(
+            out / "validation.md", "# Data validation\n\n" + validation.describe(summary, anomalies, markdown_table)
+        )
+        if "drift" in result:
+            write_json(out / "drift.json", result["drift"])
+            write_text(out / "drift.html", drift.render_html(result["drift"]))
+    if args.format == "json":
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(validation.describe(summary, anomalies, text_table), end="")
+        if "drift" in result:
+            d = result["drift"]
+            rows = [
+                (c["column"], c["method"], c["score"], c["threshold"], "DRIFT" if c["drifted"] else "ok")
+                for c in d["columns"]
+            ]
+            print(
+                f"\ndrift: {'DATASET DRIFT' if d['dataset_drift'] else 'no dataset drift'} "
+                f"({len(d['drifted_columns'])} of {len(d['columns'])} columns, share {d['drift_share']:.2f})"
+            )
+            print(text_table(["column", "test", "score", "threshold", "verdict"], rows), end="")
+    return EXIT_FAILURE if failed else 0
+
+
 def cmd_manifests(args: argparse.Namespace) -> int:
     import yaml
 
@@ -237,6 +316,7 @@ COMMANDS = {
     "compile": cmd_compile,
     "run": cmd_run,
     "serve": cmd_serve,
+    "validate": cmd_validate,
     "manifests": cmd_manifests,
     "pipelines": cmd_pipelines,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -125,3 +126,61 @@ def test_failed_run_still_prints_the_table_and_records_the_outcome(tmp_path, cli
     assert rows["ingest-data"] == "done" and rows["validate-data"] == "FAILED"
     assert rows["train-model"] == "not" and rows["deploy-model"] == "not"  # "not run"
     assert "outcome FAILED" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def halves(tmp_path_factory):
+    """A random split of breast cancer into two CSVs, and a copy of the second with 20 columns scaled."""
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    order = np.random.default_rng(0).permutation(len(frame))
+    root = tmp_path_factory.mktemp("halves")
+    ref, cur = frame.iloc[order[:280]], frame.iloc[order[280:]].copy()
+    ref.to_csv(root / "ref.csv", index=False)
+    cur.to_csv(root / "cur.csv", index=False)
+    for column in list(cur.columns)[:20]:
+        cur[column] = cur[column] * 1.5
+    cur.to_csv(root / "shifted.csv", index=False)
+    return root
+
+
+def test_validate_exit_codes_and_reports(halves, tmp_path, cli):
+    same = cli("validate", str(halves / "cur.csv"), "--reference", str(halves / "ref.csv"))
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "no dataset drift" in same.stdout and "No anomalies." in same.stdout
+    shifted = cli(
+        "validate",
+        str(halves / "shifted.csv"),
+        "--reference",
+        str(halves / "ref.csv"),
+        "--report",
+        str(tmp_path / "report"),
+    )
+    assert shifted.returncode == 1 and "DATASET DRIFT" in shifted.stdout
+    for name in ("schema.json", "validation.json", "validation.md", "drift.json", "drift.html", "profile/profile.json"):
+        assert (tmp_path / "report" / name).is_file(), name
+    # The report's profile is of the data it validated: the reference of a later check.
+    assert cli("validate", str(halves / "ref.csv"), "--report", str(tmp_path / "ref-report")).returncode == 0
+    again = cli("validate", str(halves / "cur.csv"), "--reference", str(tmp_path / "ref-report"), "--format", "json")
+    assert again.returncode == 0 and json.loads(again.stdout)["drift"]["dataset_drift"] is False
+
+
+def test_validate_enforces_a_schema(halves, tmp_path, cli):
+    assert cli("validate", str(halves / "ref.csv"), "--report", str(tmp_path / "r")).returncode == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text((halves / "ref.csv").read_text().replace("\n1", "\nnot-a-number", 1))
+    proc = cli("validate", str(bad), "--schema", str(tmp_path / "r" / "schema.json"))
+    assert proc.returncode == 1 and "wrong_dtype" in proc.stdout
+
+
+def test_validate_usage_errors_exit_2(tmp_path, cli):
+    missing = cli("validate", str(tmp_path / "nope.csv"))
+    assert missing.returncode == 2 and "no such file" in _one_line_error(missing)
+    typo = tmp_path / "schema.json"
+    typo.write_text('{"version": 1, "columns": {"a": {"knid": "int"}}}')
+    data = tmp_path / "d.csv"
+    data.write_text("a\n1\n2\n")
+    proc = cli("validate", str(data), "--schema", str(typo))
+    assert proc.returncode == 2 and "'knid'" in _one_line_error(proc)

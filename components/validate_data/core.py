@@ -291,6 +291,41 @@ def _check_model_input(s: Any, name: str, add: Any) -> None:
         add("unusable_feature", name, nulls, f"feature {name!r} has {nulls} null(s); train_model needs complete rows")
 
 
+def check_frame(
+    df: Any, roles: dict[str, str], config: ValidateConfig, schema: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], list[Anomaly], dict[str, Any]]:
+    """Infers the schema (unless one is given, see :func:`load_schema`) and finds the anomalies.
+
+    Returns:
+        ``(schema, anomalies, summary)``; the summary counts rows, columns, anomalies, errors
+        and warnings.
+    """
+    schema = schema if schema is not None else infer_schema(df, roles, config)
+    anomalies = find_anomalies(df, schema, config)
+    errors = sum(a.severity == "error" for a in anomalies)
+    summary = {
+        "rows": int(len(df)),
+        "columns": int(len(df.columns)),
+        "anomalies": len(anomalies),
+        "errors": errors,
+        "warnings": len(anomalies) - errors,
+        "profile": False,
+    }
+    return schema, anomalies, summary
+
+
+def describe(summary: dict[str, Any], anomalies: list[Anomaly], table: Any) -> str:
+    """The human report: counts, then one row per anomaly (``table`` renders Markdown or text)."""
+    rows = [(a.severity, a.type, a.column, a.count, f"{a.fraction:.2%}", a.message) for a in anomalies]
+    head = (
+        f"{summary['rows']} rows, {summary['columns']} columns: "
+        f"{summary['errors']} error(s), {summary['warnings']} warning(s).\n\n"
+    )
+    return head + (
+        table(["severity", "anomaly", "column", "count", "share", "detail"], rows) if rows else "No anomalies.\n"
+    )
+
+
 def validate(
     dataset_dir: str,
     schema_out_dir: str,
@@ -319,17 +354,8 @@ def validate(
     """
     df, dschema = read_dataset(dataset_dir)
     roles = {c.name: c.role for c in dschema.columns}
-    schema = load_schema(schema_in) if schema_in else infer_schema(df, roles, config)
-    anomalies = find_anomalies(df, schema, config)
+    schema, anomalies, summary = check_frame(df, roles, config, load_schema(schema_in) if schema_in else None)
     errors = [a for a in anomalies if a.severity == "error"]
-    summary = {
-        "rows": int(len(df)),
-        "columns": int(len(df.columns)),
-        "anomalies": len(anomalies),
-        "errors": len(errors),
-        "warnings": len(anomalies) - len(errors),
-        "profile": False,
-    }
     write_json(Path(schema_out_dir) / "schema.json", schema)
     if config.profile and not errors and len(df):
         from components.drift_check import core as drift
@@ -338,17 +364,7 @@ def validate(
         drift.save_profile(drift.build_profile(df, checked), Path(schema_out_dir) / drift.PROFILE_DIR)
         summary["profile"] = True
     write_json(report_json, {"summary": summary, "anomalies": [dataclasses.asdict(a) for a in anomalies]})
-    rows = [(a.severity, a.type, a.column, a.count, f"{a.fraction:.2%}", a.message) for a in anomalies]
-    write_text(
-        report_md,
-        f"# Data validation\n\n{summary['rows']} rows, {summary['columns']} columns: "
-        f"{summary['errors']} error(s), {summary['warnings']} warning(s).\n\n"
-        + (
-            markdown_table(["severity", "anomaly", "column", "count", "share", "detail"], rows)
-            if rows
-            else "No anomalies.\n"
-        ),
-    )
+    write_text(report_md, "# Data validation\n\n" + describe(summary, anomalies, markdown_table))
     if errors and config.fail_on_error:
         first = errors[0]
         raise DataValidationError(
