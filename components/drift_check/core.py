@@ -54,7 +54,8 @@ class DriftConfig(Config):
         per_column: ``{column: {"method": one of METHODS, "threshold": x}}`` overrides.
         numeric_method: Method for every numeric column (``auto`` = Evidently's choice).
         categorical_method: Method for every categorical column (``auto`` = Evidently's choice).
-        max_sorted: Numeric reference columns longer than this are kept as that many quantiles.
+        max_sorted: Numeric reference columns longer than this are kept as that many mid-point
+            quantiles (W1 within ~0.1% of the exact value; no KS p-value from quantiles).
     """
 
     section = "drift"
@@ -63,7 +64,7 @@ class DriftConfig(Config):
     per_column: dict = dataclasses.field(default_factory=dict)
     numeric_method: str = "auto"
     categorical_method: str = "auto"
-    max_sorted: int = 200_000
+    max_sorted: int = 50_000
 
     def validate(self) -> None:
         require(0 < self.drift_share <= 1, self.section, "drift_share must be in (0, 1]")
@@ -131,7 +132,7 @@ def _key(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, bool)) else str(value)
 
 
-def profile_column(series: Any, max_sorted: int = 200_000) -> ColumnProfile:
+def profile_column(series: Any, max_sorted: int = 50_000) -> ColumnProfile:
     """Summarizes one reference column (nulls dropped)."""
     data = series.dropna()
     if not _is_numeric(data):
@@ -142,12 +143,14 @@ def profile_column(series: Any, max_sorted: int = 200_000) -> ColumnProfile:
     prof = ColumnProfile(
         str(series.name), "numeric", int(len(values)), std=float(np.std(values)) if len(values) else 0.0
     )
-    distinct = np.unique(values[: max_sorted * 4]) if len(values) else values
-    if len(distinct) <= DOMAIN_CAP:
+    distinct = int(np.count_nonzero(np.diff(values))) + 1 if len(values) else 0  # sorted: one pass
+    if distinct <= DOMAIN_CAP:
         prof.counts = _counts(data)
     if len(values) > max_sorted:
-        # Mid-point quantiles (each stands for 1/k of the mass), with the true extremes kept.
-        quantiles = np.quantile(values, (np.arange(max_sorted) + 0.5) / max_sorted)
+        # Mid-point quantiles (each stands for 1/k of the mass), read off the sorted values by linear
+        # interpolation (numpy's default quantile method), with the true extremes kept.
+        positions = (np.arange(max_sorted) + 0.5) / max_sorted * (len(values) - 1)
+        quantiles = np.interp(positions, np.arange(len(values)), values)
         quantiles[0], quantiles[-1] = values[0], values[-1]
         prof.values = quantiles
         prof.exact = False
@@ -156,7 +159,7 @@ def profile_column(series: Any, max_sorted: int = 200_000) -> ColumnProfile:
     return prof
 
 
-def build_profile(df: Any, columns: list[str], max_sorted: int = 200_000) -> Profile:
+def build_profile(df: Any, columns: list[str], max_sorted: int = 50_000) -> Profile:
     """Profiles ``columns`` of a reference DataFrame."""
     missing = [c for c in columns if c not in df.columns]
     if missing:
@@ -168,7 +171,7 @@ def save_profile(profile: Profile, directory: str | Path) -> None:
     """Writes ``profile.json`` (metadata, counts) and ``profile.npz`` (numeric arrays) atomically."""
     with atomic_dir(directory) as tmp:
         arrays = {f"c{i}": p.values for i, p in enumerate(profile.columns.values()) if p.values is not None}
-        np.savez_compressed(tmp / PROFILE_NPZ, **arrays)  # type: ignore[arg-type]  # numpy stubs
+        np.savez(tmp / PROFILE_NPZ, **arrays)  # type: ignore[arg-type]  # numpy stubs; floats barely compress
         meta = {
             "version": PROFILE_VERSION,
             "rows": profile.rows,
