@@ -69,6 +69,14 @@ def read_source(source: str, csv_delimiter: str = ",") -> Any:
     except (pd.errors.ParserError, OSError, ValueError) as exc:
         raise DataValidationError(f"{source}: cannot be read as {Path(name).suffix.lstrip('.')} ({exc})") from exc
     df.columns = [str(c) for c in df.columns]
+    if not name.endswith((".parquet", ".pq")) and len(df.columns) == 1:
+        header = df.columns[0]
+        found = [d for d in (";", "\t", "|", ",") if d != csv_delimiter and d in header]
+        if found:
+            raise DataValidationError(
+                f"{source}: one column {header[:60]!r}; the file looks {found[0]!r}-delimited, "
+                f"not {csv_delimiter!r} (set csv_delimiter)"
+            )
     return df
 
 

@@ -124,7 +124,7 @@ def test_semicolon_file_read_with_default_delimiter_shows_the_single_column(tmp_
     src.write_text("a;b;target\n1.5;2;0\n3.5;4;1\n")
     with pytest.raises(DataValidationError) as exc:
         ingest(str(src), str(tmp_path / "dataset"), IngestConfig())
-    assert "['target'] not found" in str(exc.value) and "a;b;target" in str(exc.value)
+    assert "one column 'a;b;target'" in str(exc.value) and "looks ';'-delimited" in str(exc.value)
 
 
 def test_ingest_config_rejects_multi_character_delimiter_and_unknown_key():
@@ -250,3 +250,15 @@ def test_header_only_csv_is_ingested_with_zero_rows_and_validation_flags_empty_d
     assert "empty_dataset" in str(exc.value) and "no rows" in str(exc.value)
     anomalies = json.loads(report.read_text())["anomalies"]
     assert [(a["type"], a["severity"]) for a in anomalies] == [("empty_dataset", "error")]
+
+
+def test_wrong_delimiter_is_named(tmp_path):
+    from components.ingest_data.core import IngestConfig, ingest
+    from shipyard.errors import DataValidationError
+
+    data = tmp_path / "semi.csv"
+    data.write_text("a;b;target\n1;2;0\n3;4;1\n")
+    with pytest.raises(DataValidationError, match=r"looks ';'-delimited, not ',' \(set csv_delimiter\)"):
+        ingest(str(data), str(tmp_path / "out"), IngestConfig())
+    assert not (tmp_path / "out").exists()
+    assert ingest(str(data), str(tmp_path / "ok"), IngestConfig(csv_delimiter=";"))["columns"] == 3
