@@ -23,7 +23,7 @@ from shipyard.report import markdown_table
 
 SCHEMA_VERSION = 1
 KINDS = ("int", "float", "bool", "string", "datetime", "other")
-COLUMN_KEYS = {"kind", "role", "nullable", "max_null_fraction", "min", "max", "domain"}
+COLUMN_KEYS = {"kind", "role", "nullable", "max_null_fraction", "min", "max", "domain", "unique"}
 ANOMALY_SEVERITY = {
     "empty_dataset": "error",
     "too_few_rows": "error",
@@ -38,6 +38,7 @@ ANOMALY_SEVERITY = {
     "constant_label": "error",
     "duplicate_rows": "warning",
     "unusable_feature": "error",
+    "duplicate_id": "error",
 }
 
 
@@ -62,6 +63,7 @@ class ValidateConfig(Config):
     min_rows: int = 10
     max_domain_size: int = 100
     severity: dict = dataclasses.field(default_factory=dict)
+    column_severity: dict = dataclasses.field(default_factory=dict)
     fail_on_error: bool = True
     model_ready: bool = True
     profile: bool = True
@@ -74,6 +76,14 @@ class ValidateConfig(Config):
         )
         bad = {k: v for k, v in self.severity.items() if v not in ("error", "warning")}
         require(not bad, self.section, f"severity: values must be 'error' or 'warning', got {bad}")
+        for column, overrides in self.column_severity.items():
+            require(
+                isinstance(overrides, dict), self.section, f"column_severity.{column}: expected {{anomaly: severity}}"
+            )
+            unknown = sorted(set(overrides) - set(ANOMALY_SEVERITY))
+            require(not unknown, self.section, f"column_severity.{column}: unknown anomaly type(s) {unknown}")
+            bad = {k: v for k, v in overrides.items() if v not in ("error", "warning")}
+            require(not bad, self.section, f"column_severity.{column}: values must be 'error' or 'warning', got {bad}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +151,8 @@ def infer_schema(df: Any, roles: dict[str, str], config: ValidateConfig) -> dict
             # Rounded up, so the data the schema was inferred from always passes its own limit.
             "max_null_fraction": math.ceil(null_fraction * 1e6) / 1e6,
         }
+        if role == "id":
+            spec["unique"] = bool(not s.duplicated().any())
         if kind in ("int", "float") and s.notna().any():
             finite = s[np.isfinite(s.astype("float64"))]
             if len(finite):
@@ -196,6 +208,8 @@ def _check_column_spec(path: Path, name: str, spec: Any) -> None:
         value = spec.get(key)
         if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
             raise DataValidationError(f"{where}: {key} must be a number, got {value!r}")
+    if "unique" in spec and not isinstance(spec["unique"], bool):
+        raise DataValidationError(f"{where}: unique must be true or false, got {spec['unique']!r}")
     if "domain" in spec and not isinstance(spec["domain"], list):
         raise DataValidationError(f"{where}: domain must be a list of values, got {spec['domain']!r}")
 
@@ -221,7 +235,9 @@ def find_anomalies(df: Any, schema: dict[str, Any], config: ValidateConfig) -> l
     n = len(df)
 
     def add(kind: str, column: str | None, count: int, message: str, examples: Any = ()) -> None:
-        severity = config.severity.get(kind, ANOMALY_SEVERITY[kind])
+        severity = config.column_severity.get(column or "", {}).get(kind) or config.severity.get(
+            kind, ANOMALY_SEVERITY[kind]
+        )
         found.append(Anomaly(kind, column, severity, int(count), count / n if n else 1.0, message, tuple(examples)[:5]))
 
     if n == 0:
@@ -248,6 +264,16 @@ def find_anomalies(df: Any, schema: dict[str, Any], config: ValidateConfig) -> l
 
 
 def _check_column(s: Any, name: str, spec: dict[str, Any], add: Any) -> None:
+    if spec.get("unique"):
+        repeated = s[s.duplicated(keep=False) & s.notna()]
+        if len(repeated):
+            add(
+                "duplicate_id",
+                name,
+                len(repeated),
+                f"id column {name!r} repeats values",
+                repeated.unique()[:3].tolist(),
+            )
     kind = column_kind(s)
     want = spec.get("kind")
     numeric = {"int", "float"}

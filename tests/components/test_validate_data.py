@@ -109,7 +109,7 @@ ANOMALY_CASES = {
     "constant label": (lambda df: df.assign(target=0), {("constant_label", "target", "error", N)}),
     "duplicate rows": (
         lambda df: pd.concat([df, df.head(3)], ignore_index=True),
-        {("duplicate_rows", None, "warning", 3)},
+        {("duplicate_rows", None, "warning", 3), ("duplicate_id", "id", "error", 6)},  # repeated rows repeat ids
     ),
     "too few rows": (lambda df: df.head(5), {("too_few_rows", None, "error", 5)}),
     "empty dataset": (lambda df: df.head(0), {("empty_dataset", None, "error", 0)}),
@@ -191,7 +191,9 @@ def test_severity_override_turns_error_into_warning(tmp_path, inferred):
 
 
 def test_severity_override_turns_warning_into_error(tmp_path, inferred):
-    config = ValidateConfig.from_dict({"severity": {"duplicate_rows": "error"}, "model_ready": False})
+    config = ValidateConfig.from_dict(
+        {"severity": {"duplicate_rows": "error", "duplicate_id": "warning"}, "model_ready": False}
+    )
     with pytest.raises(DataValidationError, match="duplicate_rows in dataset"):
         _run(tmp_path, pd.concat([_frame(), _frame().head(2)], ignore_index=True), config, inferred)
 
@@ -328,3 +330,27 @@ def test_no_profile_when_validation_found_errors(tmp_path):
         tmp_path, _frame().assign(x=np.inf), ValidateConfig(model_ready=False, fail_on_error=False), tag="e"
     )
     assert summary["profile"] is False and not (tmp_path / "e-schema" / "profile").exists()
+
+
+def test_id_columns_are_unique_in_the_inferred_schema_and_repeats_are_flagged(tmp_path, inferred):
+    assert load_schema(inferred)["columns"]["id"]["unique"] is True
+    df = _frame()
+    df.loc[5, "id"] = df.loc[4, "id"]
+    summary, report = _run(tmp_path, df, ValidateConfig(model_ready=False, fail_on_error=False), inferred, tag="dup")
+    dup = [a for a in report["anomalies"] if a["type"] == "duplicate_id"]
+    assert len(dup) == 1 and dup[0]["column"] == "id" and dup[0]["count"] == 2 and dup[0]["severity"] == "error"
+
+
+def test_severity_can_be_set_per_column(tmp_path, inferred):
+    df = _set("x", 3, 1e6)(_frame())
+    config = ValidateConfig.from_dict({"model_ready": False, "column_severity": {"x": {"out_of_range": "error"}}})
+    with pytest.raises(DataValidationError, match="out_of_range in x"):
+        _run(tmp_path, df, config, inferred, tag="col")
+    relaxed = ValidateConfig.from_dict({"model_ready": False, "column_severity": {"count": {"out_of_range": "error"}}})
+    summary, _ = _run(tmp_path, df, relaxed, inferred, tag="other")
+    assert (summary["errors"], summary["warnings"]) == (0, 1)
+
+
+def test_column_severity_is_checked():
+    with pytest.raises(ConfigError, match=r"column_severity.x: unknown anomaly type\(s\) \['nope'\]"):
+        ValidateConfig.from_dict({"column_severity": {"x": {"nope": "error"}}})
