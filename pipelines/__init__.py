@@ -12,6 +12,7 @@ from typing import Any
 #: Pipeline name → "module:function".
 PIPELINES = {
     "train_and_deploy": "pipelines.train_and_deploy:train_and_deploy",
+    "drift_check": "pipelines.drift_check:drift_check_pipeline",
 }
 
 

@@ -196,8 +196,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"running {pipeline.name} locally; logs and artifacts under {output}", flush=True)
     result = localrun.run(pipeline, arguments, output, verbose=args.verbose)
     run_dir, log = result.run_dir, result.log_path
-    order = list(localrun.FIGURES)
-    rows = localrun.summarize(result, order)
+    rows = localrun.summarize(result, localrun.planned_tasks(pipeline))
     print()
     print(
         text_table(

@@ -188,7 +188,15 @@ FIGURES: dict[str, Callable[[Path, dict[str, Any]], str]] = {
     "register-model": lambda d, p: f"version {p.get('version')} (run {str(p.get('run_id', ''))[:8]})",
     "deploy-model": _fig_deploy,
     "record-outcome": lambda d, p: f"outcome {p.get('Output')}",
+    "drift-check": lambda d, p: _fig_drift(d),
+    "importer": lambda d, p: "reference imported",
 }
+
+
+def _fig_drift(d: Path) -> str:
+    result = _json(d / "drift")
+    verdict = "DATASET DRIFT" if result.get("dataset_drift") else "no dataset drift"
+    return f"{verdict}: {len(result.get('drifted_columns', []))} of {len(result.get('columns', []))} columns"
 
 
 def _artifact_names(task_dir: Path) -> str:
@@ -197,20 +205,56 @@ def _artifact_names(task_dir: Path) -> str:
     return ", ".join(sorted(names))
 
 
-def summarize(result: RunResult, order: list[str]) -> list[StageRow]:
-    """One row per task in ``order``: status, key figure and its output artifacts' names."""
+def planned_tasks(pipeline: Any) -> list[str]:
+    """Every container task of a compiled pipeline, sub-DAGs opened, in dependency order."""
+    spec = pipeline.pipeline_spec
+    executors = spec.deployment_spec["executors"]
+    names: list[str] = []
+
+    def walk(dag: Any) -> None:
+        pending = dict(dag.tasks.items())
+        placed: set[str] = set()
+        while pending:  # Kahn's order; names break ties so the listing is stable
+            ready = sorted(n for n, t in pending.items() if set(t.dependent_tasks) <= placed) or sorted(pending)
+            for name in ready:
+                task = pending.pop(name)
+                placed.add(name)
+                component = spec.components[task.component_ref.name]
+                if component.HasField("dag"):
+                    walk(component.dag)
+                elif "container" in executors[component.executor_label]:
+                    names.append(name)
+
+    walk(spec.root.dag)
+    return names
+
+
+def summarize(result: RunResult, planned: list[str]) -> list[StageRow]:
+    """One row per planned task, in dependency order: its status, key figure and outputs.
+
+    kfp.local names a task's directory after the task, with ``-2``, ``-3``... when a nested
+    pipeline repeats a name. A task that did not run is FAILED (the failed one), ``not run``
+    (after a failure) or ``skipped`` (its condition was false).
+    """
+    ran = (
+        [d for d in result.run_dir.iterdir() if (d / "executor_output.json").is_file()]
+        if result.run_dir.is_dir()
+        else []
+    )
+    unused = {d.name: d for d in sorted(ran, key=lambda d: (d / "executor_output.json").stat().st_mtime)}
     rows = []
-    for task in order:
-        d = result.run_dir / task
-        params = _params(d)
-        if not params and not (d / "executor_output.json").is_file():
-            if task == result.failed_task:
-                rows.append(StageRow(task, "FAILED", (result.error or "")[:90], ""))
-            elif task == "deploy-model" and result.failed_task is None:
-                rows.append(StageRow(task, "skipped", "model not blessed", ""))
-            else:
-                rows.append(StageRow(task, "not run", "", ""))
-            continue
-        figure = FIGURES.get(task, lambda d, p: "")(d, params)
-        rows.append(StageRow(task, "done", figure, _artifact_names(d)))
+    for task in planned:
+        match = unused.pop(task, None) or next(
+            (unused.pop(n) for n in list(unused) if re.fullmatch(re.escape(task) + r"-\d+", n)), None
+        )
+        if match is not None:
+            figure = FIGURES.get(task, lambda d, p: "")(match, _params(match))
+            rows.append(StageRow(match.name, "done", figure, _artifact_names(match)))
+        elif task == result.failed_task:
+            rows.append(StageRow(task, "FAILED", (result.error or "")[:90], ""))
+        elif result.failed_task is None:
+            rows.append(StageRow(task, "skipped", "condition not met", ""))
+        else:
+            rows.append(StageRow(task, "not run", "", ""))
+    rows += [StageRow(d.name, "done", "", _artifact_names(d)) for d in unused.values()]
     return rows
