@@ -121,6 +121,11 @@ def column_kind(series: Any) -> str:
     return "other"
 
 
+def _distinct_as_text(s: Any) -> list[str]:
+    """The column's distinct non-null values as text (str() of each), computed on the uniques."""
+    return sorted({str(v) for v in s.dropna().unique()})
+
+
 def _plain(value: Any) -> Any:
     """A numpy scalar as the Python value it holds (for messages)."""
     return value.item() if hasattr(value, "item") else value
@@ -158,9 +163,9 @@ def infer_schema(df: Any, roles: dict[str, str], config: ValidateConfig) -> dict
             if len(finite):
                 spec["min"], spec["max"] = float(finite.min()), float(finite.max())
         elif kind in ("string", "bool"):
-            values = s.dropna().astype(str).unique()
+            values = _distinct_as_text(s)
             if len(values) <= config.max_domain_size:
-                spec["domain"] = sorted(values.tolist())
+                spec["domain"] = sorted(values)
         columns[name] = spec
     return {"version": SCHEMA_VERSION, "min_rows": config.min_rows, "columns": columns}
 
@@ -309,8 +314,9 @@ def _check_column(s: Any, name: str, spec: dict[str, Any], add: Any) -> None:
                 finite[out][:3].tolist(),
             )
     elif "domain" in spec:
-        values = s.dropna().astype(str)
-        unseen = values[~values.isin(set(spec["domain"]))]
+        # Compare the few distinct values, not every row, then count the rows of the unseen ones.
+        unseen_text = set(_distinct_as_text(s)) - set(spec["domain"])
+        unseen = s[s.map(str).isin(unseen_text) & s.notna()] if unseen_text else s.iloc[:0]
         if len(unseen):
             add(
                 "unseen_category",
