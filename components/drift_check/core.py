@@ -160,6 +160,13 @@ def profile_column(series: Any, max_sorted: int = 50_000) -> ColumnProfile:
     return prof
 
 
+def quantiles(sorted_values: np.ndarray, levels: tuple[float, ...]) -> dict[str, float]:
+    """``{"p01": ..., "p50": ...}`` read off sorted values by linear interpolation."""
+    positions = np.asarray(levels) * (len(sorted_values) - 1)
+    values = np.interp(positions, np.arange(len(sorted_values)), sorted_values)
+    return {f"p{round(level * 100):02d}": float(v) for level, v in zip(levels, values, strict=True)}
+
+
 def build_profile(df: Any, columns: list[str], max_sorted: int = 50_000) -> Profile:
     """Profiles ``columns`` of a reference DataFrame."""
     missing = [c for c in columns if c not in df.columns]

@@ -23,7 +23,9 @@ from shipyard.report import markdown_table
 
 SCHEMA_VERSION = 1
 KINDS = ("int", "float", "bool", "string", "datetime", "other")
-COLUMN_KEYS = {"kind", "role", "nullable", "max_null_fraction", "min", "max", "domain", "unique"}
+COLUMN_KEYS = {"kind", "role", "nullable", "max_null_fraction", "min", "max", "domain", "unique", "quantiles"}
+#: Quantiles an inferred schema records for numeric columns (informational; not enforced).
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 ANOMALY_SEVERITY = {
     "empty_dataset": "error",
     "too_few_rows": "error",
@@ -213,6 +215,11 @@ def _check_column_spec(path: Path, name: str, spec: Any) -> None:
         value = spec.get(key)
         if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
             raise DataValidationError(f"{where}: {key} must be a number, got {value!r}")
+    quantiles = spec.get("quantiles", {})
+    if not isinstance(quantiles, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in quantiles.values()
+    ):
+        raise DataValidationError(f"{where}: quantiles must map names like 'p50' to numbers, got {quantiles!r}")
     if "unique" in spec and not isinstance(spec["unique"], bool):
         raise DataValidationError(f"{where}: unique must be true or false, got {spec['unique']!r}")
     if "domain" in spec and not isinstance(spec["domain"], list):
@@ -403,13 +410,18 @@ def validate(
     roles = {c.name: c.role for c in dschema.columns}
     schema, anomalies, summary = check_frame(df, roles, config, load_schema(schema_in) if schema_in else None)
     errors = [a for a in anomalies if a.severity == "error"]
-    write_json(Path(schema_out_dir) / "schema.json", schema)
     if config.profile and not errors and len(df):
         from components.drift_check import core as drift
 
         checked = [c.name for c in dschema.columns if c.role in drift.CHECKED_ROLES]
-        drift.save_profile(drift.build_profile(df, checked), Path(schema_out_dir) / drift.PROFILE_DIR)
+        profile = drift.build_profile(df, checked)
+        drift.save_profile(profile, Path(schema_out_dir) / drift.PROFILE_DIR)
         summary["profile"] = True
+        if not schema_in:  # an inferred schema also records quantiles, read off the profile's sorted values
+            for name, column in profile.columns.items():
+                if column.values is not None and name in schema["columns"]:
+                    schema["columns"][name]["quantiles"] = drift.quantiles(column.values, QUANTILES)
+    write_json(Path(schema_out_dir) / "schema.json", schema)
     write_json(report_json, {"summary": summary, "anomalies": [dataclasses.asdict(a) for a in anomalies]})
     write_text(report_md, "# Data validation\n\n" + describe(summary, anomalies, markdown_table))
     if errors and config.fail_on_error:

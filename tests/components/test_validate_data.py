@@ -354,3 +354,14 @@ def test_severity_can_be_set_per_column(tmp_path, inferred):
 def test_column_severity_is_checked():
     with pytest.raises(ConfigError, match=r"column_severity.x: unknown anomaly type\(s\) \['nope'\]"):
         ValidateConfig.from_dict({"column_severity": {"x": {"nope": "error"}}})
+
+
+def test_inferred_schema_records_quantiles_of_numeric_columns(tmp_path, inferred):
+    schema = load_schema(inferred)
+    quantiles = schema["columns"]["x"]["quantiles"]
+    assert list(quantiles) == ["p01", "p05", "p25", "p50", "p75", "p95", "p99"]
+    assert quantiles["p50"] == pytest.approx(float(np.median(_frame()["x"])))
+    assert "quantiles" not in schema["columns"]["color"]
+    path = _schema_file(tmp_path, inferred, lambda s: s["columns"]["x"].update(quantiles={"p50": "mid"}))
+    with pytest.raises(DataValidationError, match="column 'x': quantiles must map names"):
+        load_schema(path)
