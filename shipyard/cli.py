@@ -246,11 +246,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     drift_config = drift.DriftConfig()
     if args.reference:
         ref = Path(args.reference)
-        if ref.is_dir() or ref.suffix not in (".csv", ".gz", ".parquet", ".pq"):
-            profile = drift.load_reference(args.reference, drift_config)
-        else:
-            ref_df = read_source(args.reference, args.delimiter)
-            profile = drift.build_profile(ref_df, [c for c in ref_df.columns if c in df.columns])
+        try:  # an unusable reference is a usage error too
+            if ref.is_dir() or ref.suffix not in (".csv", ".gz", ".parquet", ".pq"):
+                profile = drift.load_reference(args.reference, drift_config)
+            else:
+                ref_df = read_source(args.reference, args.delimiter)
+                profile = drift.build_profile(ref_df, [c for c in ref_df.columns if c in df.columns])
+        except ShipyardError as exc:
+            raise ConfigError(str(exc)) from exc
         result["drift"] = drift.check(profile, df, drift_config)
     failed = summary["errors"] > 0 or bool(result.get("drift", {}).get("dataset_drift"))
     if args.report:
@@ -259,6 +262,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         write_json(out / "schema.json", schema)
         if not summary["errors"]:
             drift.save_profile(drift.build_profile(df, list(df.columns)), out / drift.PROFILE_DIR)
+            summary["profile"] = True
         write_json(out / "validation.json", {k: result[k] for k in ("validation", "anomalies")})
         write_text(
             out / "validation.md", "# Data validation\n\n" + validation.describe(summary, anomalies, markdown_table)

@@ -189,7 +189,6 @@ FIGURES: dict[str, Callable[[Path, dict[str, Any]], str]] = {
     "deploy-model": _fig_deploy,
     "record-outcome": lambda d, p: f"outcome {p.get('Output')}",
     "drift-check": lambda d, p: _fig_drift(d),
-    "importer": lambda d, p: "reference imported",
 }
 
 

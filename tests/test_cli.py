@@ -184,3 +184,11 @@ def test_validate_usage_errors_exit_2(tmp_path, cli):
     data.write_text("a\n1\n2\n")
     proc = cli("validate", str(data), "--schema", str(typo))
     assert proc.returncode == 2 and "'knid'" in _one_line_error(proc)
+
+
+def test_validate_unusable_reference_is_a_usage_error(halves, tmp_path, cli):
+    proc = cli("validate", str(halves / "cur.csv"), "--reference", str(tmp_path / "missing.csv"))
+    assert proc.returncode == 2 and "missing.csv: no such file" in _one_line_error(proc)
+    report = tmp_path / "r"
+    assert cli("validate", str(halves / "ref.csv"), "--report", str(report)).returncode == 0
+    assert json.loads((report / "validation.json").read_text())["validation"]["profile"] is True

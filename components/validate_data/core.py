@@ -18,7 +18,7 @@ import numpy as np
 from shipyard import storage
 from shipyard.artifacts import ROLES, read_dataset, read_json, write_json, write_text
 from shipyard.config import Config, require
-from shipyard.errors import DataValidationError
+from shipyard.errors import ConfigError, DataValidationError
 from shipyard.report import markdown_table
 
 SCHEMA_VERSION = 1
@@ -167,7 +167,7 @@ def infer_schema(df: Any, roles: dict[str, str], config: ValidateConfig) -> dict
         elif kind in ("string", "bool"):
             values = _distinct_as_text(s)
             if len(values) <= config.max_domain_size:
-                spec["domain"] = sorted(values)
+                spec["domain"] = values  # already sorted
         columns[name] = spec
     return {"version": SCHEMA_VERSION, "min_rows": config.min_rows, "columns": columns}
 
@@ -407,6 +407,9 @@ def validate(
             the reports are written first so the reason can be read.
     """
     df, dschema = read_dataset(dataset_dir)
+    stray = sorted(set(config.column_severity) - set(df.columns))
+    if stray:
+        raise ConfigError(f"validate: column_severity names column(s) {stray} that are not in the data")
     roles = {c.name: c.role for c in dschema.columns}
     schema, anomalies, summary = check_frame(df, roles, config, load_schema(schema_in) if schema_in else None)
     errors = [a for a in anomalies if a.severity == "error"]
@@ -419,7 +422,7 @@ def validate(
         summary["profile"] = True
         if not schema_in:  # an inferred schema also records quantiles, read off the profile's sorted values
             for name, column in profile.columns.items():
-                if column.values is not None and name in schema["columns"]:
+                if column.values is not None and len(column.values) and name in schema["columns"]:
                     schema["columns"][name]["quantiles"] = drift.quantiles(column.values, QUANTILES)
     write_json(Path(schema_out_dir) / "schema.json", schema)
     write_json(report_json, {"summary": summary, "anomalies": [dataclasses.asdict(a) for a in anomalies]})

@@ -365,3 +365,15 @@ def test_inferred_schema_records_quantiles_of_numeric_columns(tmp_path, inferred
     path = _schema_file(tmp_path, inferred, lambda s: s["columns"]["x"].update(quantiles={"p50": "mid"}))
     with pytest.raises(DataValidationError, match="column 'x': quantiles must map names"):
         load_schema(path)
+
+
+def test_an_all_nan_numeric_column_does_not_break_the_profile(tmp_path):
+    df = _frame().assign(empty=np.nan)
+    summary, _ = _run(tmp_path, df, ValidateConfig(model_ready=False), tag="nan")
+    schema = load_schema(tmp_path / "nan-schema")
+    assert summary["profile"] and "quantiles" not in schema["columns"]["empty"]
+
+
+def test_column_severity_must_name_real_columns(tmp_path):
+    with pytest.raises(ConfigError, match=r"column_severity names column\(s\) \['xx'\]"):
+        _run(tmp_path, _frame(), ValidateConfig.from_dict({"model_ready": False, "column_severity": {"xx": {}}}))
