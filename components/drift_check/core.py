@@ -138,9 +138,9 @@ def _dtype_group(series: Any) -> str:
 
 def _finite(series: Any) -> Any:
     """Nulls dropped and, as Evidently does, ±Inf treated as missing too."""
-    if _is_numeric(series):
+    if _is_numeric(series) and series.dtype.kind == "f" and np.isinf(series.to_numpy()).any():
         series = series.replace([np.inf, -np.inf], np.nan)
-    return series.dropna()
+    return series.dropna() if series.hasnans else series
 
 
 def _counts(series: Any) -> dict[Any, int]:
