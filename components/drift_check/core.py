@@ -23,15 +23,35 @@ report, and method and threshold can be set per column.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from shipyard.artifacts import atomic_dir, read_json
+from components.drift_check.profile import (  # noqa: F401 - re-exported: the package's one API
+    PROFILE_JSON,
+    ColumnProfile,
+    Profile,
+    _counts,
+    _dtype_group,
+    _finite,
+    _is_numeric,
+    build_profile,
+    load_profile,
+    profile_column,
+    quantiles,
+    save_profile,
+)
+from components.drift_check.stats import (  # noqa: F401 - re-exported
+    _fill_zeroes,
+    _percents,
+    chisquare_pvalue,
+    ecdf_distances,
+    jensenshannon,
+    ks_pvalue,
+    psi,
+    z_pvalue,
+)
 from shipyard.config import Config, require
 from shipyard.errors import ArtifactError, ConfigError, DataValidationError
 
@@ -40,10 +60,7 @@ P_VALUE_METHODS = frozenset({"ks", "chisquare", "z"})
 DEFAULT_THRESHOLD = {"ks": 0.05, "chisquare": 0.05, "z": 0.05, "wasserstein": 0.1, "jensenshannon": 0.1, "psi": 0.1}
 SMALL_REFERENCE = 1000  # Evidently: at most this many reference rows → statistical tests
 FEW_VALUES = 5  # Evidently: numeric columns with at most this many distinct values are counted
-DOMAIN_CAP = 20  # Evidently bins numeric columns with more distinct values than this
 INT_CATEGORICAL = 10  # Evidently treats integer columns with at most this many current values as categorical
-PROFILE_JSON, PROFILE_NPZ = "profile.json", "profile.npz"
-PROFILE_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,281 +110,6 @@ class DriftConfig(Config):
                 f"per_column.{column}: threshold must be a positive number, got {threshold!r}",
             )
         require(self.max_sorted >= 1000, self.section, "max_sorted must be >= 1000")
-
-
-# --- the reference profile ----------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class ColumnProfile:
-    """What one reference column contributes to every later check."""
-
-    name: str
-    kind: str  # "numeric" or "categorical"
-    n: int  # non-null reference rows
-    std: float = 0.0
-    values: np.ndarray | None = None  # numeric: sorted values, or quantiles when n > max_sorted
-    exact: bool = True  # values holds every value (not quantiles)
-    counts: dict[Any, int] | None = None  # categorical, or numeric with few distinct values
-    dtype: str = ""  # "int", "float", "bool" or "text": a current column must have the same
-
-
-@dataclasses.dataclass
-class Profile:
-    """A reference dataset's profile: one ColumnProfile per checked column."""
-
-    columns: dict[str, ColumnProfile]
-    rows: int
-
-
-def _is_numeric(series: Any) -> bool:
-    import pandas as pd
-
-    return bool(pd.api.types.is_numeric_dtype(series.dtype)) and not pd.api.types.is_bool_dtype(series.dtype)
-
-
-def _dtype_group(series: Any) -> str:
-    import pandas as pd
-
-    if pd.api.types.is_bool_dtype(series.dtype):
-        return "bool"
-    if pd.api.types.is_integer_dtype(series.dtype):
-        return "int"
-    return "float" if pd.api.types.is_numeric_dtype(series.dtype) else "text"
-
-
-def _finite(series: Any) -> Any:
-    """Nulls dropped and, as Evidently does, ±Inf treated as missing too."""
-    if _is_numeric(series) and series.dtype.kind == "f" and np.isinf(series.to_numpy()).any():
-        series = series.replace([np.inf, -np.inf], np.nan)
-    return series.dropna() if series.hasnans else series
-
-
-def _counts(series: Any) -> dict[Any, int]:
-    counts = series.value_counts(dropna=True)
-    return {_key(k): int(v) for k, v in counts.items()}
-
-
-def _key(value: Any) -> Any:
-    value = value.item() if hasattr(value, "item") else value
-    return value if isinstance(value, (int, float, str, bool)) else str(value)
-
-
-def profile_column(series: Any, max_sorted: int = 50_000) -> ColumnProfile:
-    """Summarizes one reference column (nulls and ±Inf dropped)."""
-    data = _finite(series)
-    group = _dtype_group(series)
-    if not _is_numeric(data):
-        return ColumnProfile(
-            str(series.name), "categorical", int(len(data)), counts=_counts(data.astype(str)), dtype=group
-        )
-    values = np.sort(data.to_numpy(dtype=np.float64))
-    prof = ColumnProfile(
-        str(series.name), "numeric", int(len(values)), std=float(np.std(values)) if len(values) else 0.0, dtype=group
-    )
-    distinct = int(np.count_nonzero(np.diff(values))) + 1 if len(values) else 0  # sorted: one pass
-    if distinct <= DOMAIN_CAP:
-        prof.counts = _counts(data)
-    if len(values) > max_sorted:
-        # Mid-point quantiles (each stands for 1/k of the mass), read off the sorted values by linear
-        # interpolation (numpy's default quantile method), with the true extremes kept.
-        positions = (np.arange(max_sorted) + 0.5) / max_sorted * (len(values) - 1)
-        quantiles = np.interp(positions, np.arange(len(values)), values)
-        quantiles[0], quantiles[-1] = values[0], values[-1]
-        prof.values = quantiles
-        prof.exact = False
-    else:
-        prof.values = values
-    return prof
-
-
-def quantiles(sorted_values: np.ndarray, levels: tuple[float, ...]) -> dict[str, float]:
-    """``{"p01": ..., "p50": ...}`` read off sorted values by linear interpolation."""
-    positions = np.asarray(levels) * (len(sorted_values) - 1)
-    values = np.interp(positions, np.arange(len(sorted_values)), sorted_values)
-    return {f"p{round(level * 100):02d}": float(v) for level, v in zip(levels, values, strict=True)}
-
-
-def build_profile(df: Any, columns: list[str], max_sorted: int = 50_000) -> Profile:
-    """Profiles ``columns`` of a reference DataFrame."""
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataValidationError(f"reference: column(s) {missing} not found")
-    from concurrent.futures import ThreadPoolExecutor
-
-    # numpy's sort releases the GIL: columns are profiled side by side on every core.
-    with ThreadPoolExecutor(max_workers=min(len(columns), os.cpu_count() or 1) or 1) as pool:
-        profiles = list(pool.map(lambda c: profile_column(df[c], max_sorted), columns))
-    return Profile(dict(zip(columns, profiles, strict=True)), int(len(df)))
-
-
-def save_profile(profile: Profile, directory: str | Path) -> None:
-    """Writes ``profile.json`` (metadata, counts) and ``profile.npz`` (numeric arrays) atomically."""
-    with atomic_dir(directory) as tmp:
-        arrays = {f"c{i}": p.values for i, p in enumerate(profile.columns.values()) if p.values is not None}
-        np.savez(tmp / PROFILE_NPZ, **arrays)  # type: ignore[arg-type]  # numpy stubs; floats barely compress
-        meta = {
-            "version": PROFILE_VERSION,
-            "rows": profile.rows,
-            "columns": [
-                {
-                    "name": p.name,
-                    "kind": p.kind,
-                    "n": p.n,
-                    "std": p.std,
-                    "exact": p.exact,
-                    "array": f"c{i}" if p.values is not None else None,
-                    "counts": None if p.counts is None else [[k, v] for k, v in p.counts.items()],
-                    "dtype": p.dtype,
-                }
-                for i, p in enumerate(profile.columns.values())
-            ],
-        }
-        (tmp / PROFILE_JSON).write_text(json.dumps(meta, indent=1) + "\n")
-
-
-def load_profile(directory: str | Path) -> Profile:
-    """Reads a profile written by :func:`save_profile`.
-
-    Raises:
-        ArtifactError: Missing or malformed profile files.
-    """
-    root = Path(directory)
-    meta = read_json(root / PROFILE_JSON, "reference profile")
-    if not isinstance(meta, dict) or meta.get("version") != PROFILE_VERSION:
-        raise ArtifactError(f"{root / PROFILE_JSON}: expected a version {PROFILE_VERSION} drift profile")
-    try:
-        arrays = np.load(root / PROFILE_NPZ, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{root / PROFILE_NPZ}: cannot read the profile arrays ({exc})") from exc
-    columns = {}
-    try:
-        for c in meta["columns"]:
-            counts = None if c["counts"] is None else {k: v for k, v in c["counts"]}
-            values = arrays[c["array"]] if c["array"] else None
-            columns[c["name"]] = ColumnProfile(
-                c["name"], c["kind"], c["n"], c["std"], values, c["exact"], counts, c.get("dtype", "")
-            )
-        rows = int(meta["rows"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(
-            f"{root / PROFILE_JSON}: malformed drift profile ({exc.__class__.__name__}: {exc})"
-        ) from exc
-    return Profile(columns, rows)
-
-
-# --- the tests ----------------------------------------------------------------------------------
-
-
-def ecdf_distances(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tuple[float, float]:
-    """W1 distance and KS statistic of two sorted samples, from one merge of the two.
-
-    A stable argsort of the concatenation merges the two sorted runs in linear time; cumulative
-    counts along it are both empirical CDFs. Only the last position of each run of equal values
-    is a CDF value (that is where the value's mass is complete), so the KS maximum is taken there;
-    the W1 integral is unaffected, its step width being zero inside such runs.
-    """
-    n_r, n_c = len(ref_sorted), len(cur_sorted)
-    merged = np.concatenate([ref_sorted, cur_sorted])
-    order = np.argsort(merged, kind="stable")
-    grid = merged[order]
-    from_ref = order < n_r
-    gaps = np.diff(grid)
-    diff = np.cumsum(from_ref)[:-1] / n_r - np.cumsum(~from_ref)[:-1] / n_c
-    w1 = float(np.sum(np.abs(diff) * gaps))
-    ends = gaps > 0
-    d = float(np.max(np.abs(diff[ends]))) if ends.any() else 0.0
-    return w1, d
-
-
-def ks_pvalue(ref_sorted: np.ndarray, cur_sorted: np.ndarray, d: float | None = None) -> float:
-    """Two-sided two-sample KS p-value as scipy's ``ks_2samp`` (method ``auto``) computes it.
-
-    Up to 10,000 values per side scipy's exact computation runs; above, its asymptotic formula
-    (``kstwo.sf(d, round(n·m/(n+m)))``) on the statistic ``d`` from :func:`ecdf_distances`.
-    """
-    from scipy.stats import ks_2samp, kstwo
-
-    n_r, n_c = len(ref_sorted), len(cur_sorted)
-    if max(n_r, n_c) <= 10_000:
-        return float(ks_2samp(ref_sorted, cur_sorted).pvalue)
-    if d is None:
-        d = ecdf_distances(ref_sorted, cur_sorted)[1]
-    return float(np.clip(kstwo.sf(d, np.round(n_r * n_c / (n_r + n_c))), 0, 1))
-
-
-def _percents(ref: ColumnProfile, cur: np.ndarray | Any) -> tuple[np.ndarray, np.ndarray]:
-    """Reference and current shares per bucket, binned as Evidently bins them."""
-    if ref.kind == "numeric" and ref.counts is None:
-        assert ref.values is not None
-        # Only for columns with > DOMAIN_CAP distinct values (so hi > lo), and non-empty ``cur``.
-        lo, hi = min(float(ref.values[0]), float(cur[0])), max(float(ref.values[-1]), float(cur[-1]))
-        bins = math.ceil(math.log2(ref.n + len(cur))) + 1  # Sturges over the combined data
-        edges = np.linspace(lo, hi, bins + 1)
-        ref_counts = _hist_sorted(ref.values, edges) * (ref.n / len(ref.values))
-        cur_counts = _hist_sorted(cur, edges)
-        r, c = ref_counts / ref.n, cur_counts / len(cur)
-    else:
-        cur_counts_map = cur if isinstance(cur, dict) else {}
-        keys = list(dict.fromkeys([*(ref.counts or {}), *cur_counts_map]))
-        r = np.array([(ref.counts or {}).get(k, 0) for k in keys], dtype=np.float64) / ref.n
-        total = sum(cur_counts_map.values())
-        c = np.array([cur_counts_map.get(k, 0) for k in keys], dtype=np.float64) / total
-    return r, c
-
-
-def _hist_sorted(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """np.histogram of already-sorted values (last bin closed), by binary search."""
-    idx = np.searchsorted(sorted_values, edges, side="left")
-    idx[-1] = np.searchsorted(sorted_values, edges[-1], side="right")
-    return np.diff(idx).astype(np.float64)
-
-
-def _fill_zeroes(p: np.ndarray) -> np.ndarray:
-    nonzero = p[p != 0]
-    if not len(nonzero):
-        return p
-    smallest = nonzero.min()
-    return np.where(p == 0, smallest / 10**6 if smallest <= 0.0001 else 0.0001, p)
-
-
-def jensenshannon(r: np.ndarray, c: np.ndarray) -> float:
-    """Jensen–Shannon distance (natural log), as scipy computes it."""
-    from scipy.spatial import distance
-
-    return float(distance.jensenshannon(r, c))
-
-
-def psi(r: np.ndarray, c: np.ndarray) -> float:
-    """Population stability index over zero-filled shares."""
-    return float(np.sum((r - c) * np.log(r / c)))
-
-
-def chisquare_pvalue(ref: ColumnProfile, cur_counts: dict[Any, int]) -> float:
-    """Chi² goodness of fit of the current counts against the reference shares."""
-    from scipy.stats import chisquare
-
-    keys = list(dict.fromkeys([*(ref.counts or {}), *cur_counts]))
-    m = sum(cur_counts.values())
-    f_exp = np.array([(ref.counts or {}).get(k, 0) * m / ref.n for k in keys])
-    f_obs = np.array([cur_counts.get(k, 0) for k in keys], dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return float(chisquare(f_obs, f_exp).pvalue)
-
-
-def z_pvalue(ref: ColumnProfile, cur_counts: dict[Any, int]) -> float:
-    """Two-proportion z-test on the share of the first key (sorted) in reference vs current."""
-    from scipy.stats import norm
-
-    keys = sorted(set(ref.counts or {}) | set(cur_counts), key=lambda k: (str(type(k)), k))
-    if len(keys) == 1:
-        return 1.0
-    n1, n2 = ref.n, sum(cur_counts.values())
-    p1 = 1 - (ref.counts or {}).get(keys[0], 0) / n1
-    p2 = 1 - cur_counts.get(keys[0], 0) / n2
-    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
-    denom = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))  # > 0: two keys are present
-    return float(2 * (1 - norm.cdf(abs((p1 - p2) / denom))))
 
 
 # --- checking a column and a dataset ------------------------------------------------------------
