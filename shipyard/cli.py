@@ -268,23 +268,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
             out / "validation.md", "# Data validation\n\n" + validation.describe(summary, anomalies, markdown_table)
         )
         if "drift" in result:
-            write_json(out / "drift.json", result["drift"])
-            write_text(out / "drift.html", drift.render_html(result["drift"]))
+            drift.write_reports(result["drift"], out / "drift.json", out / "drift.md", out / "drift.html")
     if args.format == "json":
         print(json.dumps(result, indent=2, default=str))
     else:
         print(validation.describe(summary, anomalies, text_table), end="")
         if "drift" in result:
-            d = result["drift"]
-            rows = [
-                (c["column"], c["method"], c["score"], c["threshold"], "DRIFT" if c["drifted"] else "ok")
-                for c in d["columns"]
-            ]
-            print(
-                f"\ndrift: {'DATASET DRIFT' if d['dataset_drift'] else 'no dataset drift'} "
-                f"({len(d['drifted_columns'])} of {len(d['columns'])} columns, share {d['drift_share']:.2f})"
-            )
-            print(text_table(["column", "test", "score", "threshold", "verdict"], rows), end="")
+            print("\ndrift: " + drift.describe(result["drift"], text_table), end="")
     return EXIT_FAILURE if failed else 0
 
 

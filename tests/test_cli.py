@@ -159,7 +159,15 @@ def test_validate_exit_codes_and_reports(halves, tmp_path, cli):
         str(tmp_path / "report"),
     )
     assert shifted.returncode == 1 and "DATASET DRIFT" in shifted.stdout
-    for name in ("schema.json", "validation.json", "validation.md", "drift.json", "drift.html", "profile/profile.json"):
+    for name in (
+        "schema.json",
+        "validation.json",
+        "validation.md",
+        "drift.json",
+        "drift.md",
+        "drift.html",
+        "profile/profile.json",
+    ):
         assert (tmp_path / "report" / name).is_file(), name
     # The report's profile is of the data it validated: the reference of a later check.
     assert cli("validate", str(halves / "ref.csv"), "--report", str(tmp_path / "ref-report")).returncode == 0

@@ -288,6 +288,37 @@ def render_html(result: dict[str, Any]) -> str:
     )
 
 
+def describe(result: dict[str, Any], table: Any) -> str:
+    """The human summary: verdict, counts, one row per column (``table`` renders Markdown or text)."""
+    rows = [
+        (c["column"], c["method"], c["score"], c["threshold"], "DRIFT" if c["drifted"] else "ok")
+        for c in result["columns"]
+    ]
+    skipped = (
+        f" Skipped (no values): {[s['column'] for s in result['skipped_columns']]}."
+        if result["skipped_columns"]
+        else ""
+    )
+    return (
+        f"{'DATASET DRIFT' if result['dataset_drift'] else 'no dataset drift'}: "
+        f"{len(result['drifted_columns'])} of {len(result['columns'])} columns drifted "
+        f"(share {result['drift_share']:.2f}, dataset drift at ≥ {result['threshold_share']:.2f}).{skipped}\n\n"
+        + table(["column", "test", "score", "threshold", "verdict"], rows)
+    )
+
+
+def write_reports(
+    result: dict[str, Any], report_json: str | Path, report_md: str | Path, report_html: str | Path
+) -> None:
+    """Writes a drift result as JSON, Markdown and HTML."""
+    from shipyard.artifacts import write_json, write_text
+    from shipyard.report import markdown_table
+
+    write_json(report_json, result)
+    write_text(report_md, "# Drift\n\n" + describe(result, markdown_table))
+    write_text(report_html, render_html(result))
+
+
 def drift_check(
     reference: str, current: Any, report_json: str, report_md: str, report_html: str, config: DriftConfig
 ) -> dict[str, Any]:
@@ -296,25 +327,10 @@ def drift_check(
     Returns:
         The result of :func:`check`, also written as JSON, Markdown and HTML.
     """
-    from shipyard.artifacts import read_dataset, write_json, write_text
-    from shipyard.report import markdown_table
+    from shipyard.artifacts import read_dataset
 
     profile = load_reference(reference, config)
     frame = read_dataset(current)[0] if isinstance(current, (str, Path)) else current
     result = check(profile, frame, config)
-    write_json(report_json, result)
-    write_text(report_html, render_html(result))
-    rows = [
-        (c["column"], c["method"], c["score"], c["threshold"], "drift" if c["drifted"] else "ok")
-        for c in result["columns"]
-    ]
-    write_text(
-        report_md,
-        (
-            f"# Drift: {'DATASET DRIFT' if result['dataset_drift'] else 'no dataset drift'}\n\n"
-            f"{len(result['drifted_columns'])} of {len(result['columns'])} columns drifted "
-            f"(share {result['drift_share']:.2f}, threshold {result['threshold_share']:.2f}).\n\n"
-            + markdown_table(["column", "test", "score", "threshold", "verdict"], rows)
-        ),
-    )
+    write_reports(result, report_json, report_md, report_html)
     return result
