@@ -76,6 +76,20 @@ def postgres_available() -> bool:
         return False
 
 
+#: The flagship's executor tasks, in pipeline order (the exit handler's record-outcome last).
+FLAGSHIP_STAGES = (
+    "ingest-data",
+    "validate-data",
+    "split-data",
+    "tune-hyperparams",
+    "train-model",
+    "quantize-model",
+    "evaluate-model",
+    "register-model",
+    "deploy-model",
+    "record-outcome",
+)
+
 CRD_PATH = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "kserve-inferenceservice-crd.json"
 
 

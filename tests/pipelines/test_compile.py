@@ -9,20 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import FLAGSHIP_STAGES
 
 from shipyard import images
-
-STAGES = [
-    "ingest-data",
-    "validate-data",
-    "split-data",
-    "tune-hyperparams",
-    "train-model",
-    "quantize-model",
-    "evaluate-model",
-    "register-model",
-    "deploy-model",
-]
 
 
 def _compile(tmp: Path, env: dict[str, str] | None = None) -> dict:
@@ -52,7 +41,7 @@ def _dag_of(ir: dict, task: str) -> str:
 
 def test_every_stage_present(ir):
     tasks = _all_tasks(ir)
-    for stage in STAGES + ["record-outcome"]:
+    for stage in FLAGSHIP_STAGES:
         assert stage in tasks, f"{stage} missing from the compiled pipeline"
 
 

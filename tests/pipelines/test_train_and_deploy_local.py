@@ -6,6 +6,7 @@ import json
 
 import pytest
 import yaml
+from conftest import FLAGSHIP_STAGES
 
 from shipyard.artifacts import read_dataset, read_model_manifest
 
@@ -32,18 +33,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, cli) -> dict:
 
 
 def test_summary_table_names_every_stage(run):
-    for stage in (
-        "ingest-data",
-        "validate-data",
-        "split-data",
-        "tune-hyperparams",
-        "train-model",
-        "quantize-model",
-        "evaluate-model",
-        "register-model",
-        "deploy-model",
-        "record-outcome",
-    ):
+    for stage in FLAGSHIP_STAGES:
         assert stage in run["stdout"]
     assert "MLflow UI:" in run["stdout"] and "mlflow.db" in run["stdout"]
 
