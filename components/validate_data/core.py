@@ -15,6 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from components.validate_data.stats import (
+    NUMERIC_KINDS,
+    ColumnStats,
+    duplicate_rows,
+    float_values,
+    frame_stats,
+)
 from shipyard import storage
 from shipyard.artifacts import ROLES, read_dataset, read_json, write_json, write_text
 from shipyard.config import Config, require
@@ -101,73 +108,45 @@ class Anomaly:
     examples: tuple = ()
 
 
-def column_kind(series: Any) -> str:
-    """Maps a pandas dtype to a schema kind: int, float, bool, string, datetime or other."""
-    import pandas as pd
-
-    dtype = series.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        return "bool"
-    if pd.api.types.is_integer_dtype(dtype):
-        return "int"
-    if pd.api.types.is_float_dtype(dtype):
-        return "float"
-    if pd.api.types.is_datetime64_any_dtype(dtype):
-        return "datetime"
-    if (
-        pd.api.types.is_string_dtype(dtype)
-        or pd.api.types.is_object_dtype(dtype)
-        or isinstance(dtype, pd.CategoricalDtype)
-    ):
-        return "string"
-    return "other"
-
-
-def _distinct_as_text(s: Any) -> list[str]:
-    """The column's distinct non-null values as text (str() of each), computed on the uniques."""
-    return sorted({str(v) for v in s.dropna().unique()})
-
-
 def _plain(value: Any) -> Any:
     """A numpy scalar as the Python value it holds (for messages)."""
     return value.item() if hasattr(value, "item") else value
 
 
-def infer_schema(df: Any, roles: dict[str, str], config: ValidateConfig) -> dict[str, Any]:
+def infer_schema(
+    df: Any, roles: dict[str, str], config: ValidateConfig, stats: dict[str, ColumnStats] | None = None
+) -> dict[str, Any]:
     """Infers a validation schema from a DataFrame.
 
     Args:
         df: The data.
         roles: Column name → role, from the Dataset's ``schema.json``.
         config: Domain-size cap.
+        stats: The columns' statistics when already computed (see :func:`frame_stats`).
 
     Returns:
         The schema as a JSON-able dict (``version``, ``min_rows``, ``columns``).
     """
+    stats = stats if stats is not None else frame_stats(df)
     columns: dict[str, Any] = {}
     for name in df.columns:
-        s = df[name]
-        kind = column_kind(s)
+        st = stats[str(name)]
         role = roles.get(name, "feature")
         # A label may never be null, whatever the sample shows.
-        null_fraction = float(s.isna().mean()) if len(s) and role != "label" else 0.0
+        null_fraction = st.nulls / st.rows if st.rows and role != "label" else 0.0
         spec: dict[str, Any] = {
-            "kind": kind,
+            "kind": st.kind,
             "role": role,
             "nullable": null_fraction > 0,
             # Rounded up, so the data the schema was inferred from always passes its own limit.
             "max_null_fraction": math.ceil(null_fraction * 1e6) / 1e6,
         }
         if role == "id":
-            spec["unique"] = bool(not s.duplicated().any())
-        if kind in ("int", "float") and s.notna().any():
-            finite = s[np.isfinite(s.astype("float64"))]
-            if len(finite):
-                spec["min"], spec["max"] = float(finite.min()), float(finite.max())
-        elif kind in ("string", "bool"):
-            values = _distinct_as_text(s)
-            if len(values) <= config.max_domain_size:
-                spec["domain"] = values  # already sorted
+            spec["unique"] = bool(not df[name].duplicated().any())
+        if st.lo is not None and st.hi is not None:
+            spec["min"], spec["max"] = st.lo, st.hi
+        elif st.counts is not None and len(st.counts) <= config.max_domain_size:
+            spec["domain"] = sorted(st.counts)
         columns[name] = spec
     return {"version": SCHEMA_VERSION, "min_rows": config.min_rows, "columns": columns}
 
@@ -226,22 +205,9 @@ def _check_column_spec(path: Path, name: str, spec: Any) -> None:
         raise DataValidationError(f"{where}: domain must be a list of values, got {spec['domain']!r}")
 
 
-def duplicate_rows(df: Any) -> int:
-    """Rows equal to an earlier row, counted on a 64-bit hash of each row.
-
-    Hashing each column once (vectorized) and counting repeated row hashes is an order of
-    magnitude faster than ``DataFrame.duplicated`` on string columns; two different rows sharing a
-    hash (odds about n²/2⁶⁵, below 10⁻⁷ for a million rows) would count as one duplicate.
-    """
-    import pandas as pd
-
-    if len(df) < 2:
-        return 0
-    hashes = pd.util.hash_pandas_object(df, index=False).to_numpy()
-    return int(len(hashes) - len(pd.unique(hashes)))
-
-
-def find_anomalies(df: Any, schema: dict[str, Any], config: ValidateConfig) -> list[Anomaly]:
+def find_anomalies(
+    df: Any, schema: dict[str, Any], config: ValidateConfig, stats: dict[str, ColumnStats] | None = None
+) -> list[Anomaly]:
     """Checks ``df`` against ``schema`` and returns every anomaly found."""
     found: list[Anomaly] = []
     n = len(df)
@@ -264,18 +230,19 @@ def find_anomalies(df: Any, schema: dict[str, Any], config: ValidateConfig) -> l
     for name in df.columns:
         if name not in expected:
             add("unexpected_column", name, n, f"column {name!r} is not in the schema")
+    stats = stats if stats is not None else frame_stats(df)
     for name, spec in expected.items():
         if name in df.columns:
-            _check_column(df[name], name, spec, add)
+            _check_column(df[name], name, spec, add, stats[name])
             if config.model_ready and spec.get("role", "feature") == "feature":
-                _check_model_input(df[name], name, add)
+                _check_model_input(df[name], name, add, stats[name])
     dup = duplicate_rows(df)
     if dup:
         add("duplicate_rows", None, dup, f"{dup} duplicate row(s)")
     return found
 
 
-def _check_column(s: Any, name: str, spec: dict[str, Any], add: Any) -> None:
+def _check_column(s: Any, name: str, spec: dict[str, Any], add: Any, st: ColumnStats) -> None:
     if spec.get("unique"):
         repeated = s[s.duplicated(keep=False) & s.notna()]
         if len(repeated):
@@ -286,63 +253,68 @@ def _check_column(s: Any, name: str, spec: dict[str, Any], add: Any) -> None:
                 f"id column {name!r} repeats values",
                 repeated.unique()[:3].tolist(),
             )
-    kind = column_kind(s)
     want = spec.get("kind")
-    numeric = {"int", "float"}
-    if want and kind != want and not (kind in numeric and want in numeric):
-        examples = s.dropna().astype(str).head(3).tolist()
-        add("wrong_dtype", name, len(s), f"column {name!r} is {kind}; expected {want}", examples)
+    if want and st.kind != want and not (st.kind in NUMERIC_KINDS and want in NUMERIC_KINDS):
+        examples = s.dropna().head(3).astype(str).tolist()
+        add("wrong_dtype", name, len(s), f"column {name!r} is {st.kind}; expected {want}", examples)
         return
-    nulls = int(s.isna().sum())
     limit = spec.get("max_null_fraction", 0.0) if spec.get("nullable", False) else 0.0
-    if nulls and nulls / len(s) > limit:
-        add("null_fraction", name, nulls, f"column {name!r} is {nulls / len(s):.1%} null; at most {limit:.1%} allowed")
+    if st.nulls and st.nulls / st.rows > limit:
+        add(
+            "null_fraction",
+            name,
+            st.nulls,
+            f"column {name!r} is {st.nulls / st.rows:.1%} null; at most {limit:.1%} allowed",
+        )
     if spec.get("role") == "label":
-        if nulls == len(s):
-            add("missing_label", name, nulls, f"label {name!r} has no values")
-        elif s.nunique(dropna=True) < 2:
+        if st.nulls == st.rows:
+            add("missing_label", name, st.nulls, f"label {name!r} has no values")
+        elif (len(st.counts) if st.counts is not None else s.nunique(dropna=True)) < 2:
             add("constant_label", name, len(s), f"label {name!r} has a single value {_plain(s.dropna().iloc[0])!r}")
-    if kind in numeric:
-        values = s.astype("float64").to_numpy()
-        bad = ~np.isfinite(values) & ~np.isnan(values)
-        if bad.any():
-            add("non_finite", name, int(bad.sum()), f"column {name!r} holds ±Inf", values[bad][:3].tolist())
+    if st.kind in NUMERIC_KINDS:
+        if st.infinite:
+            add("non_finite", name, st.infinite, f"column {name!r} holds ±Inf", st.inf_examples)
         lo, hi = spec.get("min"), spec.get("max")
-        finite = values[np.isfinite(values)]
-        out = (finite < lo) if lo is not None else np.zeros(finite.shape, bool)
-        if hi is not None:
-            out |= finite > hi
-        if out.any():
+        below = lo is not None and st.lo is not None and st.lo < lo
+        above = hi is not None and st.hi is not None and st.hi > hi
+        if below or above:  # only now go back to the rows, to count and quote them
+            values = float_values(s)
+            out = (values < lo) if below else np.zeros(len(values), bool)
+            if above:
+                out |= values > hi
+            out &= np.isfinite(values)
             add(
                 "out_of_range",
                 name,
                 int(out.sum()),
                 f"column {name!r} has values outside [{lo}, {hi}]",
-                finite[out][:3].tolist(),
+                values[out][:3].tolist(),
             )
-    elif "domain" in spec:
-        # Compare the few distinct values, not every row, then count the rows of the unseen ones.
-        unseen_text = set(_distinct_as_text(s)) - set(spec["domain"])
-        unseen = s[s.map(str).isin(unseen_text) & s.notna()] if unseen_text else s.iloc[:0]
-        if len(unseen):
+    elif "domain" in spec and st.counts is not None:
+        domain = set(spec["domain"])
+        unseen = {value: k for value, k in st.counts.items() if value not in domain}
+        if unseen:
             add(
                 "unseen_category",
                 name,
-                len(unseen),
+                sum(unseen.values()),
                 f"column {name!r} has values not in its domain",
-                unseen.unique()[:3].tolist(),
+                sorted(unseen, key=unseen.__getitem__, reverse=True)[:3],
             )
 
 
-def _check_model_input(s: Any, name: str, add: Any) -> None:
-    kind = column_kind(s)
-    if kind not in ("int", "float", "bool"):
-        examples = s.dropna().astype(str).head(3).tolist()
-        add("unusable_feature", name, len(s), f"feature {name!r} is {kind}; train_model needs numbers", examples)
+def _check_model_input(s: Any, name: str, add: Any, st: ColumnStats) -> None:
+    if st.kind not in ("int", "float", "bool"):
+        examples = s.dropna().head(3).astype(str).tolist()
+        add("unusable_feature", name, len(s), f"feature {name!r} is {st.kind}; train_model needs numbers", examples)
         return
-    nulls = int(s.isna().sum())
-    if nulls:
-        add("unusable_feature", name, nulls, f"feature {name!r} has {nulls} null(s); train_model needs complete rows")
+    if st.nulls:
+        add(
+            "unusable_feature",
+            name,
+            st.nulls,
+            f"feature {name!r} has {st.nulls} null(s); train_model needs complete rows",
+        )
 
 
 def check_frame(
@@ -354,8 +326,9 @@ def check_frame(
         ``(schema, anomalies, summary)``; the summary counts rows, columns, anomalies, errors
         and warnings.
     """
-    schema = schema if schema is not None else infer_schema(df, roles, config)
-    anomalies = find_anomalies(df, schema, config)
+    stats = frame_stats(df)
+    schema = schema if schema is not None else infer_schema(df, roles, config, stats)
+    anomalies = find_anomalies(df, schema, config, stats)
     errors = sum(a.severity == "error" for a in anomalies)
     summary = {
         "rows": int(len(df)),
@@ -406,7 +379,7 @@ def validate(
         DataValidationError: An error-severity anomaly was found and ``fail_on_error`` is set;
             the reports are written first so the reason can be read.
     """
-    df, dschema = read_dataset(dataset_dir)
+    df, dschema = read_dataset(dataset_dir, text_as_category=True)
     stray = sorted(set(config.column_severity) - set(df.columns))
     if stray:
         raise ConfigError(f"validate: column_severity names column(s) {stray} that are not in the data")

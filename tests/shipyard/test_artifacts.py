@@ -241,6 +241,23 @@ def test_read_dataset_without_data_parquet(tmp_path):
     assert str(tmp_path / "ds") in str(info.value)
 
 
+def test_read_dataset_text_as_category_keeps_values_and_decodes_strings_only(tmp_path):
+    write_dataset(tmp_path / "ds", _frame(), infer_schema(_frame(), "y"))
+    got, _ = read_dataset(tmp_path / "ds", text_as_category=True)
+    assert isinstance(got["city"].dtype, pd.CategoricalDtype)
+    assert got.drop(columns="city").dtypes.equals(_frame().drop(columns="city").dtypes)
+    pd.testing.assert_frame_equal(got.astype({"city": object}), _frame())
+
+
+@pytest.mark.parametrize("text_as_category", [False, True])
+def test_read_dataset_with_truncated_parquet_names_the_file(tmp_path, text_as_category):
+    write_dataset(tmp_path / "ds", _frame(), infer_schema(_frame(), "y"))
+    data = tmp_path / "ds" / "data.parquet"
+    data.write_bytes(data.read_bytes()[:100])
+    with pytest.raises(ArtifactError, match=rf"{data}: not a readable Parquet file"):
+        read_dataset(tmp_path / "ds", text_as_category=text_as_category)
+
+
 def test_read_dataset_without_schema(tmp_path):
     with pytest.raises(ArtifactError, match=r"schema\.json: missing dataset schema"):
         read_dataset(tmp_path)
