@@ -228,8 +228,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from components.drift_check import core as drift
     from components.ingest_data.core import read_source
     from components.validate_data import core as validation
-    from shipyard.artifacts import write_json, write_text
-    from shipyard.report import markdown_table, text_table
+    from shipyard.artifacts import write_json
+    from shipyard.report import text_table
 
     try:  # unusable input (file, schema) is a usage error (exit 2), not a finding (exit 1)
         df = read_source(args.data, args.delimiter)
@@ -263,9 +263,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if not summary["errors"]:
             drift.save_profile(drift.build_profile(df, list(df.columns)), out / drift.PROFILE_DIR)
             summary["profile"] = True
-        write_json(out / "validation.json", {k: result[k] for k in ("validation", "anomalies")})
-        write_text(
-            out / "validation.md", "# Data validation\n\n" + validation.describe(summary, anomalies, markdown_table)
+        validation.write_reports(
+            summary, anomalies, out / "validation.json", out / "validation.md", out / "validation.html"
         )
         if "drift" in result:
             drift.write_reports(result["drift"], out / "drift.json", out / "drift.md", out / "drift.html")

@@ -31,3 +31,40 @@ def text_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     out.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(out) + "\n"
+
+
+def html_page(
+    title: str,
+    intro: str,
+    headers: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    markup_columns: Sequence[int] = (),
+    row_colors: Sequence[str] | None = None,
+) -> str:
+    """A self-contained HTML page (KFP UI's HTML viewer): a heading, a paragraph and a table.
+
+    Args:
+        title: Page title and heading.
+        intro: The paragraph under the heading (plain text; escaped).
+        headers: Column headers.
+        rows: Table rows; cells are formatted with :func:`fmt` and escaped.
+        markup_columns: Indexes of columns whose cells are trusted HTML (inserted as they are).
+        row_colors: A CSS background colour per row ("" for none).
+    """
+    import html
+
+    def cell(i: int, value: Any) -> str:
+        return str(value) if i in markup_columns else html.escape(fmt(value).replace("\\|", "|"))
+
+    body = []
+    for n, row in enumerate(rows):
+        color = row_colors[n] if row_colors is not None and row_colors[n] else ""
+        style = f" style='background:{color}'" if color else ""
+        body.append(f"<tr{style}>" + "".join(f"<td>{cell(i, v)}</td>" for i, v in enumerate(row)) + "</tr>")
+    return (
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}"
+        "table{border-collapse:collapse}tr{border-bottom:1px solid #ddd}</style>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"
+        "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr>" + "".join(body) + "</table>\n"
+    )

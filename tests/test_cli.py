@@ -163,6 +163,7 @@ def test_validate_exit_codes_and_reports(halves, tmp_path, cli):
         "schema.json",
         "validation.json",
         "validation.md",
+        "validation.html",
         "drift.json",
         "drift.md",
         "drift.html",
@@ -199,4 +200,4 @@ def test_validate_unusable_reference_is_a_usage_error(halves, tmp_path, cli):
     assert proc.returncode == 2 and "missing.csv: no such file" in _one_line_error(proc)
     report = tmp_path / "r"
     assert cli("validate", str(halves / "ref.csv"), "--report", str(report)).returncode == 0
-    assert json.loads((report / "validation.json").read_text())["validation"]["profile"] is True
+    assert json.loads((report / "validation.json").read_text())["summary"]["profile"] is True

@@ -54,6 +54,7 @@ from components.drift_check.stats import (  # noqa: F401 - re-exported
 )
 from shipyard.config import Config, require
 from shipyard.errors import ArtifactError, ConfigError, DataValidationError
+from shipyard.report import html_page
 
 METHODS = ("ks", "wasserstein", "jensenshannon", "chisquare", "z", "psi")
 P_VALUE_METHODS = frozenset({"ks", "chisquare", "z"})
@@ -260,32 +261,23 @@ def load_reference(path: str | Path, config: DriftConfig) -> Profile:
 
 def render_html(result: dict[str, Any]) -> str:
     """A self-contained HTML report: verdict and one row per column with its score bar."""
-    import html
-
     rows = []
     for c in result["columns"]:
         p_value = c["method"] in P_VALUE_METHODS
         # Bar: how far past (or short of) its threshold the score is, on a 0..2× scale.
         ratio = (c["threshold"] / max(c["score"], 1e-12)) if p_value else c["score"] / c["threshold"]
-        width = min(100.0, 50.0 * ratio)
         color = "#c0392b" if c["drifted"] else "#27ae60"
-        rows.append(
-            f"<tr><td>{html.escape(c['column'])}</td><td>{c['kind']}</td><td>{c['method']}</td>"
-            f"<td>{c['score']:.4g}</td><td>{'<' if p_value else '≥'} {c['threshold']:g}</td>"
-            f"<td><div style='background:{color};width:{width:.0f}%;height:10px'></div></td>"
-            f"<td>{'drift' if c['drifted'] else 'ok'}</td></tr>"
-        )
-    verdict = "DATASET DRIFT" if result["dataset_drift"] else "no dataset drift"
-    return (
-        "<!doctype html><meta charset='utf-8'><title>Shipyard drift report</title>"
-        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}</style>"
-        f"<h1>{verdict}</h1><p>{len(result['drifted_columns'])} of {len(result['columns'])} columns drifted "
+        bar = f"<div style='background:{color};width:{min(100.0, 50.0 * ratio):.0f}%;height:10px'></div>"
+        when = f"{'<' if p_value else '≥'} {c['threshold']:g}"
+        rows.append((c["column"], c["kind"], c["method"], c["score"], when, bar, "drift" if c["drifted"] else "ok"))
+    intro = (
+        f"{len(result['drifted_columns'])} of {len(result['columns'])} columns drifted "
         f"(share {result['drift_share']:.2f}; dataset drift at ≥ {result['threshold_share']:.2f}). "
-        f"Reference {result['reference_rows']} rows, current {result['current_rows']} rows.</p>"
-        "<table><tr><th>column</th><th>kind</th><th>test</th><th>score</th><th>drift when</th><th></th><th></th></tr>"
-        + "".join(rows)
-        + "</table>"
+        f"Reference {result['reference_rows']} rows, current {result['current_rows']} rows."
     )
+    verdict = "DATASET DRIFT" if result["dataset_drift"] else "no dataset drift"
+    headers = ["column", "kind", "test", "score", "drift when", "", ""]
+    return html_page(f"Drift: {verdict}", intro, headers, rows, markup_columns=(5,))
 
 
 def describe(result: dict[str, Any], table: Any) -> str:

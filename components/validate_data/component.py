@@ -1,7 +1,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Output
 
 from shipyard.images import CPU_IMAGE
 
@@ -13,6 +13,7 @@ def validate_data(
     report: Output[Markdown],
     anomalies: Output[Artifact],
     metrics: Output[Metrics],
+    html_report: Output[HTML],
     options: dict = {},
     schema_uri: str = "",
 ) -> NamedTuple("ValidationOutputs", [("rows", int), ("errors", int), ("warnings", int)]):
@@ -24,6 +25,7 @@ def validate_data(
         report: Output: Markdown anomaly table for the KFP UI.
         anomalies: Output: the machine-readable anomaly report (JSON).
         metrics: Output: rows and anomaly counts.
+        html_report: Output: the anomaly table as HTML (errors red, warnings amber, example values).
         options: min_rows, max_domain_size, severity ({anomaly type: error|warning}), fail_on_error,
             model_ready (features must be numeric and complete, as train_model needs).
         schema_uri: A schema.json (file, schema artifact directory or gs:// URI) to enforce; empty infers one.
@@ -37,6 +39,7 @@ def validate_data(
         report.path,
         core.ValidateConfig.from_dict(options),
         schema_uri or None,
+        html_report.path,
     )
     for key in ("rows", "anomalies", "errors", "warnings"):
         metrics.log_metric(key, s[key])

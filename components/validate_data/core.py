@@ -26,7 +26,7 @@ from shipyard import storage
 from shipyard.artifacts import ROLES, read_dataset, read_json, write_json, write_text
 from shipyard.config import Config, require
 from shipyard.errors import ConfigError, DataValidationError
-from shipyard.report import markdown_table
+from shipyard.report import html_page, markdown_table
 
 SCHEMA_VERSION = 1
 KINDS = ("int", "float", "bool", "string", "datetime", "other")
@@ -353,6 +353,39 @@ def describe(summary: dict[str, Any], anomalies: list[Anomaly], table: Any) -> s
     )
 
 
+SEVERITY_COLORS = {"error": "#f5c6c0", "warning": "#fcefc7"}
+
+
+def render_html(summary: dict[str, Any], anomalies: list[Anomaly]) -> str:
+    """The anomaly report as a self-contained HTML page (errors red, warnings amber, with examples)."""
+    rows = [
+        (a.severity, a.type, a.column, a.count, f"{a.fraction:.2%}", a.message, ", ".join(map(str, a.examples)))
+        for a in anomalies
+    ]
+    verdict = "failed" if summary["errors"] else "passed"
+    intro = (
+        f"{summary['rows']} rows, {summary['columns']} columns: {summary['errors']} error(s), "
+        f"{summary['warnings']} warning(s)." + ("" if anomalies else " No anomalies.")
+    )
+    headers = ["severity", "anomaly", "column", "count", "share", "detail", "examples"]
+    colors = [SEVERITY_COLORS.get(a.severity, "") for a in anomalies]
+    return html_page(f"Data validation {verdict}", intro, headers, rows, row_colors=colors)
+
+
+def write_reports(
+    summary: dict[str, Any],
+    anomalies: list[Anomaly],
+    report_json: str | Path,
+    report_md: str | Path,
+    report_html: str | Path | None = None,
+) -> None:
+    """Writes the anomaly report as JSON (machine), Markdown and, when asked, HTML (KFP UI)."""
+    write_json(report_json, {"summary": summary, "anomalies": [dataclasses.asdict(a) for a in anomalies]})
+    write_text(report_md, "# Data validation\n\n" + describe(summary, anomalies, markdown_table))
+    if report_html is not None:
+        write_text(report_html, render_html(summary, anomalies))
+
+
 def validate(
     dataset_dir: str,
     schema_out_dir: str,
@@ -360,6 +393,7 @@ def validate(
     report_md: str,
     config: ValidateConfig,
     schema_in: str | None = None,
+    report_html: str | None = None,
 ) -> dict[str, Any]:
     """Validates a Dataset artifact, writing the schema used and the anomaly report.
 
@@ -370,6 +404,7 @@ def validate(
         report_md: Path of the Markdown report for the KFP UI.
         config: The validation policy.
         schema_in: A schema to enforce (file or schema artifact dir); inferred when omitted.
+        report_html: Path of the HTML report (KFP UI's HTML viewer), when wanted.
 
     Returns:
         ``{"rows", "columns", "anomalies", "errors", "warnings", "profile"}`` (profile: whether
@@ -398,8 +433,7 @@ def validate(
                 if column.values is not None and len(column.values) and name in schema["columns"]:
                     schema["columns"][name]["quantiles"] = drift.quantiles(column.values, QUANTILES)
     write_json(Path(schema_out_dir) / "schema.json", schema)
-    write_json(report_json, {"summary": summary, "anomalies": [dataclasses.asdict(a) for a in anomalies]})
-    write_text(report_md, "# Data validation\n\n" + describe(summary, anomalies, markdown_table))
+    write_reports(summary, anomalies, report_json, report_md, report_html)
     if errors and config.fail_on_error:
         first = errors[0]
         raise DataValidationError(

@@ -210,6 +210,27 @@ def test_reports_are_written_even_when_validation_raises(tmp_path, inferred):
     assert (tmp_path / "failed-schema" / "schema.json").is_file()
 
 
+def test_html_report_colours_severities_and_escapes_examples(tmp_path, inferred):
+    df = _set("color", 3, "<b>purple</b>")(_frame().assign(x=np.nan))
+    html_path = tmp_path / "report.html"
+    with pytest.raises(DataValidationError):
+        validate(
+            _write(tmp_path / "html-data", df),
+            str(tmp_path / "html-schema"),
+            str(tmp_path / "html.json"),
+            str(tmp_path / "html.md"),
+            ValidateConfig(model_ready=False),
+            inferred,
+            str(html_path),
+        )
+    page = html_path.read_text()
+    assert page.startswith("<!doctype html>") and "<h1>Data validation failed</h1>" in page
+    assert "1 error(s), 1 warning(s)" in page
+    assert "background:#f5c6c0'><td>error</td><td>null_fraction</td><td>x</td>" in page
+    assert "background:#fcefc7'><td>warning</td><td>unseen_category</td><td>color</td>" in page
+    assert "&lt;b&gt;purple&lt;/b&gt;" in page and "<b>purple" not in page, "example values are escaped"
+
+
 def test_min_rows_is_taken_from_the_config_when_inferring(tmp_path):
     with pytest.raises(DataValidationError, match="too_few_rows.*60 rows; expected at least 100"):
         _run(tmp_path, _frame(), ValidateConfig(model_ready=False, min_rows=100))
