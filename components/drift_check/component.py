@@ -25,7 +25,8 @@ def drift_check(
         drift: Output: the result as JSON.
         metrics: Output: drift_share and drifted_columns.
         options: drift_share, columns, per_column ({column: {method, threshold}}), numeric_method,
-            categorical_method, max_sorted.
+            categorical_method, max_sorted, html_report (shipyard | evidently: Evidently's own page;
+            needs the evidently extra and a reference Dataset).
 
     Returns:
         Whether the dataset drifted (at least drift_share of the columns did); the single output,

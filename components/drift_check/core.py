@@ -61,6 +61,7 @@ P_VALUE_METHODS = frozenset({"ks", "chisquare", "z"})
 DEFAULT_THRESHOLD = {"ks": 0.05, "chisquare": 0.05, "z": 0.05, "wasserstein": 0.1, "jensenshannon": 0.1, "psi": 0.1}
 SMALL_REFERENCE = 1000  # Evidently: at most this many reference rows → statistical tests
 FEW_VALUES = 5  # Evidently: numeric columns with at most this many distinct values are counted
+HTML_REPORTS = ("shipyard", "evidently")
 INT_CATEGORICAL = 10  # Evidently treats integer columns with at most this many current values as categorical
 
 
@@ -77,6 +78,9 @@ class DriftConfig(Config):
         max_sorted: When the reference is a Dataset, numeric columns longer than this are kept as
             that many mid-point quantiles (normalized W1 within ~5e-4 of the exact value in our
             tests; no KS p-value from quantiles). validate_data's profiles use the default.
+        html_report: What the HTML report holds: ``shipyard`` (our page) or ``evidently``
+            (Evidently's own DataDriftPreset page, same policy; needs the ``evidently`` extra and
+            a reference Dataset, since a profile keeps no rows). The decisions are ours either way.
     """
 
     section = "drift"
@@ -86,6 +90,7 @@ class DriftConfig(Config):
     numeric_method: str = "auto"
     categorical_method: str = "auto"
     max_sorted: int = 50_000
+    html_report: str = "shipyard"
 
     def validate(self) -> None:
         require(0 < self.drift_share <= 1, self.section, "drift_share must be in (0, 1]")
@@ -111,6 +116,7 @@ class DriftConfig(Config):
                 f"per_column.{column}: threshold must be a positive number, got {threshold!r}",
             )
         require(self.max_sorted >= 1000, self.section, "max_sorted must be >= 1000")
+        require(self.html_report in HTML_REPORTS, self.section, f"html_report must be one of {HTML_REPORTS}")
 
 
 # --- checking a column and a dataset ------------------------------------------------------------
@@ -318,11 +324,28 @@ def drift_check(
 
     Returns:
         The result of :func:`check`, also written as JSON, Markdown and HTML.
-    """
-    from shipyard.artifacts import read_dataset
 
+    Raises:
+        ConfigError: ``html_report: evidently`` without Evidently installed, or with a reference
+            that is not a Dataset (checked before anything is written).
+    """
+    from shipyard.artifacts import DATA_FILE, read_dataset
+
+    evidently = config.html_report == "evidently"
+    if evidently:
+        from components.drift_check.evidently_report import require_evidently, write_evidently_report
+
+        require_evidently()
+        if not (Path(reference) / DATA_FILE).is_file():
+            raise ConfigError(
+                f"drift: html_report 'evidently' needs the reference rows, so reference must be a Dataset "
+                f"artifact (a profile keeps none): {reference}"
+            )
     profile = load_reference(reference, config)
     frame = read_dataset(current)[0] if isinstance(current, (str, Path)) else current
     result = check(profile, frame, config)
     write_reports(result, report_json, report_md, report_html)
+    if evidently:  # Evidently's page replaces ours; the decisions, JSON and Markdown stay ours
+        columns = [c["column"] for c in result["columns"]]
+        write_evidently_report(read_dataset(reference)[0], frame, report_html, columns, config)
     return result
