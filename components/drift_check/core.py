@@ -345,7 +345,8 @@ def drift_check(
     frame = read_dataset(current)[0] if isinstance(current, (str, Path)) else current
     result = check(profile, frame, config)
     write_reports(result, report_json, report_md, report_html)
-    if evidently:  # Evidently's page replaces ours; the decisions, JSON and Markdown stay ours
-        columns = [c["column"] for c in result["columns"]]
+    columns = [c["column"] for c in result["columns"]]
+    if evidently and columns:  # Evidently's page replaces ours; the decisions, JSON and Markdown stay ours
         write_evidently_report(read_dataset(reference)[0], frame, report_html, columns, config)
+    # With no column compared (all skipped) Evidently has nothing to draw: our page, which says so, stays.
     return result

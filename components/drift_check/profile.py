@@ -132,11 +132,12 @@ def sketch_quantiles(x: np.ndarray, k: int) -> np.ndarray:
     sample = np.sort(x[:: max(1, n // SAMPLE)])
     lo, hi = float(np.quantile(sample, TAIL)), float(np.quantile(sample, 1 - TAIL))
     scale = BINS / (hi - lo) if hi > lo else 0.0
+    scale = scale if np.isfinite(scale) else 0.0
     # Bin 0: below lo; 1..BINS: [lo, hi); BINS + 1: hi and above. The map is monotone in x, so
-    # every value of a lower bin is <= every value of a higher one (rounding included).
+    # every value of a lower bin is <= every value of a higher one (rounding included). Clipped
+    # as floats, before the cast, so a far outlier cannot overflow int64.
     if scale:
-        idx = ((x - lo) * scale + 1.0).astype(np.int64)
-        np.clip(idx, 0, BINS + 1, out=idx)
+        idx = np.clip((x - lo) * scale + 1.0, 0, BINS + 1).astype(np.int64)
     else:
         idx = np.where(x < lo, 0, np.where(x > hi, BINS + 1, 1))
     counts = np.bincount(idx, minlength=BINS + 2)

@@ -114,7 +114,7 @@ def _plain(value: Any) -> Any:
 
 
 def infer_schema(
-    df: Any, roles: dict[str, str], config: ValidateConfig, stats: dict[str, ColumnStats] | None = None
+    df: Any, roles: dict[str, str], config: ValidateConfig, stats: dict[Any, ColumnStats] | None = None
 ) -> dict[str, Any]:
     """Infers a validation schema from a DataFrame.
 
@@ -130,7 +130,7 @@ def infer_schema(
     stats = stats if stats is not None else frame_stats(df)
     columns: dict[str, Any] = {}
     for name in df.columns:
-        st = stats[str(name)]
+        st = stats[name]
         role = roles.get(name, "feature")
         # A label may never be null, whatever the sample shows.
         null_fraction = st.nulls / st.rows if st.rows and role != "label" else 0.0
@@ -206,7 +206,7 @@ def _check_column_spec(path: Path, name: str, spec: Any) -> None:
 
 
 def find_anomalies(
-    df: Any, schema: dict[str, Any], config: ValidateConfig, stats: dict[str, ColumnStats] | None = None
+    df: Any, schema: dict[str, Any], config: ValidateConfig, stats: dict[Any, ColumnStats] | None = None
 ) -> list[Anomaly]:
     """Checks ``df`` against ``schema`` and returns every anomaly found."""
     found: list[Anomaly] = []

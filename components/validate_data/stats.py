@@ -114,9 +114,9 @@ def column_stats(series: Any) -> ColumnStats:
     return ColumnStats(kind, rows, nulls, counts=counts)
 
 
-def frame_stats(df: Any) -> dict[str, ColumnStats]:
+def frame_stats(df: Any) -> dict[Any, ColumnStats]:
     """:func:`column_stats` for every column, by name."""
-    return {str(name): column_stats(df[name]) for name in df.columns}
+    return {name: column_stats(df[name]) for name in df.columns}
 
 
 def _row_bits(series: Any) -> np.ndarray:

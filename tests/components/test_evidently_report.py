@@ -219,12 +219,13 @@ def test_drift_check_option_puts_evidentlys_page_in_html_report(tmp_path):
     assert json.loads(out["d.json"].read_text())["dataset_drift"] == result["dataset_drift"]  # JSON stays ours
 
 
+@needs_evidently
 def test_drift_check_option_needs_a_reference_dataset_and_writes_nothing_without_one(tmp_path):
     ref, cur = _frames()
     drift.save_profile(drift.build_profile(ref, CHECKED), tmp_path / "profile")
     config = drift.DriftConfig.from_dict({"html_report": "evidently"})
     html = tmp_path / "d.html"
-    with pytest.raises(ConfigError, match="evidently|Evidently"):
+    with pytest.raises(ConfigError, match="reference must be a Dataset"):
         drift.drift_check(str(tmp_path / "profile"), cur, str(tmp_path / "d.json"), str(tmp_path / "d.md"), str(html),
                           config)
     assert not html.exists() and not (tmp_path / "d.json").exists()
@@ -233,3 +234,17 @@ def test_drift_check_option_needs_a_reference_dataset_and_writes_nothing_without
 def test_html_report_option_is_checked():
     with pytest.raises(ConfigError, match="html_report must be one of"):
         drift.DriftConfig.from_dict({"html_report": "plotly"})
+
+
+@needs_evidently
+def test_drift_check_option_with_every_column_skipped_keeps_our_page(tmp_path):
+    from shipyard.artifacts import infer_schema, write_dataset
+
+    ref, cur = _frames()
+    write_dataset(tmp_path / "ref", ref[["x"]], infer_schema(ref[["x"]], None))
+    config = drift.DriftConfig.from_dict({"html_report": "evidently"})
+    html = tmp_path / "d.html"
+    result = drift.drift_check(str(tmp_path / "ref"), cur.assign(x=np.nan), str(tmp_path / "d.json"),
+                               str(tmp_path / "d.md"), str(html), config)
+    assert result["columns"] == [] and result["dataset_drift"] is False
+    assert "no dataset drift" in html.read_text()

@@ -78,3 +78,9 @@ def test_categorical_and_object_frames_give_the_same_schema_and_anomalies():
     as_category = check_frame(df.assign(color=df["color"].astype("category")), {"k": "label"}, config)
     assert as_object[0] == as_category[0]
     assert as_object[1] == as_category[1] and as_object[1], "the frame has anomalies to compare"
+
+
+def test_non_string_column_names_are_checked():
+    df = pd.DataFrame({0: [1.0, 2.0, 3.0], "b": ["x", "y", "x"]})
+    schema, anomalies, _ = check_frame(df, {}, ValidateConfig(model_ready=False, min_rows=1))
+    assert set(schema["columns"]) == {0, "b"} and anomalies == []
