@@ -1,7 +1,9 @@
 """Loading Model artifacts by format, after verifying their sha256 manifest.
 
 One loader per format in ``model.json``: ``sklearn-skops`` (skops, only scikit-learn/numpy types
-trusted), ``torchscript`` (``torch.jit.load``) and ``onnx`` (ONNX Runtime). A plain pickle is never
+trusted), ``torchscript`` (``torch.jit.load``: a ``torch.save`` pickle is not a TorchScript archive
+and is refused), ``onnx`` (ONNX Runtime), and, behind the ``tf`` extra, ``keras`` (``safe_mode``:
+no Python lambdas) and ``tflite`` (the TensorFlow Lite interpreter). A plain pickle is never
 loaded: such files are refused before anything is read.
 """
 
@@ -18,7 +20,14 @@ from shipyard.artifacts import ModelManifest, read_model_manifest
 from shipyard.errors import ArtifactError, UnsafeArtifactError
 
 #: The weights file each format keeps in the artifact directory.
-WEIGHTS_FILE = {"sklearn-skops": "model.skops", "torchscript": "model.pt", "onnx": "model.onnx"}
+WEIGHTS_FILE = {
+    "sklearn-skops": "model.skops",
+    "torchscript": "model.pt",
+    "onnx": "model.onnx",
+    "keras": "model.keras",
+    "tflite": "model.tflite",
+}
+TF_HINT = "install the tf extra: pip install -c requirements.lock -e '.[tf]'"
 #: File endings that mean pickle; never loaded.
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill", ".cloudpickle")
 #: Exact type names a skops file may hold beyond skops' own default-trusted (scikit-learn and numpy
@@ -123,8 +132,45 @@ def _load_onnx(weights: Path, manifest: ModelManifest) -> Scorer:
     return lambda x: session.run(None, {input_name: x})[0]
 
 
+def _import_tensorflow() -> Any:
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        raise ArtifactError(
+            f"serving a Keras or TFLite model needs TensorFlow, which is not installed; {TF_HINT}"
+        ) from exc
+    return tf
+
+
+def _load_keras(weights: Path, manifest: ModelManifest) -> Scorer:
+    tf = _import_tensorflow()
+    model = tf.keras.models.load_model(str(weights), compile=False, safe_mode=True)
+    return lambda x: np.asarray(model(x, training=False))
+
+
+def _load_tflite(weights: Path, manifest: ModelManifest) -> Scorer:
+    import threading
+
+    tf = _import_tensorflow()
+    interpreter = tf.lite.Interpreter(model_path=str(weights), num_threads=1)
+    source, target = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    lock = threading.Lock()  # one interpreter: calls take turns
+
+    def score(x: np.ndarray) -> np.ndarray:
+        with lock:
+            interpreter.resize_tensor_input(source, list(x.shape))
+            interpreter.allocate_tensors()
+            interpreter.set_tensor(source, x)
+            interpreter.invoke()
+            return np.array(interpreter.get_tensor(target))
+
+    return score
+
+
 _LOADERS: dict[str, Callable[[Path, ModelManifest], Scorer]] = {
     "sklearn-skops": _load_skops,
     "torchscript": _load_torchscript,
     "onnx": _load_onnx,
+    "keras": _load_keras,
+    "tflite": _load_tflite,
 }

@@ -1,6 +1,9 @@
-"""``ShipyardModel``: a ``kserve.Model`` that serves any Shipyard Model artifact.
+"""One ``kserve.Model`` subclass per Shipyard model format, chosen from ``model.json``.
 
-V1 (``{"instances": [...]}``, rows as lists or as records keyed by column name) and V2 / Open
+:class:`SkopsModel` (scikit-learn via skops), :class:`TorchScriptModel`, :class:`OnnxModel`, and
+:class:`KerasModel` / :class:`TFLiteModel` (behind the ``tf`` extra) share the protocol handling of
+:class:`ShipyardModel`; :func:`model_for` picks the class for an artifact. V1
+(``{"instances": [...]}``, rows as lists or as records keyed by column name) and V2 / Open
 Inference Protocol (one ``[rows, features]`` tensor, or one ``[rows]`` tensor per feature column).
 Classification answers labels and probabilities; regression answers values. Bad payloads raise
 ``kserve.errors.InvalidInput`` (HTTP 400) with a message that names what was wrong.
@@ -9,8 +12,9 @@ Classification answers labels and probabilities; regression answers values. Bad 
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from kserve import Model
@@ -18,8 +22,12 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from serving import codec
+from serving.batching import AdaptiveBatcher
+from serving.config import ServeConfig
 from serving.formats import LoadedModel, load_model
-from shipyard.errors import DataValidationError
+from serving.observe import BATCH_REQUESTS, BATCH_ROWS, ModelStats, register_stats
+from shipyard.artifacts import read_model_manifest
+from shipyard.errors import ArtifactError, DataValidationError
 
 #: V2 input datatypes a numeric model accepts.
 NUMERIC_DATATYPES = {
@@ -39,19 +47,72 @@ NUMERIC_DATATYPES = {
 MATRIX_INPUT = "input"
 
 
-class ShipyardModel(Model):
-    """Serves the Shipyard Model artifact in ``model_dir`` under ``name``."""
+#: V2 datatype advertised for each input-schema dtype (what a client should send).
+V2_DATATYPE = {
+    "float32": "FP32",
+    "float64": "FP64",
+    "bool": "BOOL",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+}
 
-    def __init__(self, name: str, model_dir: str | os.PathLike[str]):
+
+class ShipyardModel(Model):
+    """Serves the Shipyard Model artifact in ``model_dir`` under ``name``: the protocol handling.
+
+    Subclasses name the ``format`` they load; ``load`` refuses an artifact of another format.
+    Predictions go through an :class:`~serving.batching.AdaptiveBatcher` when the config turns
+    batching on for the format, and are summarized for ``/metrics`` and, when a payload logger is
+    given, written to it.
+    """
+
+    format: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        name: str,
+        model_dir: str | os.PathLike[str],
+        config: ServeConfig | None = None,
+        payload_logger: Any = None,
+    ):
         super().__init__(name)
         self.model_dir = str(model_dir)
+        self.config = config or ServeConfig()
+        self.payload_logger = payload_logger
         self.loaded: LoadedModel | None = None
+        self.batcher: AdaptiveBatcher | None = None
+        self.stats: ModelStats | None = None
 
     def load(self) -> bool:
         """Verifies and loads the artifact; raises ShipyardError subclasses on a bad artifact."""
-        self.loaded = load_model(self.model_dir)
+        loaded = load_model(self.model_dir)
+        if self.format and loaded.manifest.format != self.format:
+            raise ArtifactError(
+                f"{self.model_dir}: {type(self).__name__} serves {self.format}, "
+                f"the artifact is {loaded.manifest.format}"
+            )
+        self.loaded = loaded
+        labels = list(loaded.manifest.label_names) if loaded.is_classifier else []
+        self.stats = ModelStats(self.name, loaded.manifest.feature_names, labels)
+        register_stats(self.stats)
+        if self.config.batching_for(loaded.manifest.format):
+            self.batcher = AdaptiveBatcher(
+                loaded.scores, self.config.max_batch_size, self.config.max_batch_wait_ms / 1000, self._on_batch
+            )
         self.ready = True
         return self.ready
+
+    def stop(self) -> None:
+        """Releases the batching thread (KServe calls this when the model is unloaded)."""
+        if self.batcher is not None:
+            self.batcher.close()
+        self.ready = False
 
     @property
     def _model(self) -> LoadedModel:
@@ -60,9 +121,14 @@ class ShipyardModel(Model):
         return self.loaded
 
     def get_input_types(self) -> list[dict[str, Any]]:
-        """V2 metadata: the feature matrix input."""
-        n = len(self._model.manifest.input_schema)
-        return [{"name": MATRIX_INPUT, "datatype": "FP32", "shape": [-1, n]}]
+        """V2 metadata: one named, typed input per feature of the model's input schema.
+
+        One ``[rows, features]`` tensor (any name, e.g. ``input``) is accepted as well.
+        """
+        return [
+            {"name": c.name, "datatype": V2_DATATYPE.get(c.dtype, "FP32"), "shape": [-1]}
+            for c in self._model.manifest.input_schema
+        ]
 
     def get_output_types(self) -> list[dict[str, Any]]:
         """V2 metadata: label and probabilities, or the predicted value."""
@@ -74,30 +140,52 @@ class ShipyardModel(Model):
             ]
         return [{"name": "prediction", "datatype": "FP32", "shape": [-1]}]
 
-    def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> dict | InferResponse:
+    async def predict(
+        self, payload: dict | InferRequest, headers: dict[str, str] | None = None
+    ) -> dict | InferResponse:
         """Answers a V1 dict or a V2 InferRequest."""
+        v2 = isinstance(payload, InferRequest)
         try:
-            if isinstance(payload, InferRequest):
-                return self._predict_v2(payload)
-            return self._predict_v1(payload)
+            x = self._v2_matrix(payload) if isinstance(payload, InferRequest) else self._v1_matrix(payload)
         except DataValidationError as exc:
             raise InvalidInput(str(exc)) from exc
+        scores = await self._score(x)
+        labels = self._model.labels(scores) if self._model.is_classifier else None
+        if self.stats is not None:
+            self.stats.observe(x, np.argmax(scores, axis=1) if labels is not None else None)
+        response = (
+            self._v2_response(payload, scores, labels)
+            if isinstance(payload, InferRequest)
+            else (self._v1_response(scores, labels))
+        )
+        if self.payload_logger is not None:
+            self._log_payload(payload, x, scores, labels, v2)
+        return response
 
-    def _predict_v1(self, payload: Any) -> dict[str, Any]:
+    async def _score(self, x: np.ndarray) -> np.ndarray:
+        if self.batcher is not None:
+            return await self.batcher.submit(x)
+        scores = self._model.scores(x)
+        self._on_batch(1, len(x))
+        return scores
+
+    def _on_batch(self, requests: int, rows: int) -> None:
+        BATCH_ROWS.labels(self.name).observe(rows)
+        BATCH_REQUESTS.labels(self.name).observe(requests)
+
+    def _v1_matrix(self, payload: Any) -> np.ndarray:
         if not isinstance(payload, dict) or "instances" not in payload:
             raise InvalidInput('V1 request: expected a JSON object with "instances"')
-        x = codec.from_instances(payload["instances"], self._model.manifest.feature_names)
-        scores = self._model.scores(x)
-        if self._model.is_classifier:
-            return {"predictions": self._model.labels(scores), "probabilities": scores.round(6).tolist()}
+        return codec.from_instances(payload["instances"], self._model.manifest.feature_names)
+
+    def _v1_response(self, scores: np.ndarray, labels: list[Any] | None) -> dict[str, Any]:
+        if labels is not None:
+            return {"predictions": labels, "probabilities": scores.round(6).tolist()}
         return {"predictions": scores.tolist()}
 
-    def _predict_v2(self, request: InferRequest) -> InferResponse:
-        x = self._v2_matrix(request)
-        scores = self._model.scores(x)
-        n = len(x)
-        if self._model.is_classifier:
-            labels = self._model.labels(scores)
+    def _v2_response(self, request: InferRequest, scores: np.ndarray, labels: list[Any] | None) -> InferResponse:
+        n = len(scores)
+        if labels is not None:
             dtype = _label_datatype(self._model.manifest.label_names)
             outputs = [
                 InferOutput("label", [n], dtype, [str(v) for v in labels] if dtype == "BYTES" else labels),
@@ -106,6 +194,22 @@ class ShipyardModel(Model):
         else:
             outputs = [InferOutput("prediction", [n], "FP32", scores.astype(np.float32).tolist())]
         return InferResponse(request.id or str(uuid.uuid4()), self.name, outputs)
+
+    def _log_payload(self, payload: Any, x: np.ndarray, scores: np.ndarray, labels: list[Any] | None, v2: bool) -> None:
+        outputs: dict[str, Any] = {"predictions": labels if labels is not None else scores}
+        if labels is not None:
+            outputs["probabilities"] = scores
+        self.payload_logger.log(
+            {
+                "ts": time.time(),
+                "model": self.name,
+                "protocol": "v2" if v2 else "v1",
+                "id": getattr(payload, "id", None) if v2 else None,
+                "features": self._model.manifest.feature_names,
+                "inputs": x,
+                "outputs": outputs,
+            }
+        )
 
     def _v2_matrix(self, request: InferRequest) -> np.ndarray:
         features = self._model.manifest.feature_names
@@ -129,6 +233,56 @@ class ShipyardModel(Model):
         if len(lengths) != 1:
             raise InvalidInput(f"V2 request: per-feature inputs have different lengths {sorted(lengths)}")
         return codec.check_matrix(np.column_stack([by_name[f] for f in features]), features, "V2 inputs")
+
+
+class SkopsModel(ShipyardModel):
+    """scikit-learn, loaded with skops (only scikit-learn/numpy types trusted). Unbatched by default."""
+
+    format = "sklearn-skops"
+
+
+class TorchScriptModel(ShipyardModel):
+    """A TorchScript module (``torch.jit.load``, never ``torch.load``). Batched by default."""
+
+    format = "torchscript"
+
+
+class OnnxModel(ShipyardModel):
+    """An ONNX graph run by ONNX Runtime on the CPU. Batched by default."""
+
+    format = "onnx"
+
+
+class KerasModel(ShipyardModel):
+    """A Keras ``.keras`` model (``safe_mode``), behind the ``tf`` extra."""
+
+    format = "keras"
+
+
+class TFLiteModel(ShipyardModel):
+    """A TensorFlow Lite flatbuffer, behind the ``tf`` extra."""
+
+    format = "tflite"
+
+
+MODEL_CLASSES: dict[str, type[ShipyardModel]] = {
+    cls.format: cls for cls in (SkopsModel, TorchScriptModel, OnnxModel, KerasModel, TFLiteModel)
+}
+
+
+def model_for(
+    name: str, model_dir: str | os.PathLike[str], config: ServeConfig | None = None, payload_logger: Any = None
+) -> ShipyardModel:
+    """The model class for the artifact's format (from its ``model.json``), not yet loaded.
+
+    Raises:
+        ArtifactError: No readable ``model.json``, or a format this runtime has no class for.
+    """
+    manifest = read_model_manifest(model_dir, verify=False)
+    cls = MODEL_CLASSES.get(manifest.format)
+    if cls is None:  # pragma: no cover - ModelManifest only admits the formats above
+        raise ArtifactError(f"{model_dir}: no model class serves format {manifest.format!r}")
+    return cls(name, model_dir, config, payload_logger)
 
 
 def _as_numpy(inp: Any) -> np.ndarray:

@@ -4,15 +4,27 @@ KServe 0.21 hard-codes ``0.0.0.0`` in its uvicorn config and parses ``sys.argv``
 ``kserve.model_server`` is imported; this module clears the argv for that import and sets the
 REST server's host before it binds. gRPC is off (the V1/V2 REST routes are what KServe's
 InferenceService and the smoke tests use).
+
+On top of KServe's routes: :class:`~serving.observe.ServingGuard` (request metrics, the body-size
+limit, 503 readiness while draining) and a graceful shutdown — on SIGTERM readiness turns 503
+first, for ``shutdown_delay_s``; then uvicorn stops accepting connections and lets the requests in
+flight finish (up to ``grace_period_s``), and the process exits 0.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import sys
+from typing import Any
+
+from serving.config import ServeConfig
+
+logger = logging.getLogger(__name__)
 
 
-def _import_kserve():
+def _import_kserve() -> Any:
     argv, sys.argv = sys.argv, sys.argv[:1]
     try:
         import kserve.model_server as ms
@@ -21,7 +33,9 @@ def _import_kserve():
     return ms
 
 
-def serve(model_dir: str, name: str, host: str = "127.0.0.1", port: int = 8080) -> None:
+def serve(
+    model_dir: str, name: str, host: str = "127.0.0.1", port: int = 8080, config: ServeConfig | None = None
+) -> None:
     """Loads the artifact and serves it until SIGTERM/SIGINT.
 
     Args:
@@ -29,38 +43,107 @@ def serve(model_dir: str, name: str, host: str = "127.0.0.1", port: int = 8080) 
         name: The model name in the routes (``/v1/models/NAME:predict``).
         host: Interface to bind; 127.0.0.1 locally, 0.0.0.0 in a container.
         port: HTTP port.
+        config: Batching, body limit, payload log, shutdown timing (defaults: ``ServeConfig()``).
 
     Raises:
-        ShipyardError: The artifact is missing, malformed, tampered with or unsafe.
+        ShipyardError: The artifact is missing, malformed, tampered with or unsafe, or the
+            payload-log destination is unusable.
     """
+    cfg = config or ServeConfig()
     ms = _import_kserve()
     from kserve.protocol.rest.server import RESTServer
 
-    from serving.model import ShipyardModel
+    from serving.model import model_for
+    from serving.observe import ServerState, ServingGuard
 
-    model = ShipyardModel(name, model_dir)
+    payload_logger = None
+    if cfg.payload_log:
+        from serving.payload_log import PayloadLogger
+
+        payload_logger = PayloadLogger(cfg.payload_log, name)
+    model = model_for(name, model_dir, cfg, payload_logger)
     model.load()  # fail before binding: a bad artifact is an error, not an unready server
+    state = ServerState()
+
+    class _GuardedRESTServer(RESTServer):  # type: ignore[misc]
+        def _add_middlewares(self, app: Any) -> None:  # KServe's timing log is replaced by our metrics
+            app.add_middleware(ServingGuard, max_body_bytes=cfg.max_body_bytes, state=state)
+
+        def _add_exception_handlers(self, app: Any) -> None:
+            super()._add_exception_handlers(app)
+            from fastapi.exceptions import RequestValidationError
+
+            app.add_exception_handler(RequestValidationError, _request_validation_error)
 
     class _HostModelServer(ms.ModelServer):  # type: ignore[name-defined]
-        def start(self, models):  # single-process REST server, bound to `host`
+        def start(self, models: list[Any]) -> None:  # single-process REST server, bound to `host`
             self._register_and_check_atleast_one_model_is_ready(models)
-            self._rest_server = RESTServer(
+            self._rest_server = _GuardedRESTServer(
                 ms.FASTAPI_APP_IMPORT_STRING,
                 self.dataplane,
                 self.model_repository_extension,
                 self.http_port,
                 access_log_format=self.access_log_format,
                 workers=1,
-                grace_period=self.grace_period,
+                grace_period=int(cfg.grace_period_s),
                 event_loop=self.event_loop,
                 timeout_keep_alive=self.timeout_keep_alive,
             )
             self._rest_server.config.host = host
+            _drain_on_signals(self._rest_server._server, state, cfg.shutdown_delay_s)
             self.servers.append(self._rest_server.start())
             self.setup_event_loop()
-            self.register_signal_handler()
             ms.asyncio.run(self._serve())
 
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     server = _HostModelServer(http_port=port, enable_grpc=False, enable_latency_logging=False, workers=1)
-    server.start([model])
+    try:
+        server.start([model])
+    finally:
+        model.stop()
+        if payload_logger is not None:
+            payload_logger.close()
+
+
+def _drain_on_signals(uvicorn_server: Any, state: Any, delay_s: float) -> None:
+    """Replaces uvicorn's exit handler: first SIGTERM/SIGINT drains, a second one forces.
+
+    Uvicorn installs ``handle_exit`` for SIGINT/SIGTERM when it starts serving; this one marks the
+    server as draining (readiness 503) and, ``delay_s`` later, asks uvicorn to shut down — which
+    closes the listening socket and waits for requests in flight. The signal is not re-raised
+    afterwards, so the process exits 0.
+    """
+
+    def handle_exit(sig: int, frame: Any) -> None:
+        loop = asyncio.get_event_loop()
+        if state.draining:
+            uvicorn_server.should_exit = uvicorn_server.force_exit = True
+            return
+        state.draining = True
+        logger.info(
+            "signal %s: readiness now 503; stopping in %.1fs (%d request(s) in flight)",
+            signal.Signals(sig).name,
+            delay_s,
+            state.in_flight,
+        )
+        loop.call_later(delay_s, lambda: setattr(uvicorn_server, "should_exit", True))
+
+    uvicorn_server.handle_exit = handle_exit
+
+
+async def _request_validation_error(request: Any, exc: Any) -> Any:
+    """A V2 body that does not parse (not JSON, no ``inputs``, wrong field types): 400 and
+    ``{"error": ...}`` naming the field, as every other bad request gets, not FastAPI's 422."""
+    from fastapi.responses import JSONResponse
+
+    problems = []
+    for err in exc.errors():
+        loc = err.get("loc", ())
+        if "bytes" in loc:  # the route also admits raw bytes; that alternative's complaint is noise
+            continue
+        if err.get("type") == "json_invalid":
+            problems.append(f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'decode error')})")
+            continue
+        where = ".".join(str(p) for p in loc if p not in ("body", "InferenceRequest"))
+        problems.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+    return JSONResponse({"error": "V2 request: " + "; ".join(problems[:3] or ["malformed"])}, status_code=400)

@@ -92,6 +92,18 @@ def _parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="interface to bind (default: %(default)s; 0.0.0.0 in containers)"
     )
     s.add_argument("--port", type=_count, default=8080, help="HTTP port (default: %(default)s)")
+    s.add_argument(
+        "--batching",
+        choices=("auto", "on", "off"),
+        help="adaptive batching (default auto: on for TorchScript/ONNX, off for scikit-learn)",
+    )
+    s.add_argument("--max-batch-size", type=int, help="most rows per batched model call (default 64)")
+    s.add_argument("--max-batch-wait-ms", type=float, help="how long a batch may wait for more (default 2)")
+    s.add_argument("--max-body-bytes", type=int, help="larger request bodies get 413 (default 8 MiB)")
+    s.add_argument("--payload-log", help="write requests and responses as JSON lines to this directory or gs:// URI")
+    s.add_argument("--shutdown-delay", type=float, help="seconds readiness is 503 after SIGTERM before stopping")
+    s.add_argument("--grace-period", type=float, help="seconds in-flight requests get to finish (default 30)")
+    s.epilog = "Every option can also be set as SHIPYARD_SERVE_<OPTION> (e.g. SHIPYARD_SERVE_BATCHING=on)."
 
     v = sub.add_parser(
         "validate",
@@ -216,9 +228,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from serving.config import ServeConfig
     from serving.server import serve
 
-    serve(args.model_dir, args.name, args.host, args.port)
+    config = ServeConfig.from_env(
+        {
+            "batching": args.batching,
+            "max_batch_size": args.max_batch_size,
+            "max_batch_wait_ms": args.max_batch_wait_ms,
+            "max_body_bytes": args.max_body_bytes,
+            "payload_log": args.payload_log,
+            "shutdown_delay_s": args.shutdown_delay,
+            "grace_period_s": args.grace_period,
+        }
+    )
+    serve(args.model_dir, args.name, args.host, args.port, config)
     return 0
 
 

@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +119,10 @@ def _http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tup
 class LocalServer:
     """``shipyard serve`` in a child process on 127.0.0.1; a context manager that stops it by PID."""
 
-    def __init__(self, model_dir: str, name: str, port: int = 0, log_path: str | None = None):
-        self.model_dir, self.name = model_dir, name
+    def __init__(
+        self, model_dir: str, name: str, port: int = 0, log_path: str | None = None, args: Sequence[str] = ()
+    ):
+        self.model_dir, self.name, self.args = model_dir, name, list(args)
         self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -140,6 +143,7 @@ class LocalServer:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                *self.args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

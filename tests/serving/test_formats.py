@@ -220,9 +220,20 @@ def test_a_missing_path_is_an_artifact_error(tmp_path):
         load_model(tmp_path / "nope")
 
 
-def test_an_unservable_format_is_an_artifact_error(tmp_path):
-    bad = _write(tmp_path / "m", {"model.tflite": b"x"}, "tflite")
-    with pytest.raises(ArtifactError, match=r"format 'tflite' cannot be served by this runtime"):
+@pytest.mark.parametrize(("fmt", "weights"), [("tflite", "model.tflite"), ("keras", "model.keras")])
+def test_tensorflow_formats_without_tensorflow_name_the_extra(tmp_path, fmt, weights, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorflow(name, *args, **kwargs):  # as Python fails for a package that is not installed
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError("No module named 'tensorflow'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorflow)
+    bad = _write(tmp_path / "m", {weights: b"x"}, fmt)
+    with pytest.raises(ArtifactError, match=r"needs TensorFlow, which is not installed; install the tf extra"):
         load_model(bad)
 
 
@@ -248,3 +259,19 @@ def test_torchscript_loads_and_scores(tmp_path):
     np.testing.assert_allclose(scores, expected, rtol=1e-6)
     np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-6)
     assert loaded.labels(scores) == [("a", "b", "c")[i] for i in expected.argmax(axis=1)]
+
+
+def test_a_torch_save_archive_that_needs_weights_only_false_is_refused(tmp_path):
+    """A ``torch.save`` zip whose data.pkl runs code on load is not TorchScript: refused, never unpickled."""
+    import torch
+
+    marker = tmp_path / "pwned"
+    buffer = io.BytesIO()
+    torch.save(_OpenOnUnpickle(marker), buffer)
+    assert zipfile.is_zipfile(io.BytesIO(buffer.getvalue())), "torch.save writes a zip archive like TorchScript"
+    bad = _write(tmp_path / "m", {"model.pt": buffer.getvalue()}, "torchscript")
+    with pytest.raises(ArtifactError, match="cannot load torchscript weights"):
+        load_model(bad)
+    assert not marker.exists()
+    torch.load(io.BytesIO(buffer.getvalue()), weights_only=False).close()  # the payload is live:
+    assert marker.exists()  # what load_model refused would have run

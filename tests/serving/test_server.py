@@ -15,6 +15,8 @@ from shipyard.artifacts import read_dataset
 
 pytestmark = [pytest.mark.serving, pytest.mark.slow]
 NAME = "bc"
+BODY_LIMIT = 64 * 1024
+FORMAT_CLASS = {"baseline": "SkopsModel", "model": "TorchScriptModel", "onnx": "OnnxModel"}
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +35,16 @@ def onnx_model(artifacts, tmp_path_factory) -> Path:
 def served(request, artifacts, tmp_path_factory):
     model_dir = request.getfixturevalue("onnx_model") if request.param == "onnx" else artifacts[request.param]
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with LocalServer(str(model_dir), NAME, log_path=str(log)) as server:
+    with LocalServer(str(model_dir), NAME, log_path=str(log), args=["--max-body-bytes", str(BODY_LIMIT)]) as server:
         server.wait_ready(90)
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            yield {"client": client, "model": load_model(model_dir), "server": server}
+            yield {
+                "client": client,
+                "model": load_model(model_dir),
+                "server": server,
+                "kind": request.param,
+                "test_dir": artifacts["test"],
+            }
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +59,10 @@ def test_ready_and_metadata(served):
     assert c.get("/v2/health/ready").status_code == 200
     assert c.get(f"/v2/models/{NAME}/ready").status_code == 200
     meta = c.get(f"/v2/models/{NAME}").json()
-    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 30]}]
+    schema = served["model"].manifest.input_schema
+    assert [i["name"] for i in meta["inputs"]] == [col.name for col in schema]  # named, in the model's order
+    assert {i["datatype"] for i in meta["inputs"]} <= {"FP32", "FP64", "INT64", "BOOL"} and len(meta["inputs"]) == 30
+    assert all(i["shape"] == [-1] for i in meta["inputs"])
     assert {o["name"] for o in meta["outputs"]} == {"label", "probabilities"}
 
 
@@ -104,12 +115,19 @@ def test_v2_matrix_and_per_feature(served, rows):
         np.testing.assert_allclose(np.reshape(outputs["probabilities"]["data"], scores.shape), scores, atol=1e-5)
 
 
+ROW = ", ".join(["1.0"] * 30)
+TAIL = ROW[5:].encode()  # the row without its first value
+TOO_BIG = b'{"instances": [' + b", ".join([b"[" + ROW.encode() + b"]"] * 700) + b"]}"  # ~110 KB > BODY_LIMIT
 BAD = [
-    ("v1", b"{not json", 400, None),
+    ("v1", b"{not json", 400, "Unrecognized request format"),
+    ("v2", b"{not json", 400, "not valid JSON"),
     ("v1", b'{"inputs": []}', 400, "instances"),
+    ("v2", b'{"id": "x"}', 400, "inputs: Field required"),
     ("v1", b'{"instances": [[1, 2, 3]]}', 400, "30 features"),
     ("v1", b'{"instances": [{"mean radius": 1}]}', 400, "missing feature"),
     ("v1", b'{"instances": [["a", "b"]]}', 400, "expected rows of 30 numbers"),
+    ("v1", b'{"instances": [[NaN, ' + TAIL + b"]]}", 400, None),  # not JSON: NaN has no literal
+    ("v1", b'{"instances": [[1e400, ' + TAIL + b"]]}", 400, "infinity"),
     (
         "v2",
         b'{"id": "x", "inputs": [{"name": "input", "shape": [1, 2], "datatype": "BYTES", "data": ["a", "b"]}]}',
@@ -120,7 +138,7 @@ BAD = [
         "v2",
         b'{"id": "x", "inputs": [{"name": "input", "shape": [2, 30], "datatype": "FP32", "data": [1.0]}]}',
         400,
-        None,
+        "does not match shape",
     ),
     (
         "v2",
@@ -128,27 +146,92 @@ BAD = [
         400,
         "30 features",
     ),
-    ("missing", b'{"instances": [[1]]}', 404, None),
+    (
+        "v2",
+        b'{"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": [null, ' + TAIL + b"]}]}",
+        400,
+        "expected a finite number",
+    ),
+    (
+        "v2",
+        b'{"inputs": [{"name": "nope", "shape": [1], "datatype": "FP32", "data": [1]}, '
+        b'{"name": "mean radius", "shape": [1], "datatype": "FP32", "data": [1]}]}',
+        400,
+        "unknown input(s) ['nope']",
+    ),
+    ("missing", b'{"instances": [[1]]}', 404, "does not exist"),
+    ("v1", TOO_BIG, 413, "exceeds the limit"),
 ]
+URLS = {"v1": f"/v1/models/{NAME}:predict", "v2": f"/v2/models/{NAME}/infer", "missing": "/v1/models/nope:predict"}
 
 
-def test_bad_payloads_get_4xx_and_server_stays_ready(served, rows):
+@pytest.mark.parametrize("case", range(len(BAD)))
+def test_each_bad_payload_gets_its_4xx_and_a_json_error(served, case):
+    route, body, status, words = BAD[case]
+    r = served["client"].post(URLS[route], content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status, (route, body[:80], r.status_code, r.text)
+    assert isinstance(r.json()["error"], str) and r.json()["error"], "the error body says what was wrong"
+    if words:
+        assert words in r.json()["error"], r.text
+
+
+def test_a_chunked_body_over_the_limit_gets_413(served):
+    def chunks():
+        yield b'{"instances": ['
+        for _ in range(2000):
+            yield b"[" + b", ".join([b"1.0"] * 30) + b"], "
+        yield b"[1]]}"
+
+    r = served["client"].post(URLS["v1"], content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "exceeds the limit" in r.json()["error"]
+
+
+def test_a_few_hundred_mixed_bad_requests_leave_the_server_ready(served, rows):
     c = served["client"]
-    urls = {"v1": f"/v1/models/{NAME}:predict", "v2": f"/v2/models/{NAME}/infer", "missing": "/v1/models/nope:predict"}
-    for route, body, status, words in BAD * 5:
-        r = c.post(urls[route], content=body, headers={"content-type": "application/json"})
-        assert r.status_code == status, (route, body, r.status_code, r.text)
-        assert r.text, "empty error body"
-        if words:
-            assert words in r.text, (body, r.text)
+    rng = np.random.default_rng(0)
+    for i in rng.integers(0, len(BAD), 300):
+        route, body, status, _ = BAD[i]
+        r = c.post(URLS[route], content=body, headers={"content-type": "application/json"})
+        assert r.status_code == status and r.text, (route, body[:80], r.status_code)
     assert c.get("/v2/health/ready").status_code == 200
-    good = c.post(f"/v1/models/{NAME}:predict", json={"instances": rows.to_numpy().tolist()})
-    assert good.status_code == 200
+    good = c.post(URLS["v1"], json={"instances": rows.to_numpy().tolist()})
+    assert good.status_code == 200 and len(good.json()["predictions"]) == len(rows)
 
 
-def test_metrics_endpoint(served):
-    r = served["client"].get("/metrics")
-    assert r.status_code == 200 and "request_predict_seconds" in r.text
+def _samples(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def test_metrics_count_requests_batches_classes_and_features(served, rows):
+    c = served["client"]
+    before = _samples(c.get("/metrics").text)
+    labels, _ = _expected(served, rows)
+    assert c.post(URLS["v1"], json={"instances": rows.to_numpy().tolist()}).status_code == 200
+    assert c.post(URLS["v1"], content=b"{not json", headers={"content-type": "application/json"}).status_code == 400
+    after = _samples(c.get("/metrics").text)
+
+    def delta(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert delta('shipyard_requests_total{route="v1_predict",status="200"}') == 1
+    assert delta('shipyard_requests_total{route="v1_predict",status="400"}') == 1
+    assert delta('shipyard_request_duration_seconds_count{route="v1_predict"}') == 2
+    assert delta(f'shipyard_batch_rows_sum{{model="{NAME}"}}') == len(rows)
+    for label in set(labels):
+        key = f'shipyard_predictions_total{{label="{label}",model="{NAME}"}}'
+        assert delta(key) == labels.count(label), key
+    feature = rows.columns[0]
+    assert delta(f'shipyard_feature_count_total{{feature="{feature}",model="{NAME}"}}') == len(rows)
+    assert delta(f'shipyard_feature_sum_total{{feature="{feature}",model="{NAME}"}}') == pytest.approx(
+        float(rows[feature].astype(np.float32).sum()), rel=1e-5
+    )
+    highest = after[f'shipyard_feature_max{{feature="{feature}",model="{NAME}"}}']
+    assert highest >= float(rows[feature].max()) * (1 - 1e-6)
 
 
 def test_sigterm_stops_the_server(artifacts, tmp_path):
@@ -156,3 +239,78 @@ def test_sigterm_stops_the_server(artifacts, tmp_path):
         server.wait_ready(90)
         proc = server.proc
     assert proc is not None and proc.poll() is not None, "server still running after SIGTERM"
+
+
+def test_concurrent_clients_get_their_own_answers(served, rows):
+    """16 clients at once, each with its own row count: no failure, and every answer is its own rows'."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = served["model"]
+    df, _ = read_dataset(served["test_dir"])
+    x = df.drop(columns=["target"])
+    expected = model.labels(model.scores(codec.from_frame(x, model.manifest.feature_names)))
+
+    def client(k: int) -> list[str]:
+        failures = []
+        with httpx.Client(base_url=served["server"].url, timeout=30) as c:
+            for i in range(15):
+                start, n = (k * 15 + i) % (len(x) - 5), 1 + (k + i) % 5
+                r = c.post(URLS["v1"], json={"instances": x.iloc[start : start + n].to_numpy().tolist()})
+                if r.status_code != 200 or r.json()["predictions"] != expected[start : start + n]:
+                    failures.append(f"client {k} request {i}: {r.status_code} {r.text[:100]}")
+        return failures
+
+    before = _samples(served["client"].get("/metrics").text)
+    with ThreadPoolExecutor(16) as pool:
+        failures = [f for result in pool.map(client, range(16)) for f in result]
+    assert failures == []
+    after = _samples(served["client"].get("/metrics").text)
+
+    def delta(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    calls = delta(f'shipyard_batch_requests_count{{model="{NAME}"}}')
+    alone = delta(f'shipyard_batch_requests_bucket{{le="1.0",model="{NAME}"}}')
+    if served["kind"] == "baseline":  # scikit-learn: unbatched, one call per request
+        assert calls == alone == 16 * 15
+    else:  # TorchScript and ONNX are batched by default: concurrent requests shared calls
+        assert calls < 16 * 15 and alone < calls
+
+
+def test_sigterm_drains_readiness_first_and_finishes_in_flight_requests(artifacts, rows):
+    """SIGTERM: readiness turns 503 while predictions still succeed; the process then exits 0."""
+    import signal
+    import threading
+    import time
+
+    body = {"instances": rows.to_numpy().tolist()}
+    with LocalServer(str(artifacts["model"]), NAME, args=["--shutdown-delay", "1.5"]) as server:
+        server.wait_ready(90)
+        assert server.proc is not None
+        results: list[int] = []
+        stop = threading.Event()
+
+        def keep_predicting() -> None:  # a client that keeps sending through the shutdown
+            with httpx.Client(base_url=server.url, timeout=10) as c:
+                while not stop.is_set():
+                    try:
+                        results.append(c.post(URLS["v1"], json=body).status_code)
+                    except httpx.TransportError:
+                        return  # the listener has closed: the drain window is over
+
+        workers = [threading.Thread(target=keep_predicting) for _ in range(4)]
+        for w in workers:
+            w.start()
+        time.sleep(0.3)
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        with httpx.Client(base_url=server.url, timeout=5) as c:
+            assert c.get("/v2/health/ready").status_code == 503
+            assert c.get(f"/v2/models/{NAME}/ready").status_code == 503
+            assert c.get("/v2/health/live").status_code == 200
+            assert c.post(URLS["v1"], json=body).status_code == 200  # still served while draining
+        assert server.proc.wait(timeout=30) == 0
+        stop.set()
+        for w in workers:
+            w.join(timeout=15)
+    assert results and set(results) == {200}, "every request that got an answer succeeded"

@@ -1,0 +1,139 @@
+"""Adaptive batching: concurrent requests share one model call.
+
+Requests queue on the event loop; one worker takes what is queued (up to ``max_batch_size``
+rows), runs the model once on the stacked rows in a worker thread, and hands each request its
+slice of the result. While the model runs, new requests queue up and form the next batch, so the
+batch size follows the load. A request that arrives alone is run at once; only when more than one
+request is waiting does the worker hold the batch up to ``max_wait_s`` for more. If a batched call
+fails, each of its requests is retried alone, so one request cannot fail the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+Score = Callable[[np.ndarray], np.ndarray]
+
+
+class AdaptiveBatcher:
+    """Batches ``score`` calls across concurrent ``submit`` calls on one event loop."""
+
+    def __init__(
+        self,
+        score: Score,
+        max_batch_size: int = 64,
+        max_wait_s: float = 0.002,
+        on_batch: Callable[[int, int], None] | None = None,
+    ):
+        """
+        Args:
+            score: The model: ``[rows, features]`` float32 → ``[rows, ...]``.
+            max_batch_size: The most rows in one call (a larger single request runs alone).
+            max_wait_s: How long a batch may wait for more once more than one request is queued.
+            on_batch: Called with (requests, rows) after each model call (metrics).
+        """
+        self._score = score
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self._on_batch = on_batch
+        self._queue: collections.deque[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = collections.deque()
+        self._wake: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shipyard-batch")
+
+    async def submit(self, x: np.ndarray) -> np.ndarray:
+        """Scores ``x`` (one request's rows) as part of a batch; returns its rows of the result."""
+        loop = asyncio.get_running_loop()
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        if self._worker is None or self._worker.done():
+            self._worker = loop.create_task(self._run())
+        future: asyncio.Future[np.ndarray] = loop.create_future()
+        self._queue.append((x, future))
+        self._wake.set()
+        return await future
+
+    def close(self) -> None:
+        """Stops the worker and its thread (pending requests are cancelled)."""
+        if self._worker is not None:
+            self._worker.cancel()
+        for _, future in self._queue:
+            future.cancel()
+        self._queue.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _take(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
+        batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
+        rows = 0
+        while self._queue and (not batch or rows + len(self._queue[0][0]) <= self.max_batch_size):
+            item = self._queue.popleft()
+            if item[1].cancelled():  # the client went away
+                continue
+            batch.append(item)
+            rows += len(item[0])
+        return batch
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                if len(self._queue) > 1 and self.max_wait_s > 0:
+                    await self._fill(loop.time() + self.max_wait_s)
+                batch = self._take()
+                if batch:
+                    await self._execute(loop, batch)
+
+    async def _fill(self, deadline: float) -> None:
+        """Waits until the queue holds a full batch or the deadline passes."""
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while sum(len(x) for x, _ in self._queue) < self.max_batch_size:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                return
+
+    async def _execute(
+        self, loop: asyncio.AbstractEventLoop, batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]
+    ) -> None:
+        sizes = [len(x) for x, _ in batch]
+        try:
+            stacked = batch[0][0] if len(batch) == 1 else np.concatenate([x for x, _ in batch])
+            out = await loop.run_in_executor(self._pool, self._score, stacked)
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0][1], error=exc)
+                return
+            for item in batch:  # one bad request must not fail the others
+                await self._execute(loop, [item])
+            return
+        if self._on_batch is not None:
+            self._on_batch(len(batch), int(sum(sizes)))
+        start = 0
+        for (_, future), n in zip(batch, sizes, strict=True):
+            _settle(future, result=out[start : start + n])
+            start += n
+
+
+def _settle(
+    future: asyncio.Future[np.ndarray], result: np.ndarray | None = None, error: BaseException | None = None
+) -> None:
+    if future.done():  # cancelled by a client that went away
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert result is not None
+        future.set_result(result)

@@ -1,0 +1,262 @@
+"""What the server exposes about itself: Prometheus metrics and the HTTP guard in front of the routes.
+
+Metrics (on KServe's ``/metrics``, Prometheus' default registry):
+
+- ``shipyard_requests_total{route, status}`` and ``shipyard_request_duration_seconds{route}``:
+  every HTTP request, by route template (never the raw path) and status code;
+- ``shipyard_batch_rows{model}`` / ``shipyard_batch_requests{model}``: rows and requests per model
+  call (1 request per call without batching);
+- ``shipyard_predictions_total{model, label}``: predicted classes;
+- ``shipyard_feature_{count,sum,sum_squares}_total{model, feature}`` and
+  ``shipyard_feature_{min,max}{model, feature}``: running summaries of every input feature, from
+  which mean and standard deviation follow — what a drift check can read without payload logs.
+
+Per-prediction figures are accumulated in numpy arrays and turned into metric families only when
+``/metrics`` is scraped, so they cost a few vector operations per request, not a label lookup per
+feature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+REQUESTS = Counter("shipyard_requests", "HTTP requests by route and status.", ["route", "status"])
+LATENCY = Histogram(
+    "shipyard_request_duration_seconds",
+    "HTTP request latency by route.",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+BATCH_ROWS = Histogram(
+    "shipyard_batch_rows", "Rows per model call.", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096)
+)
+BATCH_REQUESTS = Histogram(
+    "shipyard_batch_requests", "Requests per model call.", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+)
+
+#: Route templates for the ``route`` label (bounded cardinality; the raw path is never a label).
+ROUTES = [
+    ("v1_predict", re.compile(r"^/v1/models/[^/]+:predict$")),
+    ("v1_model", re.compile(r"^/v1/models/[^/:]+$")),
+    ("v2_infer", re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer$")),
+    ("v2_model_ready", re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/ready$")),
+    ("v2_model_metadata", re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?$")),
+    ("v2_health_live", re.compile(r"^/v2/health/live$")),
+    ("v2_health_ready", re.compile(r"^/v2/health/ready$")),
+    ("v2_server_metadata", re.compile(r"^/v2/?$")),
+    ("metrics", re.compile(r"^/metrics$")),
+    ("root", re.compile(r"^/$")),
+]
+#: Routes that answer 503 while the server drains (readiness; liveness stays 200).
+READINESS_ROUTES = frozenset({"v2_health_ready", "v2_model_ready", "v1_model"})
+
+
+def route_of(path: str) -> str:
+    """The route template a path belongs to, or ``other``."""
+    for name, pattern in ROUTES:
+        if pattern.match(path):
+            return name
+    return "other"
+
+
+class ModelStats:
+    """Running per-feature summaries and predicted-class counts of one served model."""
+
+    def __init__(self, model: str, features: list[str], labels: list[Any]):
+        self.model, self.features, self.labels = model, features, [str(v) for v in labels]
+        k = len(features)
+        self.count = np.zeros(k, dtype=np.int64)
+        self.sum = np.zeros(k)
+        self.sum_squares = np.zeros(k)
+        self.min = np.full(k, np.inf)
+        self.max = np.full(k, -np.inf)
+        self.classes = np.zeros(len(labels), dtype=np.int64)
+        self._lock = threading.Lock()
+
+    def observe(self, x: np.ndarray, class_index: np.ndarray | None) -> None:
+        """Adds a scored batch: ``x`` [rows, features] (finite), ``class_index`` [rows] or None."""
+        wide = x.astype(np.float64, copy=False)
+        with self._lock:
+            self.count += len(wide)
+            self.sum += wide.sum(axis=0)
+            self.sum_squares += np.einsum("ij,ij->j", wide, wide)
+            np.minimum(self.min, wide.min(axis=0), out=self.min)
+            np.maximum(self.max, wide.max(axis=0), out=self.max)
+            if class_index is not None and len(self.classes):
+                self.classes += np.bincount(class_index, minlength=len(self.classes))[: len(self.classes)]
+
+    def families(self) -> Iterator[Metric]:
+        """The metric families for one scrape."""
+        with self._lock:
+            count, total, squares = self.count.copy(), self.sum.copy(), self.sum_squares.copy()
+            low, high, classes = self.min.copy(), self.max.copy(), self.classes.copy()
+        labels = ["model", "feature"]
+        families: dict[str, Any] = {
+            "count": CounterMetricFamily("shipyard_feature_count", "Rows seen per feature.", labels=labels),
+            "sum": CounterMetricFamily("shipyard_feature_sum", "Sum of a feature's values.", labels=labels),
+            "sum_squares": CounterMetricFamily(
+                "shipyard_feature_sum_squares", "Sum of a feature's squared values.", labels=labels
+            ),
+            "min": GaugeMetricFamily("shipyard_feature_min", "Smallest value seen.", labels=labels),
+            "max": GaugeMetricFamily("shipyard_feature_max", "Largest value seen.", labels=labels),
+        }
+        for i, feature in enumerate(self.features):
+            key = [self.model, feature]
+            families["count"].add_metric(key, float(count[i]))
+            families["sum"].add_metric(key, float(total[i]))
+            families["sum_squares"].add_metric(key, float(squares[i]))
+            if count[i]:
+                families["min"].add_metric(key, float(low[i]))
+                families["max"].add_metric(key, float(high[i]))
+        yield from families.values()
+        predicted = CounterMetricFamily("shipyard_predictions", "Predicted classes.", labels=["model", "label"])
+        for label, n in zip(self.labels, classes, strict=True):
+            predicted.add_metric([self.model, label], float(n))
+        yield predicted
+
+
+class _StatsCollector:
+    """One registry collector for every served model's :class:`ModelStats`."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, ModelStats] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        for stats in list(self.models.values()):
+            for family in stats.families():
+                if family.name in merged:
+                    merged[family.name].samples.extend(family.samples)
+                else:
+                    merged[family.name] = family
+        yield from merged.values()
+
+
+COLLECTOR = _StatsCollector()
+REGISTRY.register(COLLECTOR)  # type: ignore[arg-type]  # prometheus_client's Collector protocol
+
+
+def register_stats(stats: ModelStats) -> None:
+    """Exposes a model's summaries on ``/metrics`` (replacing an earlier model of the same name)."""
+    COLLECTOR.models[stats.model] = stats
+
+
+class ServerState:
+    """Shared between the guard and the shutdown: requests in flight, and whether we drain."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.draining = False
+
+
+ASGIApp = Callable[..., Any]
+
+
+class ServingGuard:
+    """Pure ASGI middleware in front of KServe's routes.
+
+    - Counts and times every request (``shipyard_requests_total``, latency histogram).
+    - Refuses bodies over ``max_body_bytes`` with 413 and a JSON error, by ``Content-Length`` or,
+      for chunked uploads, while reading (the body is then buffered and replayed).
+    - While draining (after SIGTERM), readiness routes answer 503 so load balancers stop sending
+      traffic; everything else is still served until the server stops.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, state: ServerState):
+        self.app, self.max_body_bytes, self.state = app, max_body_bytes, state
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = route_of(scope.get("path", ""))
+        status = {"code": 500}
+        start = time.perf_counter()
+
+        async def send_and_record(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        self.state.in_flight += 1
+        try:
+            if self.state.draining and route in READINESS_ROUTES:
+                await _json_error(send_and_record, 503, "the server is shutting down")
+                return
+            length = _content_length(scope)
+            if length is not None and length > self.max_body_bytes:
+                await _json_error(send_and_record, 413, self._too_large(length))
+                return
+            if length is None and scope.get("method") in ("POST", "PUT"):
+                body = await _read_limited(receive, self.max_body_bytes)
+                if body is None:
+                    await _json_error(send_and_record, 413, self._too_large(None))
+                    return
+                receive = _replay(body)
+            await self.app(scope, receive, send_and_record)
+        finally:
+            self.state.in_flight -= 1
+            REQUESTS.labels(route, str(status["code"])).inc()
+            LATENCY.labels(route).observe(time.perf_counter() - start)
+
+    def _too_large(self, length: int | None) -> str:
+        size = f"{length} bytes" if length is not None else "the body"
+        return f"request body too large: {size} exceeds the limit of {self.max_body_bytes} bytes (max_body_bytes)"
+
+
+def _content_length(scope: dict) -> int | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _read_limited(receive: Callable, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes ``limit`` bytes."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Callable:
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # like a client that keeps the connection open
+        return {"type": "http.disconnect"}  # pragma: no cover
+
+    return receive
+
+
+async def _json_error(send: Callable, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,162 @@
+"""Tests for the runtime's parts in-process: adaptive batching, ServeConfig, routes, statistics, model classes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from serving.batching import AdaptiveBatcher
+from serving.config import ServeConfig
+from serving.model import MODEL_CLASSES, OnnxModel, SkopsModel, TorchScriptModel, model_for
+from serving.observe import ModelStats, route_of
+from shipyard.errors import ArtifactError, ConfigError
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_submits_share_calls_and_get_their_own_rows():
+    calls: list[int] = []
+
+    def score(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        return x * 10
+
+    async def main():
+        batcher = AdaptiveBatcher(score, max_batch_size=64, max_wait_s=0.01)
+        inputs = [np.full((1 + i % 3, 2), float(i), dtype=np.float32) for i in range(40)]
+        outputs = await asyncio.gather(*(batcher.submit(x) for x in inputs))
+        batcher.close()
+        return inputs, outputs
+
+    inputs, outputs = _run(main())
+    for x, out in zip(inputs, outputs, strict=True):
+        np.testing.assert_array_equal(out, x * 10)
+    assert sum(calls) == sum(len(x) for x in inputs) and len(calls) < len(inputs)
+    assert max(calls) <= 64
+
+
+def test_a_request_alone_is_not_held_back():
+    async def main():
+        batcher = AdaptiveBatcher(lambda x: x, max_batch_size=64, max_wait_s=5.0)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await batcher.submit(np.ones((1, 2), dtype=np.float32))
+        batcher.close()
+        return loop.time() - start
+
+    assert _run(main()) < 2.5, "a lone request waited for max_wait_s (5 s)"
+
+
+def test_max_batch_size_caps_the_rows_per_call():
+    calls: list[int] = []
+
+    def score(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        return x
+
+    async def main():
+        batcher = AdaptiveBatcher(score, max_batch_size=8, max_wait_s=0.01)
+        await asyncio.gather(*(batcher.submit(np.ones((3, 1), dtype=np.float32)) for _ in range(20)))
+        big = await batcher.submit(np.ones((20, 1), dtype=np.float32))  # larger than a batch: runs alone
+        batcher.close()
+        return big
+
+    assert len(_run(main())) == 20
+    assert max(calls[:-1]) <= 8 and calls[-1] == 20
+
+
+def test_one_failing_request_does_not_fail_its_batch():
+    def score(x: np.ndarray) -> np.ndarray:
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return x
+
+    async def main():
+        batcher = AdaptiveBatcher(score, max_batch_size=64, max_wait_s=0.01)
+        inputs = [np.full((1, 1), -1.0 if i == 3 else float(i), dtype=np.float32) for i in range(10)]
+        results = await asyncio.gather(*(batcher.submit(x) for x in inputs), return_exceptions=True)
+        batcher.close()
+        return results
+
+    results = _run(main())
+    assert isinstance(results[3], ValueError)
+    assert all(not isinstance(r, Exception) for i, r in enumerate(results) if i != 3)
+
+
+def test_serve_config_reads_the_environment_then_overrides():
+    env = {"SHIPYARD_SERVE_BATCHING": "on", "SHIPYARD_SERVE_MAX_BATCH_SIZE": "16", "SHIPYARD_SERVE_PAYLOAD_LOG": "/x"}
+    config = ServeConfig.from_env({"max_batch_size": 32, "payload_log": None}, environ=env)
+    assert (config.batching, config.max_batch_size, config.payload_log) == ("on", 32, "/x")
+    assert config.batching_for("sklearn-skops")
+    assert ServeConfig().batching_for("torchscript") and not ServeConfig().batching_for("sklearn-skops")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SHIPYARD_SERVE_BATCHING": "maybe"}, "batching must be auto, on or off"),
+        ({"SHIPYARD_SERVE_MAX_BATCH_SIZE": "many"}, "max_batch_size"),
+        ({"SHIPYARD_SERVE_MAX_BODY_BYTES": "10"}, "max_body_bytes must be >= 1024"),
+    ],
+)
+def test_bad_serve_settings_are_config_errors_naming_the_setting(env, message):
+    with pytest.raises(ConfigError, match=message):
+        ServeConfig.from_env(environ=env)
+
+
+@pytest.mark.parametrize(
+    ("path", "route"),
+    [
+        ("/v1/models/bc:predict", "v1_predict"),
+        ("/v2/models/bc/infer", "v2_infer"),
+        ("/v2/models/bc/versions/3/infer", "v2_infer"),
+        ("/v2/models/bc/ready", "v2_model_ready"),
+        ("/v2/models/bc", "v2_model_metadata"),
+        ("/v2/health/ready", "v2_health_ready"),
+        ("/metrics", "metrics"),
+        ("/v2/models/bc/infer/../../etc", "other"),
+        ("/anything/else", "other"),
+    ],
+)
+def test_routes_are_templates_not_raw_paths(path, route):
+    assert route_of(path) == route
+
+
+def test_model_stats_accumulate_running_summaries():
+    stats = ModelStats("m", ["a", "b"], ["no", "yes"])
+    stats.observe(np.array([[1.0, -2.0], [3.0, 4.0]], dtype=np.float32), np.array([0, 1]))
+    stats.observe(np.array([[5.0, 0.0]], dtype=np.float32), np.array([1]))
+    np.testing.assert_array_equal(stats.count, [3, 3])
+    np.testing.assert_allclose(stats.sum, [9.0, 2.0])
+    np.testing.assert_allclose(stats.sum_squares, [35.0, 20.0])
+    np.testing.assert_array_equal(stats.min, [1.0, -2.0])
+    np.testing.assert_array_equal(stats.max, [5.0, 4.0])
+    np.testing.assert_array_equal(stats.classes, [1, 2])
+    samples = {
+        (m.name, s.labels.get("feature") or s.labels.get("label")): s.value for m in stats.families() for s in m.samples
+    }
+    assert samples[("shipyard_feature_count", "a")] == 3 and samples[("shipyard_predictions", "yes")] == 2
+
+
+@pytest.mark.parametrize(("artifact", "cls"), [("baseline", SkopsModel), ("model", TorchScriptModel)])
+def test_model_for_picks_the_class_of_the_artifacts_format(artifacts, artifact, cls):
+    model = model_for("m", artifacts[artifact])
+    assert type(model) is cls
+    model.load()
+    assert model.ready and (model.batcher is not None) == (cls is TorchScriptModel)
+    model.stop()
+
+
+def test_a_model_class_refuses_an_artifact_of_another_format(artifacts):
+    with pytest.raises(ArtifactError, match="OnnxModel serves onnx, the artifact is sklearn-skops"):
+        OnnxModel("m", artifacts["baseline"]).load()
+
+
+def test_every_manifest_format_has_a_model_class():
+    from shipyard.artifacts import MODEL_FORMATS
+
+    assert set(MODEL_CLASSES) == set(MODEL_FORMATS)
