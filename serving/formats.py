@@ -104,9 +104,60 @@ def _load_skops(weights: Path, manifest: ModelManifest) -> Scorer:
     if refused:
         raise UnsafeArtifactError(f"{weights}: refusing untrusted type(s) {refused}")
     model = sio.load(weights, trusted=list(untrusted))
-    if manifest.task == "regression":
-        return lambda x: model.predict(x)
-    return lambda x: model.predict_proba(x)
+    exact = (lambda x: model.predict(x)) if manifest.task == "regression" else (lambda x: model.predict_proba(x))
+    return linear_scorer(model, manifest, exact) or exact
+
+
+def linear_scorer(model: Any, manifest: ModelManifest, reference: Scorer) -> Scorer | None:
+    """A numpy scorer for a standardized linear model, or None for any other estimator.
+
+    ``StandardScaler`` steps followed by ``LogisticRegression`` (binary or multinomial),
+    ``LinearRegression`` or ``Ridge`` fold into one affine map, so a prediction is one matrix
+    product (about 10 µs for a row instead of scikit-learn's ~250 µs of input checks). It is
+    used only when it agrees with ``reference`` (scikit-learn itself) to 1e-5 on 256 probe rows
+    spread around the scaler's statistics; otherwise scikit-learn serves.
+    """
+    from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    steps = [s for _, s in model.steps] if isinstance(model, Pipeline) else [model]
+    *scalers, last = steps
+    if not all(isinstance(s, StandardScaler) for s in scalers) or not isinstance(
+        last, (LogisticRegression, LinearRegression, Ridge)
+    ):
+        return None
+    k = len(manifest.input_schema)
+    coef = np.atleast_2d(np.asarray(last.coef_, dtype=np.float64))
+    if coef.shape[1] != k:
+        return None
+    weights, bias = coef.T.copy(), np.atleast_1d(np.asarray(last.intercept_, dtype=np.float64)).copy()
+    center, spread = np.zeros(k), np.ones(k)
+    for scaler in reversed(scalers):  # x -> (x - mean) / scale, innermost last
+        mean = scaler.mean_ if scaler.mean_ is not None else np.zeros(k)
+        scale = scaler.scale_ if scaler.scale_ is not None else np.ones(k)
+        bias = bias - (mean / scale) @ weights
+        weights = weights / scale[:, None]
+        center, spread = mean, np.where(scale > 0, scale, 1.0)
+    classify = isinstance(last, LogisticRegression)
+
+    def score(x: np.ndarray) -> np.ndarray:
+        z = x.astype(np.float64) @ weights + bias
+        if not classify:
+            return z.reshape(len(x))
+        if z.shape[1] == 1:  # binary: the positive class's logit
+            p = 1.0 / (1.0 + np.exp(-z[:, 0]))
+            return np.column_stack([1.0 - p, p])
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    probe = (center + spread * np.random.default_rng(0).normal(size=(256, k)) * 2).astype(np.float32)
+    try:
+        agree = np.allclose(score(probe), np.asarray(reference(probe), dtype=np.float64), rtol=0, atol=1e-5)
+    except (ValueError, TypeError):  # pragma: no cover - an estimator fitted on other inputs
+        return None
+    return score if agree else None
 
 
 def _load_torchscript(weights: Path, manifest: ModelManifest) -> Scorer:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import threading
 import time
@@ -30,6 +31,7 @@ import numpy as np
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+logger = logging.getLogger(__name__)
 REQUESTS = Counter("shipyard_requests", "HTTP requests by route and status.", ["route", "status"])
 LATENCY = Histogram(
     "shipyard_request_duration_seconds",
@@ -57,6 +59,11 @@ ROUTES = [
     ("metrics", re.compile(r"^/metrics$")),
     ("root", re.compile(r"^/$")),
 ]
+#: Inference routes the guard may answer directly (serving.fastpath): route → model-name pattern.
+DIRECT_ROUTES = {
+    "v1_predict": re.compile(r"^/v1/models/([^/]+):predict$"),
+    "v2_infer": re.compile(r"^/v2/models/([^/]+)/infer$"),
+}
 #: Routes that answer 503 while the server drains (readiness; liveness stays 200).
 READINESS_ROUTES = frozenset({"v2_health_ready", "v2_model_ready", "v1_model"})
 
@@ -172,8 +179,9 @@ class ServingGuard:
       traffic; everything else is still served until the server stops.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, state: ServerState):
+    def __init__(self, app: ASGIApp, max_body_bytes: int, state: ServerState, models: dict[str, Any] | None = None):
         self.app, self.max_body_bytes, self.state = app, max_body_bytes, state
+        self.models = models or {}
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -197,10 +205,14 @@ class ServingGuard:
             if length is not None and length > self.max_body_bytes:
                 await _json_error(send_and_record, 413, self._too_large(length))
                 return
-            if length is None and scope.get("method") in ("POST", "PUT"):
+            model = self._direct_model(route, scope)
+            if model is not None or (length is None and scope.get("method") in ("POST", "PUT")):
                 body = await _read_limited(receive, self.max_body_bytes)
                 if body is None:
                     await _json_error(send_and_record, 413, self._too_large(None))
+                    return
+                if model is not None:
+                    await self._answer_directly(model, route, body, send_and_record)
                     return
                 receive = _replay(body)
             await self.app(scope, receive, send_and_record)
@@ -208,6 +220,31 @@ class ServingGuard:
             self.state.in_flight -= 1
             REQUESTS.labels(route, str(status["code"])).inc()
             LATENCY.labels(route).observe(time.perf_counter() - start)
+
+    def _direct_model(self, route: str, scope: dict) -> Any:
+        """The ready model an inference request may go to directly (serving.fastpath), or None."""
+        if route not in DIRECT_ROUTES or scope.get("method") != "POST" or not self.models:
+            return None
+        match = DIRECT_ROUTES[route].match(scope.get("path", ""))
+        model = self.models.get(match.group(1)) if match else None
+        if model is None or not model.ready:
+            return None
+        from serving import fastpath
+
+        return model if fastpath.handles(scope) else None
+
+    async def _answer_directly(self, model: Any, route: str, body: bytes, send: Callable) -> None:
+        from serving import fastpath
+
+        try:
+            status, content = await fastpath.infer(model, route, body)
+        except Exception as exc:  # a model failure: a JSON 500, never an empty body
+            logger.exception("inference failed on %s", route)
+            await _json_error(send, 500, f"inference failed: {exc.__class__.__name__}: {exc}")
+            return
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
 
     def _too_large(self, length: int | None) -> str:
         size = f"{length} bytes" if length is not None else "the body"

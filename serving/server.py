@@ -67,7 +67,7 @@ def serve(
 
     class _GuardedRESTServer(RESTServer):  # type: ignore[misc]
         def _add_middlewares(self, app: Any) -> None:  # KServe's timing log is replaced by our metrics
-            app.add_middleware(ServingGuard, max_body_bytes=cfg.max_body_bytes, state=state)
+            app.add_middleware(ServingGuard, max_body_bytes=cfg.max_body_bytes, state=state, models={model.name: model})
 
         def _add_exception_handlers(self, app: Any) -> None:
             super()._add_exception_handlers(app)
@@ -90,12 +90,14 @@ def serve(
                 timeout_keep_alive=self.timeout_keep_alive,
             )
             self._rest_server.config.host = host
+            self._rest_server.config.access_log = False  # one line per request costs ~5%; /metrics counts them
             _drain_on_signals(self._rest_server._server, state, cfg.shutdown_delay_s)
             self.servers.append(self._rest_server.start())
             self.setup_event_loop()
             ms.asyncio.run(self._serve())
 
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     server = _HostModelServer(http_port=port, enable_grpc=False, enable_latency_logging=False, workers=1)
     try:
         server.start([model])

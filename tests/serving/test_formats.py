@@ -92,7 +92,7 @@ def test_sklearn_skops_round_trip(sklearn_dir):
     x = _data().x[:5]
     scores = loaded.scores(x)
     assert scores.shape == (5, 2)
-    np.testing.assert_allclose(scores, model.predict_proba(x), rtol=1e-6)
+    np.testing.assert_allclose(scores, model.predict_proba(x), atol=1e-6)  # served by the linear fast path
     np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-6)
     assert loaded.labels(np.array([[0.9, 0.1], [0.2, 0.8]])) == ["no", "yes"]
 
@@ -275,3 +275,46 @@ def test_a_torch_save_archive_that_needs_weights_only_false_is_refused(tmp_path)
     assert not marker.exists()
     torch.load(io.BytesIO(buffer.getvalue()), weights_only=False).close()  # the payload is live:
     assert marker.exists()  # what load_model refused would have run
+
+
+def _wine_data():
+    from sklearn.datasets import load_wine
+
+    bunch = load_wine()
+    names = [f"f{i}" for i in range(bunch.data.shape[1])]
+    return TabularData(
+        x=bunch.data.astype(np.float32),
+        y=bunch.target.astype(np.int64),
+        feature_names=names,
+        label="y",
+        label_names=["a", "b", "c"],
+        task="multiclass",
+        input_schema=tuple(Column(f, "float32") for f in names),
+    )
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_standardized_linear_models_are_served_by_one_matrix_product(tmp_path, task):
+    from serving.formats import linear_scorer
+
+    data = _wine_data() if task == "multiclass" else _data(task)
+    model = fit_baseline(data)
+    save_sklearn_model(str(tmp_path / "m"), model, data, {}, {})
+    loaded = load_model(tmp_path / "m")
+    sklearn_scores = model.predict(data.x) if task == "regression" else model.predict_proba(data.x)
+    np.testing.assert_allclose(loaded.scores(data.x), sklearn_scores, atol=1e-5)
+    assert loaded._scorer.__qualname__ == f"{linear_scorer.__name__}.<locals>.score", "scikit-learn served it"
+
+
+def test_other_estimators_and_disagreeing_fast_paths_keep_scikit_learn(tmp_path):
+    from sklearn.ensemble import RandomForestClassifier
+
+    from serving.formats import linear_scorer
+
+    data = _data()
+    manifest = _manifest()
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(data.x, data.y)
+    assert linear_scorer(forest, manifest, forest.predict_proba) is None
+    model = fit_baseline(data)
+    assert linear_scorer(model, manifest, model.predict_proba) is not None
+    assert linear_scorer(model, manifest, lambda x: model.predict_proba(x) * 0.9) is None, "must agree with sklearn"

@@ -119,7 +119,7 @@ ROW = ", ".join(["1.0"] * 30)
 TAIL = ROW[5:].encode()  # the row without its first value
 TOO_BIG = b'{"instances": [' + b", ".join([b"[" + ROW.encode() + b"]"] * 700) + b"]}"  # ~110 KB > BODY_LIMIT
 BAD = [
-    ("v1", b"{not json", 400, "Unrecognized request format"),
+    ("v1", b"{not json", 400, "not valid JSON"),
     ("v2", b"{not json", 400, "not valid JSON"),
     ("v1", b'{"inputs": []}', 400, "instances"),
     ("v2", b'{"id": "x"}', 400, "inputs: Field required"),
@@ -314,3 +314,27 @@ def test_sigterm_drains_readiness_first_and_finishes_in_flight_requests(artifact
         for w in workers:
             w.join(timeout=15)
     assert results and set(results) == {200}, "every request that got an answer succeeded"
+
+
+def test_payload_log_records_what_was_served_for_a_later_drift_check(artifacts, rows, tmp_path):
+    from components.drift_check import core as drift
+    from serving.payload_log import read_payloads
+
+    logs = tmp_path / "payloads"
+    with LocalServer(str(artifacts["baseline"]), NAME, args=["--payload-log", str(logs)]) as server:
+        server.wait_ready(90)
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            for _ in range(3):
+                assert c.post(URLS["v1"], json={"instances": rows.to_dict(orient="records")}).status_code == 200
+            x = rows.to_numpy(dtype=np.float32)
+            body = {
+                "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]
+            }
+            assert c.post(URLS["v2"], json=body).status_code == 200
+    logged = read_payloads(str(logs), NAME)  # written by the time SIGTERM's shutdown has finished
+    assert len(logged) == 4 * len(rows) and list(logged.columns) == list(rows.columns)
+    np.testing.assert_allclose(logged.to_numpy()[: len(rows)], rows.to_numpy(), rtol=1e-6)
+    train, _ = read_dataset(artifacts["train"])
+    profile = drift.build_profile(train, list(rows.columns))
+    result = drift.check(profile, logged, drift.DriftConfig(columns=tuple(rows.columns)))
+    assert len(result["columns"]) == len(rows.columns)
