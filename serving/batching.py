@@ -60,10 +60,11 @@ class AdaptiveBatcher:
 
     def close(self) -> None:
         """Stops the worker and its thread (pending requests are cancelled)."""
-        if self._worker is not None:
+        if self._worker is not None and not self._worker.get_loop().is_closed():  # a closed loop ran it out
             self._worker.cancel()
         for _, future in self._queue:
-            future.cancel()
+            if not future.get_loop().is_closed():
+                future.cancel()
         self._queue.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
 

@@ -11,6 +11,7 @@ Classification answers labels and probabilities; regression answers values. Bad 
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 import uuid
@@ -170,7 +171,7 @@ class ShipyardModel(Model):
         return scores
 
     def _on_batch(self, requests: int, rows: int) -> None:
-        BATCH_ROWS.labels(self.name).observe(rows)
+        BATCH_ROWS.labels(self.name).observe(rows)  # prometheus_client caches the labelled child
         BATCH_REQUESTS.labels(self.name).observe(requests)
 
     def _v1_matrix(self, payload: Any) -> np.ndarray:
@@ -193,7 +194,7 @@ class ShipyardModel(Model):
             ]
         else:
             outputs = [InferOutput("prediction", [n], "FP32", scores.astype(np.float32).tolist())]
-        return InferResponse(request.id or str(uuid.uuid4()), self.name, outputs)
+        return InferResponse(request.id or _response_id(), self.name, outputs)
 
     def _log_payload(self, payload: Any, x: np.ndarray, scores: np.ndarray, labels: list[Any] | None, v2: bool) -> None:
         outputs: dict[str, Any] = {"predictions": labels if labels is not None else scores}
@@ -283,6 +284,15 @@ def model_for(
     if cls is None:  # pragma: no cover - ModelManifest only admits the formats above
         raise ArtifactError(f"{model_dir}: no model class serves format {manifest.format!r}")
     return cls(name, model_dir, config, payload_logger)
+
+
+_IDS = itertools.count(1)
+_PROCESS_ID = uuid.uuid4().hex[:12]
+
+
+def _response_id() -> str:
+    """A unique id for a V2 response whose request had none (process id + counter: no syscall)."""
+    return f"{_PROCESS_ID}-{next(_IDS)}"
 
 
 def _as_numpy(inp: Any) -> np.ndarray:

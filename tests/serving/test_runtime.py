@@ -160,3 +160,13 @@ def test_every_manifest_format_has_a_model_class():
     from shipyard.artifacts import MODEL_FORMATS
 
     assert set(MODEL_CLASSES) == set(MODEL_FORMATS)
+
+
+def test_closing_after_the_loop_has_closed_is_quiet():
+    async def main():
+        batcher = AdaptiveBatcher(lambda x: x)
+        await batcher.submit(np.ones((1, 1), dtype=np.float32))
+        return batcher
+
+    batcher = _run(main())  # asyncio.run closes its loop, as the server's shutdown does
+    batcher.close()
