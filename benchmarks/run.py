@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 
-from benchmarks import import_time, pipeline_overhead
+from benchmarks import drift, import_time, pipeline_overhead, serving, validation
 
 
 def main() -> None:
@@ -17,6 +18,25 @@ def main() -> None:
     rows.append(("cold start: import pipelines.train_and_deploy ÷ import kfp", imp["ratio_flagship_module_over_kfp"]))
     ovh = pipeline_overhead.main(cycles=1 if args.quick else 3)
     rows.append(("train_and_deploy under kfp.local ÷ sum of stage compute", ovh["overhead_ratio"]))
+    val = validation.main(cycles=1 if args.quick else 3)
+    rows.append(("validate_data rows/s ÷ read_parquet rows/s (target ≥ 0.5)", val["throughput_ratio"]))
+    rows.append(("validate_data peak RSS ÷ frame size (target < 3)", val["memory_ratio"]))
+    dft = drift.main(cycles=1 if args.quick else 3)
+    rows.append(("drift check ÷ Evidently DataDriftPreset (target ≤ 0.05)", dft["ratio_ours_over_evidently"]))
+    if shutil.which("wrk"):
+        srv = serving.main(cycles=1 if args.quick else 3, duration_s=5 if args.quick else 10)["ratios"]
+        rows.append(("serving req/s: ours ÷ MLServer (target ≥ 1.2)", srv["ours_over_mlserver"]["rps_ratio"]))
+        rows.append(
+            ("serving req/s: ours ÷ bare Starlette ceiling (target ≥ 0.5)", srv["ours_over_ceiling"]["rps_ratio"])
+        )
+        rows.append(
+            (
+                "serving req/s: batching on ÷ off, TorchScript, c=32 (target ≥ 2)",
+                srv["batching_on_over_off"].get("rps_ratio", float("nan")),
+            )
+        )
+    else:
+        print("serving benchmark skipped: wrk is not installed (apt-get install -y wrk)")
     width = max(len(r[0]) for r in rows)
     print(f"{'benchmark'.ljust(width)}  ratio")
     for name, value in rows:
