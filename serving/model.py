@@ -26,7 +26,7 @@ from serving import codec
 from serving.batching import AdaptiveBatcher
 from serving.config import ServeConfig
 from serving.formats import LoadedModel, load_model
-from serving.observe import BATCH_REQUESTS, BATCH_ROWS, ModelStats, register_stats
+from serving.observe import BATCH_REQUESTS, BATCH_ROWS, ModelStats, register_payload_logger, register_stats
 from shipyard.artifacts import read_model_manifest
 from shipyard.errors import ArtifactError, DataValidationError
 
@@ -102,6 +102,8 @@ class ShipyardModel(Model):
         labels = list(loaded.manifest.label_names) if loaded.is_classifier else []
         self.stats = ModelStats(self.name, loaded.manifest.feature_names, labels)
         register_stats(self.stats)
+        if self.payload_logger is not None:
+            register_payload_logger(self.name, self.payload_logger)
         if self.config.batching_for(loaded.manifest.format):
             self.batcher = AdaptiveBatcher(
                 loaded.scores, self.config.max_batch_size, self.config.max_batch_wait_ms / 1000, self._on_batch

@@ -7,6 +7,7 @@ Metrics (on KServe's ``/metrics``, Prometheus' default registry):
 - ``shipyard_batch_rows{model}`` / ``shipyard_batch_requests{model}``: rows and requests per model
   call (1 request per call without batching);
 - ``shipyard_predictions_total{model, label}``: predicted classes;
+- ``shipyard_payload_records_total{model, outcome}``: payload-log records written, dropped, failed;
 - ``shipyard_feature_{count,sum,sum_squares}_total{model, feature}`` and
   ``shipyard_feature_{min,max}{model, feature}``: running summaries of every input feature, from
   which mean and standard deviation follow — what a drift check can read without payload logs.
@@ -137,6 +138,7 @@ class _StatsCollector:
 
     def __init__(self) -> None:
         self.models: dict[str, ModelStats] = {}
+        self.payload_loggers: dict[str, Any] = {}
 
     def collect(self) -> Iterator[Metric]:
         merged: dict[str, Metric] = {}
@@ -147,6 +149,14 @@ class _StatsCollector:
                 else:
                     merged[family.name] = family
         yield from merged.values()
+        if self.payload_loggers:
+            records = CounterMetricFamily(
+                "shipyard_payload_records", "Payload-log records by outcome.", labels=["model", "outcome"]
+            )
+            for model, payload_logger in list(self.payload_loggers.items()):
+                for outcome in ("written", "dropped", "failed"):
+                    records.add_metric([model, outcome], float(getattr(payload_logger, outcome)))
+            yield records
 
 
 COLLECTOR = _StatsCollector()
@@ -156,6 +166,11 @@ REGISTRY.register(COLLECTOR)  # type: ignore[arg-type]  # prometheus_client's Co
 def register_stats(stats: ModelStats) -> None:
     """Exposes a model's summaries on ``/metrics`` (replacing an earlier model of the same name)."""
     COLLECTOR.models[stats.model] = stats
+
+
+def register_payload_logger(model: str, payload_logger: Any) -> None:
+    """Exposes a payload logger's written / dropped / failed record counts on ``/metrics``."""
+    COLLECTOR.payload_loggers[model] = payload_logger
 
 
 class ServerState:

@@ -123,7 +123,7 @@ def render_serving_runtime(image: str | None = None) -> dict[str, Any]:
         V1alpha1SupportedModelFormat,
         constants,
     )
-    from kubernetes.client import V1Container, V1ContainerPort, V1ObjectMeta, V1ResourceRequirements
+    from kubernetes.client import V1Container, V1ContainerPort, V1EnvVar, V1ObjectMeta, V1ResourceRequirements
 
     container = V1Container(
         name="kserve-container",
@@ -131,6 +131,12 @@ def render_serving_runtime(image: str | None = None) -> dict[str, Any]:
         command=["shipyard"],
         args=["serve", "/mnt/models", "--name", "{{.Name}}", "--host", "0.0.0.0", "--port", "8080"],
         ports=[V1ContainerPort(container_port=8080, protocol="TCP")],
+        # On SIGTERM: readiness 503 for 5 s (endpoints stop routing here), then 20 s for requests in
+        # flight: inside the pod's default 30 s termination grace period.
+        env=[
+            V1EnvVar(name="SHIPYARD_SERVE_SHUTDOWN_DELAY_S", value="5"),
+            V1EnvVar(name="SHIPYARD_SERVE_GRACE_PERIOD_S", value="20"),
+        ],
         resources=V1ResourceRequirements(
             requests={"cpu": "100m", "memory": "512Mi"}, limits={"cpu": "1", "memory": "1Gi"}
         ),

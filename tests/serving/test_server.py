@@ -331,6 +331,8 @@ def test_payload_log_records_what_was_served_for_a_later_drift_check(artifacts, 
                 "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]
             }
             assert c.post(URLS["v2"], json=body).status_code == 200
+            metrics = _samples(c.get("/metrics").text)
+            assert metrics[f'shipyard_payload_records_total{{model="{NAME}",outcome="dropped"}}'] == 0
     logged = read_payloads(str(logs), NAME)  # written by the time SIGTERM's shutdown has finished
     assert len(logged) == 4 * len(rows) and list(logged.columns) == list(rows.columns)
     np.testing.assert_allclose(logged.to_numpy()[: len(rows)], rows.to_numpy(), rtol=1e-6)
