@@ -42,6 +42,7 @@ class AdaptiveBatcher:
         self.max_wait_s = max_wait_s
         self._on_batch = on_batch
         self._queue: collections.deque[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = collections.deque()
+        self._running: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shipyard-batch")
@@ -59,13 +60,14 @@ class AdaptiveBatcher:
         return await future
 
     def close(self) -> None:
-        """Stops the worker and its thread (pending requests are cancelled)."""
+        """Stops the worker and its thread; requests queued or in the running batch are cancelled."""
         if self._worker is not None and not self._worker.get_loop().is_closed():  # a closed loop ran it out
             self._worker.cancel()
-        for _, future in self._queue:
+        for _, future in [*self._queue, *self._running]:
             if not future.get_loop().is_closed():
                 future.cancel()
         self._queue.clear()
+        self._running = []
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _take(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
@@ -88,9 +90,20 @@ class AdaptiveBatcher:
             while self._queue:
                 if len(self._queue) > 1 and self.max_wait_s > 0:
                     await self._fill(loop.time() + self.max_wait_s)
-                batch = self._take()
-                if batch:
-                    await self._execute(loop, batch)
+                self._running = self._take()
+                try:
+                    if self._running:
+                        await self._execute(loop, self._running)
+                except BaseException as exc:  # never leave a request waiting: settle the batch, then go on
+                    for _, future in self._running:
+                        if isinstance(exc, asyncio.CancelledError):
+                            future.cancel()
+                        else:
+                            _settle(future, error=exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                finally:
+                    self._running = []
 
     async def _fill(self, deadline: float) -> None:
         """Waits until the queue holds a full batch or the deadline passes."""

@@ -14,6 +14,13 @@ import numpy as np
 from shipyard.errors import DataValidationError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+SHORT = 120  # the most characters of client input an error message repeats
+
+
+def short(value: Any) -> str:
+    """``repr`` of client input (or ``str`` of an exception about it), cut to SHORT characters."""
+    text = str(value) if isinstance(value, BaseException) else repr(value)
+    return text if len(text) <= SHORT else text[: SHORT - 3] + "..."
 
 
 def check_matrix(x: np.ndarray, feature_names: Sequence[str], where: str) -> np.ndarray:
@@ -65,7 +72,7 @@ def from_instances(instances: Any, feature_names: Sequence[str], where: str = "i
     try:
         x = np.asarray(instances, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise DataValidationError(f"{where}: expected rows of {len(feature_names)} numbers ({exc})") from exc
+        raise DataValidationError(f"{where}: expected rows of {len(feature_names)} numbers ({short(exc)})") from exc
     return check_matrix(x, feature_names, where)
 
 
@@ -82,7 +89,7 @@ def from_records(records: Sequence[Mapping[str, Any]], feature_names: Sequence[s
                     p
                     for p in (
                         f"missing feature(s) {missing}" if missing else "",
-                        f"unknown feature(s) {unknown}" if unknown else "",
+                        f"unknown feature(s) {short(unknown[:5])}" if unknown else "",
                     )
                     if p
                 )
@@ -92,11 +99,11 @@ def from_records(records: Sequence[Mapping[str, Any]], feature_names: Sequence[s
         for j, n in enumerate(feature_names):
             value = rec[n]
             if isinstance(value, (str, bytes, list, dict)) or value is None:
-                raise DataValidationError(f"{where}[{i}]: feature {n!r} is {value!r}; expected a number")
+                raise DataValidationError(f"{where}[{i}]: feature {n!r} is {short(value)}; expected a number")
             try:
                 x[i, j] = value
-            except (TypeError, ValueError) as exc:
-                raise DataValidationError(f"{where}[{i}]: feature {n!r} is {value!r}; expected a number") from exc
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise DataValidationError(f"{where}[{i}]: feature {n!r} is {short(value)}; expected a number") from exc
     return check_matrix(x, feature_names, where)
 
 

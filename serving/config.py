@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shipyard.config import Config, require
+from shipyard.errors import ConfigError
 
 ENV_PREFIX = "SHIPYARD_SERVE_"
 
@@ -63,6 +64,10 @@ class ServeConfig(Config):
             ConfigError: A value that does not parse or is out of range, naming the variable.
         """
         environ = os.environ if environ is None else environ
+        known = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(cls)}
+        unknown = sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)
+        if unknown:  # a misspelt variable would otherwise be ignored without a word
+            raise ConfigError(f"serve: unknown variable(s) {unknown}; expected some of {sorted(known)}")
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
             raw = environ.get(ENV_PREFIX + field.name.upper())

@@ -59,12 +59,21 @@ def v2_request(payload: Any, model_name: str) -> InferRequest:
             raise InvalidInput(f"V2 request: inputs.{i}.shape: Input should be a list of integers")
         if not isinstance(tensor["data"], list):
             raise InvalidInput(f"V2 request: inputs.{i}.data: Input should be a valid list")
+        if datatype == "FP16":
+            raise InvalidInput(f"V2 request: inputs.{i}: FP16 data cannot be sent as JSON; use FP32")
         tensors.append(InferInput(name, shape, datatype, tensor["data"], tensor.get("parameters")))
+    for where, parameters in [("parameters", payload.get("parameters"))] + [
+        (f"inputs.{i}.parameters", t.get("parameters")) for i, t in enumerate(inputs)
+    ]:
+        if parameters is not None and not isinstance(parameters, dict):
+            raise InvalidInput(f"V2 request: {where}: Input should be an object")
     request_id = payload.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInput("V2 request: id: Input should be a valid string")
     return InferRequest(
         model_name,
         tensors,
-        request_id=str(request_id) if request_id is not None else None,
+        request_id=request_id,
         parameters=payload.get("parameters"),
     )
 

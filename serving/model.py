@@ -229,7 +229,7 @@ class ShipyardModel(Model):
         if unknown or missing:
             raise InvalidInput(
                 f"V2 request: expected one input {MATRIX_INPUT!r} of shape [rows, {len(features)}] or one input per "
-                f"feature; unknown input(s) {unknown}, missing feature(s) {missing[:5]}"
+                f"feature; unknown input(s) {codec.short(unknown[:5])}, missing feature(s) {missing[:5]}"
             )
         by_name = {inp.name: _as_numpy(inp).reshape(-1) for inp in request.inputs}
         lengths = {len(v) for v in by_name.values()}
@@ -300,8 +300,11 @@ def _response_id() -> str:
 def _as_numpy(inp: Any) -> np.ndarray:
     try:
         return inp.as_numpy()
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"V2 input {inp.name!r}: data does not match shape {inp.shape} ({exc})") from exc
+    except (ValueError, TypeError, OverflowError) as exc:  # OverflowError: 1000 as INT8
+        raise InvalidInput(
+            f"V2 input {codec.short(inp.name)}: data does not match shape {inp.shape} and datatype "
+            f"{inp.datatype} ({codec.short(exc)})"
+        ) from exc
 
 
 def _label_datatype(label_names: tuple[Any, ...]) -> str:

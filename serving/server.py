@@ -100,6 +100,7 @@ def serve(
                 timeout_keep_alive=self.timeout_keep_alive,
             )
             self._rest_server.config.host = host
+            self._rest_server.config.timeout_graceful_shutdown = cfg.grace_period_s  # not rounded down to int
             _quiet_per_request_logs()  # after KServe configured logging: a line per request costs ~15% of the CPU
             self._rest_server.config.access_log = False
             _drain_on_signals(self._rest_server._server, state, cfg.shutdown_delay_s)

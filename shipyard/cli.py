@@ -103,7 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--payload-log", help="write requests and responses as JSON lines to this directory or gs:// URI")
     s.add_argument("--shutdown-delay", type=float, help="seconds readiness is 503 after SIGTERM before stopping")
     s.add_argument("--grace-period", type=float, help="seconds in-flight requests get to finish (default 30)")
-    s.epilog = "Every option can also be set as SHIPYARD_SERVE_<OPTION> (e.g. SHIPYARD_SERVE_BATCHING=on)."
+    s.epilog = (
+        "Every option can also be set as a variable: SHIPYARD_SERVE_BATCHING, _MAX_BATCH_SIZE, _MAX_BATCH_WAIT_MS, "
+        "_MAX_BODY_BYTES, _PAYLOAD_LOG, _SHUTDOWN_DELAY_S, _GRACE_PERIOD_S (flags win)."
+    )
 
     v = sub.add_parser(
         "validate",

@@ -170,3 +170,49 @@ def test_closing_after_the_loop_has_closed_is_quiet():
 
     batcher = _run(main())  # asyncio.run closes its loop, as the server's shutdown does
     batcher.close()
+
+
+def test_close_cancels_the_running_batch_too():
+    import threading
+
+    release = threading.Event()
+
+    def slow(x: np.ndarray) -> np.ndarray:
+        release.wait(5)
+        return x
+
+    async def main():
+        batcher = AdaptiveBatcher(slow, max_wait_s=0.0)
+        tasks = [asyncio.ensure_future(batcher.submit(np.ones((1, 1), dtype=np.float32))) for _ in range(3)]
+        await asyncio.sleep(0.05)  # the first request is running, the others are queued
+        batcher.close()
+        release.set()
+        done, pending = await asyncio.wait(tasks, timeout=2)
+        return done, pending
+
+    done, pending = _run(main())
+    assert not pending and all(t.cancelled() for t in done), "every request settles when the batcher closes"
+
+
+def test_an_error_outside_the_model_call_settles_the_batch():
+    def broken_metrics(requests: int, rows: int) -> None:
+        raise RuntimeError("metrics exploded")
+
+    async def main():
+        batcher = AdaptiveBatcher(lambda x: x, on_batch=broken_metrics)
+        result = await asyncio.wait_for(
+            asyncio.gather(batcher.submit(np.ones((1, 1), dtype=np.float32)), return_exceptions=True), 2
+        )
+        again = await asyncio.wait_for(
+            asyncio.gather(batcher.submit(np.ones((1, 1), dtype=np.float32)), return_exceptions=True), 2
+        )
+        batcher.close()
+        return result, again
+
+    result, again = _run(main())
+    assert isinstance(result[0], RuntimeError) and isinstance(again[0], RuntimeError), "the worker kept serving"
+
+
+def test_unknown_serve_variables_are_errors():
+    with pytest.raises(ConfigError, match="SHIPYARD_SERVE_SHUTDOWN_DELAY"):
+        ServeConfig.from_env(environ={"SHIPYARD_SERVE_SHUTDOWN_DELAY": "5"})

@@ -159,6 +159,27 @@ BAD = [
         400,
         "unknown input(s) ['nope']",
     ),
+    (
+        "v2",
+        b'{"inputs": [{"name": "input", "shape": [1, 30], "datatype": "INT8", "data": [1000, ' + TAIL + b"]}]}",
+        400,
+        "datatype INT8",
+    ),
+    (
+        "v2",
+        b'{"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP16", "data": [1.0, ' + TAIL + b"]}]}",
+        400,
+        "FP16",
+    ),
+    (
+        "v2",
+        b'{"id": 5, "inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": ['
+        + ROW.encode()
+        + b"]}]}",
+        400,
+        "id",
+    ),
+    ("v1", b'{"instances": [{"' + b"x" * 5000 + b'": 1}]}', 400, "..."),  # client input is not echoed in full
     ("missing", b'{"instances": [[1]]}', 404, "does not exist"),
     ("v1", TOO_BIG, 413, "exceeds the limit"),
 ]
@@ -171,6 +192,7 @@ def test_each_bad_payload_gets_its_4xx_and_a_json_error(served, case):
     r = served["client"].post(URLS[route], content=body, headers={"content-type": "application/json"})
     assert r.status_code == status, (route, body[:80], r.status_code, r.text)
     assert isinstance(r.json()["error"], str) and r.json()["error"], "the error body says what was wrong"
+    assert len(r.json()["error"]) < 1000, "error messages repeat only a bounded part of the input"
     if words:
         assert words in r.json()["error"], r.text
 
