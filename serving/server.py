@@ -5,10 +5,12 @@ KServe 0.21 hard-codes ``0.0.0.0`` in its uvicorn config and parses ``sys.argv``
 REST server's host before it binds. gRPC is off (the V1/V2 REST routes are what KServe's
 InferenceService and the smoke tests use).
 
-On top of KServe's routes: :class:`~serving.observe.ServingGuard` (request metrics, the body-size
-limit, 503 readiness while draining) and a graceful shutdown — on SIGTERM readiness turns 503
-first, for ``shutdown_delay_s``; then uvicorn stops accepting connections and lets the requests in
-flight finish (up to ``grace_period_s``), and the process exits 0.
+In front of KServe's app, outermost: :class:`~serving.observe.ServingGuard` (request metrics, the
+body-size limit, 503 readiness while draining, and JSON inference requests answered directly by
+:mod:`serving.fastpath`). The loop is uvloop's (KServe's own ``asyncio.run`` would take the stdlib
+loop) and per-request log lines are off. Graceful shutdown: on SIGTERM readiness turns 503 first,
+for ``shutdown_delay_s``; then uvicorn stops accepting connections and lets the requests in flight
+finish (up to ``grace_period_s``), and the process exits 0.
 """
 
 from __future__ import annotations
