@@ -4,19 +4,22 @@ KServe's REST routes parse every V2 body into pydantic models, run the dataplane
 answer through FastAPI: about 0.8 ms of CPU per request on this machine, several times what a
 small model costs. For a JSON ``POST /v1/models/NAME:predict`` or ``/v2/models/NAME/infer`` to a
 model this server holds, :class:`~serving.observe.ServingGuard` calls :func:`infer` instead: the
-body is parsed with orjson, turned into the same ``dict`` / ``InferRequest`` the KServe route
-would build, passed to the same ``Model.predict``, and the answer encoded with orjson. Anything
+body is parsed with orjson; a V1 body goes to the same ``Model.predict`` KServe's route calls, a
+V2 body to ``ShipyardModel.infer_v2`` — the same checks, scoring and outputs as ``predict`` on an
+``InferRequest``, without building KServe's request and response objects — and the answer is
+encoded with orjson. Anything
 else — another content type (CloudEvents, V2 binary tensors), an unknown model, a model not
 ready — falls through to KServe's routes, so the protocol surface stays KServe's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import numpy as np
 import orjson
 from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 
 JSON_TYPES = (b"application/json", b"")
 
@@ -32,8 +35,42 @@ def handles(scope: dict) -> bool:
     return content_type in JSON_TYPES
 
 
-def v2_request(payload: Any, model_name: str) -> InferRequest:
-    """An ``InferRequest`` from a parsed V2 JSON body, with the messages KServe's route gives.
+#: numpy dtype of each V2 datatype a JSON tensor may carry (BYTES and FP16 are refused earlier).
+NUMPY_DTYPE = {
+    "BOOL": np.bool_,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JsonTensor:
+    """A V2 input tensor from a JSON body: what ``InferInput`` offers the model, without its cost."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[Any]
+
+    def as_numpy(self) -> np.ndarray:
+        """The data as an array of the tensor's datatype and shape (ValueError/TypeError/OverflowError
+        when they do not fit)."""
+        dtype = NUMPY_DTYPE.get(self.datatype)
+        if dtype is None:
+            raise TypeError(f"datatype {self.datatype} cannot be decoded from JSON")
+        return np.array(self.data, dtype=dtype).reshape(self.shape)
+
+
+def v2_inputs(payload: Any) -> tuple[str | None, list[JsonTensor]]:
+    """``(id, tensors)`` of a parsed V2 JSON body, with the messages KServe's route gives.
 
     Raises:
         InvalidInput: The body is not a V2 inference request.
@@ -61,21 +98,17 @@ def v2_request(payload: Any, model_name: str) -> InferRequest:
             raise InvalidInput(f"V2 request: inputs.{i}.data: Input should be a valid list")
         if datatype == "FP16":
             raise InvalidInput(f"V2 request: inputs.{i}: FP16 data cannot be sent as JSON; use FP32")
-        tensors.append(InferInput(name, shape, datatype, tensor["data"], tensor.get("parameters")))
-    for where, parameters in [("parameters", payload.get("parameters"))] + [
-        (f"inputs.{i}.parameters", t.get("parameters")) for i, t in enumerate(inputs)
-    ]:
+        parameters = tensor.get("parameters")
         if parameters is not None and not isinstance(parameters, dict):
-            raise InvalidInput(f"V2 request: {where}: Input should be an object")
+            raise InvalidInput(f"V2 request: inputs.{i}.parameters: Input should be an object")
+        tensors.append(JsonTensor(name, shape, datatype, tensor["data"]))
+    parameters = payload.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise InvalidInput("V2 request: parameters: Input should be an object")
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput("V2 request: id: Input should be a valid string")
-    return InferRequest(
-        model_name,
-        tensors,
-        request_id=request_id,
-        parameters=payload.get("parameters"),
-    )
+    return request_id, tensors
 
 
 async def infer(model: Any, route: str, body: bytes) -> tuple[int, bytes]:
@@ -86,9 +119,7 @@ async def infer(model: Any, route: str, body: bytes) -> tuple[int, bytes]:
         except orjson.JSONDecodeError as exc:
             raise InvalidInput(f"the body is not valid JSON ({exc})") from exc
         if route == "v2_infer":
-            answer = await model.predict(v2_request(payload, model.name), None)
-            assert isinstance(answer, InferResponse)
-            content, _ = answer.to_rest()
+            content = await model.infer_v2(*v2_inputs(payload))
         else:
             content = await model.predict(payload, None)
     except InvalidInput as exc:

@@ -147,23 +147,47 @@ class ShipyardModel(Model):
         self, payload: dict | InferRequest, headers: dict[str, str] | None = None
     ) -> dict | InferResponse:
         """Answers a V1 dict or a V2 InferRequest."""
-        v2 = isinstance(payload, InferRequest)
+        if isinstance(payload, InferRequest):
+            x, scores, labels = await self._answer(lambda: self._v2_matrix(payload.inputs), payload.id, "v2")
+            outputs = [InferOutput(*o) for o in self._v2_outputs(scores, labels)]
+            return InferResponse(payload.id or _response_id(), self.name, outputs)
+        x, scores, labels = await self._answer(lambda: self._v1_matrix(payload), None, "v1")
+        return self._v1_response(scores, labels)
+
+    async def infer_v2(self, request_id: str | None, inputs: list[Any]) -> dict[str, Any]:
+        """A V2 answer as the JSON dict KServe's ``InferResponse.to_rest`` gives, for the direct route.
+
+        Args:
+            request_id: The request's ``id``, echoed (one is made up when None).
+            inputs: Tensors with ``name``, ``datatype``, ``shape`` and ``as_numpy()`` (see
+                :class:`serving.fastpath.JsonTensor`), checked exactly as an InferRequest's are.
+        """
+        x, scores, labels = await self._answer(lambda: self._v2_matrix(inputs), request_id, "v2")
+        return {
+            "id": request_id or _response_id(),
+            "model_name": self.name,
+            "model_version": None,
+            "outputs": [
+                {"name": n, "shape": shape, "datatype": d, "data": data}
+                for n, shape, d, data in self._v2_outputs(scores, labels)
+            ],
+        }
+
+    async def _answer(
+        self, matrix: Any, request_id: str | None, protocol: str
+    ) -> tuple[np.ndarray, np.ndarray, list[Any] | None]:
+        """Decodes (``matrix()``), scores, labels, observes and logs one request."""
         try:
-            x = self._v2_matrix(payload) if isinstance(payload, InferRequest) else self._v1_matrix(payload)
+            x = matrix()
         except DataValidationError as exc:
             raise InvalidInput(str(exc)) from exc
         scores = await self._score(x)
         labels = self._model.labels(scores) if self._model.is_classifier else None
         if self.stats is not None:
             self.stats.observe(x, np.argmax(scores, axis=1) if labels is not None else None)
-        response = (
-            self._v2_response(payload, scores, labels)
-            if isinstance(payload, InferRequest)
-            else (self._v1_response(scores, labels))
-        )
         if self.payload_logger is not None:
-            self._log_payload(payload, x, scores, labels, v2)
-        return response
+            self._log_payload(request_id, x, scores, labels, protocol)
+        return x, scores, labels
 
     async def _score(self, x: np.ndarray) -> np.ndarray:
         if self.batcher is not None:
@@ -186,19 +210,20 @@ class ShipyardModel(Model):
             return {"predictions": labels, "probabilities": scores.round(6).tolist()}
         return {"predictions": scores.tolist()}
 
-    def _v2_response(self, request: InferRequest, scores: np.ndarray, labels: list[Any] | None) -> InferResponse:
+    def _v2_outputs(self, scores: np.ndarray, labels: list[Any] | None) -> list[tuple[str, list[int], str, Any]]:
+        """``(name, shape, datatype, data)`` of each V2 output."""
         n = len(scores)
         if labels is not None:
             dtype = _label_datatype(self._model.manifest.label_names)
-            outputs = [
-                InferOutput("label", [n], dtype, [str(v) for v in labels] if dtype == "BYTES" else labels),
-                InferOutput("probabilities", list(scores.shape), "FP32", scores.astype(np.float32).ravel().tolist()),
+            return [
+                ("label", [n], dtype, [str(v) for v in labels] if dtype == "BYTES" else labels),
+                ("probabilities", list(scores.shape), "FP32", scores.astype(np.float32).ravel().tolist()),
             ]
-        else:
-            outputs = [InferOutput("prediction", [n], "FP32", scores.astype(np.float32).tolist())]
-        return InferResponse(request.id or _response_id(), self.name, outputs)
+        return [("prediction", [n], "FP32", scores.astype(np.float32).tolist())]
 
-    def _log_payload(self, payload: Any, x: np.ndarray, scores: np.ndarray, labels: list[Any] | None, v2: bool) -> None:
+    def _log_payload(
+        self, request_id: str | None, x: np.ndarray, scores: np.ndarray, labels: list[Any] | None, protocol: str
+    ) -> None:
         outputs: dict[str, Any] = {"predictions": labels if labels is not None else scores}
         if labels is not None:
             outputs["probabilities"] = scores
@@ -206,24 +231,24 @@ class ShipyardModel(Model):
             {
                 "ts": time.time(),
                 "model": self.name,
-                "protocol": "v2" if v2 else "v1",
-                "id": getattr(payload, "id", None) if v2 else None,
+                "protocol": protocol,
+                "id": request_id,
                 "features": self._model.manifest.feature_names,
                 "inputs": x,
                 "outputs": outputs,
             }
         )
 
-    def _v2_matrix(self, request: InferRequest) -> np.ndarray:
+    def _v2_matrix(self, inputs: list[Any]) -> np.ndarray:
         features = self._model.manifest.feature_names
-        if not request.inputs:
+        if not inputs:
             raise InvalidInput('V2 request: "inputs" is empty')
-        for inp in request.inputs:
+        for inp in inputs:
             if inp.datatype not in NUMERIC_DATATYPES:
                 raise InvalidInput(f"V2 input {inp.name!r}: datatype {inp.datatype} is not numeric; expected FP32")
-        names = [inp.name for inp in request.inputs]
-        if len(request.inputs) == 1 and names[0] not in features:
-            return codec.check_matrix(_as_numpy(request.inputs[0]), features, f"V2 input {names[0]!r}")
+        names = [inp.name for inp in inputs]
+        if len(inputs) == 1 and names[0] not in features:
+            return codec.check_matrix(_as_numpy(inputs[0]), features, f"V2 input {codec.short(names[0])}")
         unknown = sorted(set(names) - set(features))
         missing = [f for f in features if f not in names]
         if unknown or missing:
@@ -231,7 +256,7 @@ class ShipyardModel(Model):
                 f"V2 request: expected one input {MATRIX_INPUT!r} of shape [rows, {len(features)}] or one input per "
                 f"feature; unknown input(s) {codec.short(unknown[:5])}, missing feature(s) {missing[:5]}"
             )
-        by_name = {inp.name: _as_numpy(inp).reshape(-1) for inp in request.inputs}
+        by_name = {inp.name: _as_numpy(inp).reshape(-1) for inp in inputs}
         lengths = {len(v) for v in by_name.values()}
         if len(lengths) != 1:
             raise InvalidInput(f"V2 request: per-feature inputs have different lengths {sorted(lengths)}")

@@ -20,6 +20,7 @@ feature.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -69,6 +70,17 @@ DIRECT_ROUTES = {
 READINESS_ROUTES = frozenset({"v2_health_ready", "v2_model_ready", "v1_model"})
 
 
+@functools.cache
+def _request_counter(route: str, status: int) -> Any:
+    """The labelled child of ``shipyard_requests_total`` (bounded: routes × status codes)."""
+    return REQUESTS.labels(route, str(status))
+
+
+@functools.cache
+def _latency(route: str) -> Any:
+    return LATENCY.labels(route)
+
+
 def route_of(path: str) -> str:
     """The route template a path belongs to, or ``other``."""
     for name, pattern in ROUTES:
@@ -89,23 +101,43 @@ class ModelStats:
         self.min = np.full(k, np.inf)
         self.max = np.full(k, -np.inf)
         self.classes = np.zeros(len(labels), dtype=np.int64)
+        self._pending: list[tuple[np.ndarray, np.ndarray | None]] = []
         self._lock = threading.Lock()
 
+    #: Scored batches kept before they are folded into the summaries (also folded at every scrape).
+    PENDING = 256
+
     def observe(self, x: np.ndarray, class_index: np.ndarray | None) -> None:
-        """Adds a scored batch: ``x`` [rows, features] (finite), ``class_index`` [rows] or None."""
-        wide = x.astype(np.float64, copy=False)
+        """Adds a scored batch: ``x`` [rows, features] (finite), ``class_index`` [rows] or None.
+
+        The batch is only kept (the caller does not change it afterwards); every ``PENDING``
+        batches, or when read, they are stacked and folded in at once — a few vector operations
+        per 256 requests instead of six per request.
+        """
         with self._lock:
-            self.count += len(wide)
-            self.sum += wide.sum(axis=0)
-            self.sum_squares += np.einsum("ij,ij->j", wide, wide)
-            np.minimum(self.min, wide.min(axis=0), out=self.min)
-            np.maximum(self.max, wide.max(axis=0), out=self.max)
-            if class_index is not None and len(self.classes):
-                self.classes += np.bincount(class_index, minlength=len(self.classes))[: len(self.classes)]
+            self._pending.append((x, class_index))
+            if len(self._pending) >= self.PENDING:
+                self._fold()
+
+    def _fold(self) -> None:
+        """Folds the pending batches into the summaries (the lock is held)."""
+        if not self._pending:
+            return
+        wide = np.concatenate([x for x, _ in self._pending]).astype(np.float64, copy=False)
+        classes = [c for _, c in self._pending if c is not None]
+        self._pending = []
+        self.count += len(wide)
+        self.sum += wide.sum(axis=0)
+        self.sum_squares += np.einsum("ij,ij->j", wide, wide)
+        np.minimum(self.min, wide.min(axis=0), out=self.min)
+        np.maximum(self.max, wide.max(axis=0), out=self.max)
+        if classes and len(self.classes):
+            self.classes += np.bincount(np.concatenate(classes), minlength=len(self.classes))[: len(self.classes)]
 
     def families(self) -> Iterator[Metric]:
         """The metric families for one scrape."""
         with self._lock:
+            self._fold()
             count, total, squares = self.count.copy(), self.sum.copy(), self.sum_squares.copy()
             low, high, classes = self.min.copy(), self.max.copy(), self.classes.copy()
         labels = ["model", "feature"]
@@ -233,8 +265,8 @@ class ServingGuard:
             await self.app(scope, receive, send_and_record)
         finally:
             self.state.in_flight -= 1
-            REQUESTS.labels(route, str(status["code"])).inc()
-            LATENCY.labels(route).observe(time.perf_counter() - start)
+            _request_counter(route, status["code"]).inc()
+            _latency(route).observe(time.perf_counter() - start)
 
     def _direct_model(self, route: str, scope: dict) -> Any:
         """The ready model an inference request may go to directly (serving.fastpath), or None."""

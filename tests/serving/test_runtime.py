@@ -130,15 +130,14 @@ def test_model_stats_accumulate_running_summaries():
     stats = ModelStats("m", ["a", "b"], ["no", "yes"])
     stats.observe(np.array([[1.0, -2.0], [3.0, 4.0]], dtype=np.float32), np.array([0, 1]))
     stats.observe(np.array([[5.0, 0.0]], dtype=np.float32), np.array([1]))
+    families = list(stats.families())  # a scrape folds what is pending
     np.testing.assert_array_equal(stats.count, [3, 3])
     np.testing.assert_allclose(stats.sum, [9.0, 2.0])
     np.testing.assert_allclose(stats.sum_squares, [35.0, 20.0])
     np.testing.assert_array_equal(stats.min, [1.0, -2.0])
     np.testing.assert_array_equal(stats.max, [5.0, 4.0])
     np.testing.assert_array_equal(stats.classes, [1, 2])
-    samples = {
-        (m.name, s.labels.get("feature") or s.labels.get("label")): s.value for m in stats.families() for s in m.samples
-    }
+    samples = {(m.name, s.labels.get("feature") or s.labels.get("label")): s.value for m in families for s in m.samples}
     assert samples[("shipyard_feature_count", "a")] == 3 and samples[("shipyard_predictions", "yes")] == 2
 
 
@@ -216,3 +215,33 @@ def test_an_error_outside_the_model_call_settles_the_batch():
 def test_unknown_serve_variables_are_errors():
     with pytest.raises(ConfigError, match="SHIPYARD_SERVE_SHUTDOWN_DELAY"):
         ServeConfig.from_env(environ={"SHIPYARD_SERVE_SHUTDOWN_DELAY": "5"})
+
+
+def test_model_stats_fold_pending_batches_by_themselves():
+    stats = ModelStats("m", ["a"], [])
+    for i in range(ModelStats.PENDING):
+        stats.observe(np.array([[float(i)]], dtype=np.float32), None)
+    assert stats.count[0] == ModelStats.PENDING and stats.max[0] == ModelStats.PENDING - 1, "folded at PENDING"
+
+
+@pytest.mark.parametrize("artifact", ["baseline", "model"])
+def test_direct_v2_answers_exactly_as_kserves_infer_request_path(artifacts, artifact):
+    """serving.fastpath's V2 route and KServe's (InferRequest → predict → to_rest) give the same JSON."""
+    from kserve.protocol.infer_type import InferInput, InferRequest
+
+    from serving.fastpath import v2_inputs
+    from shipyard.artifacts import read_dataset
+
+    df, _ = read_dataset(artifacts["test"])
+    x = df.drop(columns=["target"]).head(3).to_numpy(dtype=np.float32)
+    body = {
+        "id": "r1",
+        "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
+    }
+    model = model_for("m", artifacts[artifact], ServeConfig(batching="off"))
+    model.load()
+    direct = _run(model.infer_v2(*v2_inputs(body)))
+    request = InferRequest("m", [InferInput("input", list(x.shape), "FP32", x.ravel().tolist())], request_id="r1")
+    via_kserve, _ = _run(model.predict(request)).to_rest()
+    model.stop()
+    assert direct == via_kserve
