@@ -1,11 +1,17 @@
 """Adaptive batching: concurrent requests share one model call.
 
-Requests queue on the event loop; one worker takes what is queued (up to ``max_batch_size``
-rows), runs the model once on the stacked rows in a worker thread, and hands each request its
-slice of the result. While the model runs, new requests queue up and form the next batch, so the
-batch size follows the load. A request that arrives alone is run at once; only when more than one
-request is waiting does the worker hold the batch up to ``max_wait_s`` for more. If a batched call
-fails, each of its requests is retried alone, so one request cannot fail the others.
+Requests queue on the event loop; one worker task takes what is queued (up to ``max_batch_size``
+rows), runs the model once on the stacked rows, and hands each request its slice of the result.
+While the model runs, new requests wait in the socket buffers and queue up as soon as the loop
+reads them, forming the next batch, so the batch size follows the load with no added delay. A
+request that arrives alone is run at once; with ``max_wait_s`` > 0, a batch that already has
+company may also wait that long for more. If a batched call fails, each of its requests is retried
+alone, so one request cannot fail the others.
+
+The model runs on the loop itself, not in a worker thread: on this machine (one core per server)
+the thread hand-off cost more than batching saved — TorchScript MLP at 32 connections: 5,108
+req/s with a thread, 8,429 inline, 3,981 unbatched — and a 2 ms wait for company cost idle time
+(4,192). Health checks and ``/metrics`` wait for a running batch, which takes milliseconds.
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -27,7 +32,7 @@ class AdaptiveBatcher:
         self,
         score: Score,
         max_batch_size: int = 64,
-        max_wait_s: float = 0.002,
+        max_wait_s: float = 0.0,
         on_batch: Callable[[int, int], None] | None = None,
     ):
         """
@@ -45,7 +50,6 @@ class AdaptiveBatcher:
         self._running: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shipyard-batch")
 
     async def submit(self, x: np.ndarray) -> np.ndarray:
         """Scores ``x`` (one request's rows) as part of a batch; returns its rows of the result."""
@@ -60,7 +64,7 @@ class AdaptiveBatcher:
         return await future
 
     def close(self) -> None:
-        """Stops the worker and its thread; requests queued or in the running batch are cancelled."""
+        """Stops the worker; requests still queued are cancelled."""
         if self._worker is not None and not self._worker.get_loop().is_closed():  # a closed loop ran it out
             self._worker.cancel()
         for _, future in [*self._queue, *self._running]:
@@ -68,7 +72,6 @@ class AdaptiveBatcher:
                 future.cancel()
         self._queue.clear()
         self._running = []
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _take(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
         batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
@@ -93,7 +96,7 @@ class AdaptiveBatcher:
                 self._running = self._take()
                 try:
                     if self._running:
-                        await self._execute(loop, self._running)
+                        self._execute(self._running)
                 except BaseException as exc:  # never leave a request waiting: settle the batch, then go on
                     for _, future in self._running:
                         if isinstance(exc, asyncio.CancelledError):
@@ -119,19 +122,17 @@ class AdaptiveBatcher:
             except TimeoutError:
                 return
 
-    async def _execute(
-        self, loop: asyncio.AbstractEventLoop, batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]
-    ) -> None:
+    def _execute(self, batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
         sizes = [len(x) for x, _ in batch]
         try:
             stacked = batch[0][0] if len(batch) == 1 else np.concatenate([x for x, _ in batch])
-            out = await loop.run_in_executor(self._pool, self._score, stacked)
+            out = self._score(stacked)
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0][1], error=exc)
                 return
             for item in batch:  # one bad request must not fail the others
-                await self._execute(loop, [item])
+                self._execute([item])
             return
         if self._on_batch is not None:
             self._on_batch(len(batch), int(sum(sizes)))

@@ -21,8 +21,8 @@ class ServeConfig(Config):
         batching: Adaptive batching: ``auto`` (on for TorchScript and ONNX, off for scikit-learn),
             ``on`` or ``off``.
         max_batch_size: The most rows one batched model call takes.
-        max_batch_wait_ms: How long a batch may wait for more requests once more than one is
-            queued (requests that arrive alone are never held).
+        max_batch_wait_ms: How long a batch that already has company may wait for more (0: batch
+            what is queued, with no added delay; requests that arrive alone are never held).
         max_body_bytes: Larger request bodies get 413.
         payload_log: Where to write request/response JSON lines (a directory or ``gs://``);
             empty is off.
@@ -34,7 +34,7 @@ class ServeConfig(Config):
     section = "serve"
     batching: str = "auto"
     max_batch_size: int = 64
-    max_batch_wait_ms: float = 2.0
+    max_batch_wait_ms: float = 0.0
     max_body_bytes: int = 8 * 1024 * 1024
     payload_log: str = ""
     shutdown_delay_s: float = 0.0

@@ -110,6 +110,10 @@ def serve(
             loop = _new_event_loop()
             asyncio.set_event_loop(loop)
             self.setup_event_loop()  # KServe's exception handler and executor, on the loop that runs
+            import gc
+
+            gc.collect()
+            gc.freeze()  # the start-up heap (torch, kserve, the model) is never traversed by a collection again
             try:
                 loop.run_until_complete(self._serve())
             finally:

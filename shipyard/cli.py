@@ -98,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
         help="adaptive batching (default auto: on for TorchScript/ONNX, off for scikit-learn)",
     )
     s.add_argument("--max-batch-size", type=int, help="most rows per batched model call (default 64)")
-    s.add_argument("--max-batch-wait-ms", type=float, help="how long a batch may wait for more (default 2)")
+    s.add_argument(
+        "--max-batch-wait-ms", type=float, help="how long a batch with company may wait for more (default 0)"
+    )
     s.add_argument("--max-body-bytes", type=int, help="larger request bodies get 413 (default 8 MiB)")
     s.add_argument("--payload-log", help="write requests and responses as JSON lines to this directory or gs:// URI")
     s.add_argument("--shutdown-delay", type=float, help="seconds readiness is 503 after SIGTERM before stopping")
