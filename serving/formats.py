@@ -146,8 +146,10 @@ def linear_scorer(model: Any, manifest: ModelManifest, reference: Scorer) -> Sco
         if not classify:
             return z.reshape(len(x))
         if z.shape[1] == 1:  # binary: the positive class's logit
-            p = 1.0 / (1.0 + np.exp(-z[:, 0]))
-            return np.column_stack([1.0 - p, p])
+            out = np.empty((len(z), 2))
+            out[:, 1] = 1.0 / (1.0 + np.exp(-z[:, 0]))
+            out[:, 0] = 1.0 - out[:, 1]
+            return out
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)

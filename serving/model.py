@@ -89,6 +89,7 @@ class ShipyardModel(Model):
         self.loaded: LoadedModel | None = None
         self.batcher: AdaptiveBatcher | None = None
         self.stats: ModelStats | None = None
+        self._batch_metrics: tuple[Any, Any] | None = None
 
     def load(self) -> bool:
         """Verifies and loads the artifact; raises ShipyardError subclasses on a bad artifact."""
@@ -197,8 +198,10 @@ class ShipyardModel(Model):
         return scores
 
     def _on_batch(self, requests: int, rows: int) -> None:
-        BATCH_ROWS.labels(self.name).observe(rows)  # prometheus_client caches the labelled child
-        BATCH_REQUESTS.labels(self.name).observe(requests)
+        if self._batch_metrics is None:  # the labelled children, resolved once
+            self._batch_metrics = (BATCH_ROWS.labels(self.name), BATCH_REQUESTS.labels(self.name))
+        self._batch_metrics[0].observe(rows)
+        self._batch_metrics[1].observe(requests)
 
     def _v1_matrix(self, payload: Any) -> np.ndarray:
         if not isinstance(payload, dict) or "instances" not in payload:

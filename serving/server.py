@@ -135,6 +135,8 @@ def _quiet_per_request_logs() -> None:
 
     for name in ("uvicorn.access", "kserve.trace", "access"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    access = logging.getLogger("uvicorn.access")  # uvicorn formats its access line whenever this has handlers
+    access.handlers, access.propagate = [], False
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
 
 
