@@ -42,8 +42,8 @@ def check_matrix(x: np.ndarray, feature_names: Sequence[str], where: str) -> np.
         )
     if x.shape[0] == 0:
         raise DataValidationError(f"{where}: no rows")
-    try:
-        wide = np.asarray(x, dtype=np.float64)
+    try:  # float32 input is checked as it is (its overflow is already ±Inf); the rest through float64
+        wide = x if x.dtype == np.float32 else np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise DataValidationError(f"{where}: expected numbers, got non-numeric values ({exc})") from exc
     if not np.abs(wide).max() <= FLOAT32_MAX:  # one pass: NaN compares false, ±Inf and huge exceed
@@ -54,7 +54,7 @@ def check_matrix(x: np.ndarray, feature_names: Sequence[str], where: str) -> np.
         raise DataValidationError(
             f"{where}: feature {feature_names[col]!r} is {value} in row {row}; expected {expected}"
         )
-    return wide.astype(np.float32)
+    return np.ascontiguousarray(wide, dtype=np.float32)
 
 
 def from_instances(instances: Any, feature_names: Sequence[str], where: str = "instances") -> np.ndarray:

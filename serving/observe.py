@@ -81,8 +81,9 @@ def _latency(route: str) -> Any:
     return LATENCY.labels(route)
 
 
+@functools.lru_cache(maxsize=4096)
 def route_of(path: str) -> str:
-    """The route template a path belongs to, or ``other``."""
+    """The route template a path belongs to, or ``other`` (cached: a few paths recur)."""
     for name, pattern in ROUTES:
         if pattern.match(path):
             return name
@@ -259,7 +260,7 @@ class ServingGuard:
                     await _json_error(send_and_record, 413, self._too_large(None))
                     return
                 if model is not None:
-                    await self._answer_directly(model, route, body, send_and_record)
+                    status["code"] = await self._answer_directly(model, route, body, send)
                     return
                 receive = _replay(body)
             await self.app(scope, receive, send_and_record)
@@ -280,7 +281,8 @@ class ServingGuard:
 
         return model if fastpath.handles(scope) else None
 
-    async def _answer_directly(self, model: Any, route: str, body: bytes, send: Callable) -> None:
+    async def _answer_directly(self, model: Any, route: str, body: bytes, send: Callable) -> int:
+        """Answers an inference request (serving.fastpath); returns the status sent."""
         from serving import fastpath
 
         try:
@@ -288,10 +290,11 @@ class ServingGuard:
         except Exception as exc:  # a model failure: a JSON 500, never an empty body
             logger.exception("inference failed on %s", route)
             await _json_error(send, 500, f"inference failed: {exc.__class__.__name__}: {exc}")
-            return
+            return 500
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
+        return status
 
     def _too_large(self, length: int | None) -> str:
         size = f"{length} bytes" if length is not None else "the body"
