@@ -399,16 +399,9 @@ def _finished_files(destination: str, model_name: str) -> Iterator[tuple[str, Pa
 
 
 def _list_gcs(prefix: str) -> list[str]:  # pragma: no cover - needs GCS credentials or an emulator
-    """URIs of the finished files directly under ``prefix`` (``gs://BUCKET/.../MODEL``), sorted.
-
-    shipyard.storage has no public listing yet; this uses its client until it does.
-    """
-    bucket, blob_prefix = storage.split_gcs(prefix + "/")
-    try:
-        names = [b.name for b in storage._gcs_client().list_blobs(bucket, prefix=blob_prefix)]
-    except Exception as exc:  # the client raises many unrelated types
-        raise StorageError(f"{prefix}/: cannot list ({exc.__class__.__name__}: {exc})") from exc
-    return sorted(f"gs://{bucket}/{n}" for n in names if FILE_NAME.match(n[len(blob_prefix) :]))
+    """URIs of the finished files directly under ``prefix`` (``gs://BUCKET/.../MODEL``), sorted."""
+    folder = prefix + "/"
+    return [uri for uri in storage.list_gcs(folder) if FILE_NAME.match(uri[len(folder) :])]
 
 
 def _parse_file(path: Path, shown: str) -> Iterator[tuple[tuple[str, ...], list[list[Any]]]]:

@@ -95,3 +95,17 @@ def upload(local: str | os.PathLike[str], uri: str) -> str:
         tmp.unlink(missing_ok=True)
         raise StorageError(f"{uri}: cannot copy from {local} ({exc.strerror or exc})") from exc
     return uri
+
+
+def list_gcs(prefix: str) -> list[str]:  # pragma: no cover - needs GCS credentials or an emulator
+    """The sorted ``gs://BUCKET/NAME`` of every object whose name starts with ``prefix``'s path.
+
+    Raises:
+        StorageError: ``prefix`` is not a ``gs://`` URI, or the listing fails.
+    """
+    bucket, blob_prefix = split_gcs(prefix)
+    try:
+        names = [b.name for b in _gcs_client().list_blobs(bucket, prefix=blob_prefix)]
+    except Exception as exc:  # the client raises many unrelated types
+        raise StorageError(f"{prefix}: cannot list ({exc.__class__.__name__}: {exc})") from exc
+    return sorted(f"gs://{bucket}/{n}" for n in names)
