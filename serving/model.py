@@ -90,6 +90,9 @@ class ShipyardModel(Model):
         self.batcher: AdaptiveBatcher | None = None
         self.stats: ModelStats | None = None
         self._batch_metrics: tuple[Any, Any] | None = None
+        self._features: list[str] = []
+        self._label_names: list[Any] = []
+        self._label_dtype = "INT64"
 
     def load(self) -> bool:
         """Verifies and loads the artifact; raises ShipyardError subclasses on a bad artifact."""
@@ -100,6 +103,9 @@ class ShipyardModel(Model):
                 f"the artifact is {loaded.manifest.format}"
             )
         self.loaded = loaded
+        self._features = loaded.manifest.feature_names  # computed once, not per request
+        self._label_names = list(loaded.manifest.label_names)
+        self._label_dtype = _label_datatype(loaded.manifest.label_names)
         labels = list(loaded.manifest.label_names) if loaded.is_classifier else []
         self.stats = ModelStats(self.name, loaded.manifest.feature_names, labels)
         register_stats(self.stats)
@@ -183,9 +189,10 @@ class ShipyardModel(Model):
         except DataValidationError as exc:
             raise InvalidInput(str(exc)) from exc
         scores = await self._score(x)
-        labels = self._model.labels(scores) if self._model.is_classifier else None
+        classes = scores.argmax(axis=1) if self._model.is_classifier else None
+        labels = None if classes is None else [self._label_names[i] for i in classes.tolist()]
         if self.stats is not None:
-            self.stats.observe(x, np.argmax(scores, axis=1) if labels is not None else None)
+            self.stats.observe(x, classes)
         if self.payload_logger is not None:
             self._log_payload(request_id, x, scores, labels, protocol)
         return x, scores, labels
@@ -206,7 +213,7 @@ class ShipyardModel(Model):
     def _v1_matrix(self, payload: Any) -> np.ndarray:
         if not isinstance(payload, dict) or "instances" not in payload:
             raise InvalidInput('V1 request: expected a JSON object with "instances"')
-        return codec.from_instances(payload["instances"], self._model.manifest.feature_names)
+        return codec.from_instances(payload["instances"], self._features)
 
     def _v1_response(self, scores: np.ndarray, labels: list[Any] | None) -> dict[str, Any]:
         if labels is not None:
@@ -217,7 +224,7 @@ class ShipyardModel(Model):
         """``(name, shape, datatype, data)`` of each V2 output."""
         n = len(scores)
         if labels is not None:
-            dtype = _label_datatype(self._model.manifest.label_names)
+            dtype = self._label_dtype
             return [
                 ("label", [n], dtype, [str(v) for v in labels] if dtype == "BYTES" else labels),
                 ("probabilities", list(scores.shape), "FP32", scores.astype(np.float32).ravel().tolist()),
@@ -236,14 +243,14 @@ class ShipyardModel(Model):
                 "model": self.name,
                 "protocol": protocol,
                 "id": request_id,
-                "features": self._model.manifest.feature_names,
+                "features": self._features,
                 "inputs": x,
                 "outputs": outputs,
             }
         )
 
     def _v2_matrix(self, inputs: list[Any]) -> np.ndarray:
-        features = self._model.manifest.feature_names
+        features = self._features
         if not inputs:
             raise InvalidInput('V2 request: "inputs" is empty')
         for inp in inputs:
