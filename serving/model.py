@@ -26,7 +26,7 @@ from serving import codec
 from serving.batching import AdaptiveBatcher
 from serving.config import ServeConfig
 from serving.formats import LoadedModel, load_model
-from serving.observe import BATCH_REQUESTS, BATCH_ROWS, ModelStats, register_payload_logger, register_stats
+from serving.observe import ModelStats, register_payload_logger, register_stats
 from shipyard.artifacts import read_model_manifest
 from shipyard.errors import ArtifactError, DataValidationError
 
@@ -89,7 +89,6 @@ class ShipyardModel(Model):
         self.loaded: LoadedModel | None = None
         self.batcher: AdaptiveBatcher | None = None
         self.stats: ModelStats | None = None
-        self._batch_metrics: tuple[Any, Any] | None = None
         self._features: list[str] = []
         self._label_names: list[Any] = []
         self._label_dtype = "INT64"
@@ -205,10 +204,8 @@ class ShipyardModel(Model):
         return scores
 
     def _on_batch(self, requests: int, rows: int) -> None:
-        if self._batch_metrics is None:  # the labelled children, resolved once
-            self._batch_metrics = (BATCH_ROWS.labels(self.name), BATCH_REQUESTS.labels(self.name))
-        self._batch_metrics[0].observe(rows)
-        self._batch_metrics[1].observe(requests)
+        if self.stats is not None:
+            self.stats.observe_batch(requests, rows)
 
     def _v1_matrix(self, payload: Any) -> np.ndarray:
         if not isinstance(payload, dict) or "instances" not in payload:

@@ -4,7 +4,7 @@ Metrics (on KServe's ``/metrics``, Prometheus' default registry):
 
 - ``shipyard_requests_total{route, status}`` and ``shipyard_request_duration_seconds{route}``:
   every HTTP request, by route template (never the raw path) and status code;
-- ``shipyard_batch_rows{model}`` / ``shipyard_batch_requests{model}``: rows and requests per model
+- ``shipyard_batch_rows{model}`` / ``shipyard_batch_requests{model}`` (histograms): rows and requests per model
   call (1 request per call without batching);
 - ``shipyard_predictions_total{model, label}``: predicted classes;
 - ``shipyard_payload_records_total{model, outcome}``: payload-log records written, dropped, failed;
@@ -31,17 +31,34 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
-from prometheus_client import REGISTRY, Histogram
+from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 logger = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-BATCH_ROWS = Histogram(
-    "shipyard_batch_rows", "Rows per model call.", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096)
-)
-BATCH_REQUESTS = Histogram(
-    "shipyard_batch_requests", "Requests per model call.", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128)
-)
+BATCH_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096)
+BATCH_REQUEST_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class Buckets:
+    """A histogram's counts in a plain list: observing is a bisect and two additions."""
+
+    def __init__(self, bounds: tuple[float, ...]):
+        self.bounds, self.counts, self.sum = bounds, [0] * (len(bounds) + 1), 0.0
+
+    def observe(self, value: float) -> None:
+        """Counts ``value`` in the first bucket whose bound is >= it (+Inf last)."""
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """``(le, count)`` pairs as Prometheus exposes them."""
+        out, running = [], 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += n
+            out.append(("+Inf" if bound == float("inf") else str(float(bound)), float(running)))
+        return out
+
 
 #: Route templates for the ``route`` label (bounded cardinality; the raw path is never a label).
 ROUTES = [
@@ -75,19 +92,16 @@ class RequestStats:
 
     def __init__(self) -> None:
         self.counts: dict[tuple[str, int], int] = {}
-        self.buckets: dict[str, list[int]] = {}  # per route: counts per bucket, +Inf last
-        self.sums: dict[str, float] = {}
+        self.latency: dict[str, Buckets] = {}
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Counts one request."""
         key = (route, status)
         self.counts[key] = self.counts.get(key, 0) + 1
-        buckets = self.buckets.get(route)
+        buckets = self.latency.get(route)
         if buckets is None:
-            buckets = self.buckets[route] = [0] * (len(LATENCY_BUCKETS) + 1)
-            self.sums[route] = 0.0
-        buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.sums[route] += seconds
+            buckets = self.latency[route] = Buckets(LATENCY_BUCKETS)
+        buckets.observe(seconds)
 
     def families(self) -> Iterator[Metric]:
         """The two metric families for one scrape."""
@@ -100,12 +114,8 @@ class RequestStats:
         latency = HistogramMetricFamily(
             "shipyard_request_duration_seconds", "HTTP request latency by route.", labels=["route"]
         )
-        for route, counts in sorted(self.buckets.items()):
-            cumulative, running = [], 0
-            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
-                running += n
-                cumulative.append((str(bound) if bound != float("inf") else "+Inf", float(running)))
-            latency.add_metric([route], cumulative, self.sums[route])
+        for route, buckets in sorted(self.latency.items()):
+            latency.add_metric([route], buckets.cumulative(), buckets.sum)
         yield latency
 
 
@@ -135,6 +145,12 @@ class ModelStats:
         self.classes = np.zeros(len(labels), dtype=np.int64)
         self._pending: list[tuple[np.ndarray, np.ndarray | None]] = []
         self._lock = threading.Lock()
+        self.batch_rows, self.batch_requests = Buckets(BATCH_ROW_BUCKETS), Buckets(BATCH_REQUEST_BUCKETS)
+
+    def observe_batch(self, requests: int, rows: int) -> None:
+        """Counts one model call: how many requests and rows it served."""
+        self.batch_rows.observe(rows)
+        self.batch_requests.observe(requests)
 
     #: Scored batches kept before they are folded into the summaries (also folded at every scrape).
     PENDING = 256
@@ -191,6 +207,13 @@ class ModelStats:
                 families["min"].add_metric(key, float(low[i]))
                 families["max"].add_metric(key, float(high[i]))
         yield from families.values()
+        for name, doc, buckets in (
+            ("shipyard_batch_rows", "Rows per model call.", self.batch_rows),
+            ("shipyard_batch_requests", "Requests per model call.", self.batch_requests),
+        ):
+            family = HistogramMetricFamily(name, doc, labels=["model"])
+            family.add_metric([self.model], buckets.cumulative(), buckets.sum)
+            yield family
         predicted = CounterMetricFamily("shipyard_predictions", "Predicted classes.", labels=["model", "label"])
         for label, n in zip(self.labels, classes, strict=True):
             predicted.add_metric([self.model, label], float(n))
