@@ -3,7 +3,7 @@
 KServe's REST routes parse every V2 body into pydantic models, run the dataplane and encode the
 answer through FastAPI: about 0.8 ms of CPU per request on this machine, several times what a
 small model costs. For a JSON ``POST /v1/models/NAME:predict`` or ``/v2/models/NAME/infer`` to a
-model this server holds, :class:`~serving.observe.ServingGuard` calls :func:`infer` instead: the
+model this server holds, :class:`~serving.guard.ServingGuard` calls :func:`infer` instead: the
 body is parsed with orjson; a V1 body goes to the same ``Model.predict`` KServe's route calls, a
 V2 body to ``ShipyardModel.infer_v2`` — the same checks, scoring and outputs as ``predict`` on an
 ``InferRequest``, without building KServe's request and response objects — and the answer is

@@ -1,4 +1,4 @@
-"""What the server exposes about itself: Prometheus metrics and the HTTP guard in front of the routes.
+"""What the server exposes about itself: Prometheus metrics (the HTTP guard is serving.guard).
 
 Metrics (on KServe's ``/metrics``, Prometheus' default registry):
 
@@ -19,22 +19,15 @@ feature.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import functools
-import json
-import logging
-import re
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-logger = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096)
 BATCH_REQUEST_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -58,28 +51,6 @@ class Buckets:
             running += n
             out.append(("+Inf" if bound == float("inf") else str(float(bound)), float(running)))
         return out
-
-
-#: Route templates for the ``route`` label (bounded cardinality; the raw path is never a label).
-ROUTES = [
-    ("v1_predict", re.compile(r"^/v1/models/[^/]+:predict$")),
-    ("v1_model", re.compile(r"^/v1/models/[^/:]+$")),
-    ("v2_infer", re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer$")),
-    ("v2_model_ready", re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/ready$")),
-    ("v2_model_metadata", re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?$")),
-    ("v2_health_live", re.compile(r"^/v2/health/live$")),
-    ("v2_health_ready", re.compile(r"^/v2/health/ready$")),
-    ("v2_server_metadata", re.compile(r"^/v2/?$")),
-    ("metrics", re.compile(r"^/metrics$")),
-    ("root", re.compile(r"^/$")),
-]
-#: Inference routes the guard may answer directly (serving.fastpath): route → model-name pattern.
-DIRECT_ROUTES = {
-    "v1_predict": re.compile(r"^/v1/models/([^/]+):predict$"),
-    "v2_infer": re.compile(r"^/v2/models/([^/]+)/infer$"),
-}
-#: Routes that answer 503 while the server drains (readiness; liveness stays 200).
-READINESS_ROUTES = frozenset({"v2_health_ready", "v2_model_ready", "v1_model"})
 
 
 class RequestStats:
@@ -120,15 +91,6 @@ class RequestStats:
 
 
 REQUEST_STATS = RequestStats()
-
-
-@functools.lru_cache(maxsize=4096)
-def route_of(path: str) -> str:
-    """The route template a path belongs to, or ``other`` (cached: a few paths recur)."""
-    for name, pattern in ROUTES:
-        if pattern.match(path):
-            return name
-    return "other"
 
 
 class ModelStats:
@@ -259,145 +221,3 @@ def register_stats(stats: ModelStats) -> None:
 def register_payload_logger(model: str, payload_logger: Any) -> None:
     """Exposes a payload logger's written / dropped / failed record counts on ``/metrics``."""
     COLLECTOR.payload_loggers[model] = payload_logger
-
-
-class ServerState:
-    """Shared between the guard and the shutdown: requests in flight, and whether we drain."""
-
-    def __init__(self) -> None:
-        self.in_flight = 0
-        self.draining = False
-
-
-ASGIApp = Callable[..., Any]
-
-
-class ServingGuard:
-    """Pure ASGI middleware in front of KServe's routes.
-
-    - Counts and times every request (``shipyard_requests_total``, latency histogram).
-    - Refuses bodies over ``max_body_bytes`` with 413 and a JSON error, by ``Content-Length`` or,
-      for chunked uploads, while reading (the body is then buffered and replayed).
-    - While draining (after SIGTERM), readiness routes answer 503 so load balancers stop sending
-      traffic; everything else is still served until the server stops.
-    """
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int, state: ServerState, models: dict[str, Any] | None = None):
-        self.app, self.max_body_bytes, self.state = app, max_body_bytes, state
-        self.models = models or {}
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        route = route_of(scope.get("path", ""))
-        status = {"code": 500}
-        start = time.perf_counter()
-
-        async def send_and_record(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        self.state.in_flight += 1
-        try:
-            if self.state.draining and route in READINESS_ROUTES:
-                await _json_error(send_and_record, 503, "the server is shutting down")
-                return
-            length = _content_length(scope)
-            if length is not None and length > self.max_body_bytes:
-                await _json_error(send_and_record, 413, self._too_large(length))
-                return
-            model = self._direct_model(route, scope)
-            if model is not None or (length is None and scope.get("method") in ("POST", "PUT")):
-                body = await _read_limited(receive, self.max_body_bytes)
-                if body is None:
-                    await _json_error(send_and_record, 413, self._too_large(None))
-                    return
-                if model is not None:
-                    status["code"] = await self._answer_directly(model, route, body, send)
-                    return
-                receive = _replay(body)
-            await self.app(scope, receive, send_and_record)
-        finally:
-            self.state.in_flight -= 1
-            REQUEST_STATS.observe(route, status["code"], time.perf_counter() - start)
-
-    def _direct_model(self, route: str, scope: dict) -> Any:
-        """The ready model an inference request may go to directly (serving.fastpath), or None."""
-        if route not in DIRECT_ROUTES or scope.get("method") != "POST" or not self.models:
-            return None
-        match = DIRECT_ROUTES[route].match(scope.get("path", ""))
-        model = self.models.get(match.group(1)) if match else None
-        if model is None or not model.ready:
-            return None
-        from serving import fastpath
-
-        return model if fastpath.handles(scope) else None
-
-    async def _answer_directly(self, model: Any, route: str, body: bytes, send: Callable) -> int:
-        """Answers an inference request (serving.fastpath); returns the status sent."""
-        from serving import fastpath
-
-        try:
-            status, content = await fastpath.infer(model, route, body)
-        except Exception as exc:  # a model failure: a JSON 500, never an empty body
-            logger.exception("inference failed on %s", route)
-            await _json_error(send, 500, f"inference failed: {exc.__class__.__name__}: {exc}")
-            return 500
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
-        return status
-
-    def _too_large(self, length: int | None) -> str:
-        size = f"{length} bytes" if length is not None else "the body"
-        return f"request body too large: {size} exceeds the limit of {self.max_body_bytes} bytes (max_body_bytes)"
-
-
-def _content_length(scope: dict) -> int | None:
-    for key, value in scope.get("headers", ()):
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-async def _read_limited(receive: Callable, limit: int) -> bytes | None:
-    """The whole body, or None as soon as it passes ``limit`` bytes."""
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes) -> Callable:
-    sent = False
-
-    async def receive() -> dict:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()  # like a client that keeps the connection open
-        return {"type": "http.disconnect"}  # pragma: no cover
-
-    return receive
-
-
-async def _json_error(send: Callable, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

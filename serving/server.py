@@ -5,7 +5,7 @@ KServe 0.21 hard-codes ``0.0.0.0`` in its uvicorn config and parses ``sys.argv``
 REST server's host before it binds. gRPC is off (the V1/V2 REST routes are what KServe's
 InferenceService and the smoke tests use).
 
-In front of KServe's app, outermost: :class:`~serving.observe.ServingGuard` (request metrics, the
+In front of KServe's app, outermost: :class:`~serving.guard.ServingGuard` (request metrics, the
 body-size limit, 503 readiness while draining, and JSON inference requests answered directly by
 :mod:`serving.fastpath`). The loop is uvloop's (KServe's own ``asyncio.run`` would take the stdlib
 loop) and per-request log lines are off. Graceful shutdown: on SIGTERM readiness turns 503 first,
@@ -55,8 +55,8 @@ def serve(
     ms = _import_kserve()
     from kserve.protocol.rest.server import RESTServer
 
+    from serving.guard import ServerState, ServingGuard
     from serving.model import model_for
-    from serving.observe import ServerState, ServingGuard
 
     payload_logger = None
     if cfg.payload_log:

@@ -9,8 +9,9 @@ import pytest
 
 from serving.batching import AdaptiveBatcher
 from serving.config import ServeConfig
+from serving.guard import route_of
 from serving.model import MODEL_CLASSES, OnnxModel, SkopsModel, TorchScriptModel, model_for
-from serving.observe import ModelStats, route_of
+from serving.observe import ModelStats
 from shipyard.errors import ArtifactError, ConfigError
 
 
