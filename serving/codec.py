@@ -15,6 +15,22 @@ from shipyard.errors import DataValidationError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 SHORT = 120  # the most characters of client input an error message repeats
+#: The numeric V2 (Open Inference Protocol) datatypes and their numpy dtypes: one table for the
+#: datatypes a model accepts, the metadata it advertises and the decoding of JSON tensors.
+V2_NUMPY: dict[str, Any] = {
+    "BOOL": np.bool_,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
 
 
 def short(value: Any) -> str:

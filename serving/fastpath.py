@@ -21,6 +21,8 @@ import numpy as np
 import orjson
 from kserve.errors import InvalidInput
 
+from serving import codec
+
 JSON_TYPES = (b"application/json", b"")
 
 
@@ -35,22 +37,6 @@ def handles(scope: dict) -> bool:
     return content_type in JSON_TYPES
 
 
-#: numpy dtype of each V2 datatype a JSON tensor may carry (BYTES and FP16 are refused earlier).
-NUMPY_DTYPE = {
-    "BOOL": np.bool_,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "FP32": np.float32,
-    "FP64": np.float64,
-}
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class JsonTensor:
     """A V2 input tensor from a JSON body: what ``InferInput`` offers the model, without its cost."""
@@ -63,7 +49,7 @@ class JsonTensor:
     def as_numpy(self) -> np.ndarray:
         """The data as an array of the tensor's datatype and shape (ValueError/TypeError/OverflowError
         when they do not fit)."""
-        dtype = NUMPY_DTYPE.get(self.datatype)
+        dtype = codec.V2_NUMPY.get(self.datatype)  # FP16 and BYTES are refused before decoding
         if dtype is None:
             raise TypeError(f"datatype {self.datatype} cannot be decoded from JSON")
         return np.array(self.data, dtype=dtype).reshape(self.shape)

@@ -31,37 +31,12 @@ from shipyard.artifacts import read_model_manifest
 from shipyard.errors import ArtifactError, DataValidationError
 
 #: V2 input datatypes a numeric model accepts.
-NUMERIC_DATATYPES = {
-    "FP16",
-    "FP32",
-    "FP64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "BOOL",
-}
+NUMERIC_DATATYPES = frozenset(codec.V2_NUMPY)
 MATRIX_INPUT = "input"
 
 
 #: V2 datatype advertised for each input-schema dtype (what a client should send).
-V2_DATATYPE = {
-    "float32": "FP32",
-    "float64": "FP64",
-    "bool": "BOOL",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-}
+V2_DATATYPE = {np.dtype(t).name: name for name, t in codec.V2_NUMPY.items()}
 
 
 class ShipyardModel(Model):
