@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from components.validate_data.schema import SCHEMA_VERSION, load_schema  # noqa: F401 - load_schema re-exported
 from components.validate_data.stats import (
     NUMERIC_KINDS,
     ColumnStats,
@@ -22,15 +23,11 @@ from components.validate_data.stats import (
     float_values,
     frame_stats,
 )
-from shipyard import storage
-from shipyard.artifacts import ROLES, read_dataset, read_json, write_json, write_text
+from shipyard.artifacts import read_dataset, write_json, write_text
 from shipyard.config import Config, require
 from shipyard.errors import ConfigError, DataValidationError
 from shipyard.report import html_page, markdown_table
 
-SCHEMA_VERSION = 1
-KINDS = ("int", "float", "bool", "string", "datetime", "other")
-COLUMN_KEYS = {"kind", "role", "nullable", "max_null_fraction", "min", "max", "domain", "unique", "quantiles"}
 #: Quantiles an inferred schema records for numeric columns (informational; not enforced).
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 ANOMALY_SEVERITY = {
@@ -149,60 +146,6 @@ def infer_schema(
             spec["domain"] = sorted(st.counts)
         columns[name] = spec
     return {"version": SCHEMA_VERSION, "min_rows": config.min_rows, "columns": columns}
-
-
-def load_schema(path: str | Path) -> dict[str, Any]:
-    """Reads and checks a (possibly hand-edited) validation schema.
-
-    Args:
-        path: A ``schema.json`` file, a schema artifact directory, or a ``gs://`` URI of the file.
-
-    Raises:
-        StorageError: The file does not exist.
-        DataValidationError: Unknown keys, a wrong version, or malformed column entries.
-    """
-    p = storage.fetch(str(path))
-    if p.is_dir():
-        p = p / "schema.json"
-    data = read_json(p, "validation schema")
-    if not isinstance(data, dict) or set(data) - {"version", "min_rows", "columns"} or "columns" not in data:
-        raise DataValidationError(
-            f"{p}: expected keys version, min_rows, columns; "
-            f"got {sorted(data) if isinstance(data, dict) else type(data).__name__}"
-        )
-    if data.get("version") != SCHEMA_VERSION:
-        raise DataValidationError(f"{p}: version {data.get('version')!r} is not supported; expected {SCHEMA_VERSION}")
-    if not isinstance(data["columns"], dict):
-        raise DataValidationError(f"{p}: 'columns' must be an object keyed by column name")
-    for name, spec in data["columns"].items():
-        _check_column_spec(p, name, spec)
-    return data
-
-
-def _check_column_spec(path: Path, name: str, spec: Any) -> None:
-    where = f"{path}: column {name!r}"
-    if not isinstance(spec, dict):
-        raise DataValidationError(f"{where}: expected an object, got {type(spec).__name__}")
-    unknown = sorted(set(spec) - COLUMN_KEYS)
-    if unknown:
-        raise DataValidationError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(COLUMN_KEYS)}")
-    if "kind" in spec and spec["kind"] not in KINDS:
-        raise DataValidationError(f"{where}: kind {spec['kind']!r} is not one of {list(KINDS)}")
-    if "role" in spec and spec["role"] not in ROLES:
-        raise DataValidationError(f"{where}: role {spec['role']!r} is not one of {list(ROLES)}")
-    for key in ("min", "max", "max_null_fraction"):
-        value = spec.get(key)
-        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-            raise DataValidationError(f"{where}: {key} must be a number, got {value!r}")
-    quantiles = spec.get("quantiles", {})
-    if not isinstance(quantiles, dict) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in quantiles.values()
-    ):
-        raise DataValidationError(f"{where}: quantiles must map names like 'p50' to numbers, got {quantiles!r}")
-    if "unique" in spec and not isinstance(spec["unique"], bool):
-        raise DataValidationError(f"{where}: unique must be true or false, got {spec['unique']!r}")
-    if "domain" in spec and not isinstance(spec["domain"], list):
-        raise DataValidationError(f"{where}: domain must be a list of values, got {spec['domain']!r}")
 
 
 def find_anomalies(
