@@ -41,6 +41,7 @@ from components.drift_check.profile import (  # noqa: F401 - re-exported: the pa
     profile_column,
     quantiles,
     save_profile,
+    text_counts,
 )
 from components.drift_check.stats import (  # noqa: F401 - re-exported
     _fill_zeroes,
@@ -181,7 +182,7 @@ def check_column(ref: ColumnProfile, current: Any, method: str = "auto", thresho
         if group == "int" and cur_counts is not None and len(cur_counts) <= INT_CATEGORICAL:
             kind = "categorical"
     else:
-        cur_counts = _counts(data.astype(str))
+        cur_counts = text_counts(data)
         n_values = len(set(ref.counts or {}) | set(cur_counts))
         binned = cur_counts
     r, c = _percents(ref, binned)

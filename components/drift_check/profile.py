@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from components.validate_data.stats import text_counts
 from shipyard.artifacts import atomic_dir, read_json
 from shipyard.errors import ArtifactError, DataValidationError
 
@@ -69,12 +70,7 @@ def _finite(series: Any) -> Any:
 
 
 def _counts(series: Any) -> dict[Any, int]:
-    import pandas as pd
-
-    if isinstance(series.dtype, pd.CategoricalDtype):  # counted on the codes, not the values
-        codes = series.cat.codes.to_numpy()
-        tally = np.bincount(codes[codes >= 0], minlength=len(series.cat.categories))
-        return {str(_key(c)): int(k) for c, k in zip(series.cat.categories, tally, strict=True) if k}
+    """Counts of a numeric column's few distinct values (text columns: ``text_counts``)."""
     counts = series.value_counts(dropna=True)
     return {_key(k): int(v) for k, v in counts.items()}
 
@@ -91,13 +87,11 @@ def profile_column(series: Any, max_sorted: int = 50_000) -> ColumnProfile:
     mid-point quantiles read off a fine histogram (:func:`sketch_quantiles`), which costs a few
     linear passes instead of a sort.
     """
-    import pandas as pd
-
     data = _finite(series)
     group = _dtype_group(series)
     if not _is_numeric(data):
-        text = data if isinstance(data.dtype, pd.CategoricalDtype) else data.astype(str)
-        return ColumnProfile(str(series.name), "categorical", int(len(data)), counts=_counts(text), dtype=group)
+        counts = text_counts(data)  # as text; categoricals counted on their codes
+        return ColumnProfile(str(series.name), "categorical", int(len(data)), counts=counts, dtype=group)
     x = data.to_numpy(dtype=np.float64)
     prof = ColumnProfile(str(series.name), "numeric", int(len(x)), std=float(np.std(x)) if len(x) else 0.0, dtype=group)
     if len(x) > max_sorted:
