@@ -4,17 +4,18 @@ Metrics (on KServe's ``/metrics``, Prometheus' default registry):
 
 - ``shipyard_requests_total{route, status}`` and ``shipyard_request_duration_seconds{route}``:
   every HTTP request, by route template (never the raw path) and status code;
-- ``shipyard_batch_rows{model}`` / ``shipyard_batch_requests{model}`` (histograms): rows and requests per model
-  call (1 request per call without batching);
+- ``shipyard_batch_rows{model}`` / ``shipyard_batch_requests{model}`` (histograms): rows and
+  requests per model call (1 request per call without batching);
 - ``shipyard_predictions_total{model, label}``: predicted classes;
 - ``shipyard_payload_records_total{model, outcome}``: payload-log records written, dropped, failed;
 - ``shipyard_feature_{count,sum,sum_squares}_total{model, feature}`` and
   ``shipyard_feature_{min,max}{model, feature}``: running summaries of every input feature, from
   which mean and standard deviation follow — what a drift check can read without payload logs.
 
-Per-prediction figures are accumulated in numpy arrays and turned into metric families only when
-``/metrics`` is scraped, so they cost a few vector operations per request, not a label lookup per
-feature.
+Every figure is kept in plain Python/numpy containers and turned into metric families only when
+``/metrics`` is scraped: a request costs a dict update, a bisect and an append (the feature
+summaries fold their pending batches every 256 requests), not prometheus_client's locked label
+lookups. Updates happen on the event loop (and ModelStats under its lock).
 """
 
 from __future__ import annotations
