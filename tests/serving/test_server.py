@@ -16,7 +16,6 @@ from shipyard.artifacts import read_dataset
 pytestmark = [pytest.mark.serving, pytest.mark.slow]
 NAME = "bc"
 BODY_LIMIT = 64 * 1024
-FORMAT_CLASS = {"baseline": "SkopsModel", "model": "TorchScriptModel", "onnx": "OnnxModel"}
 
 
 @pytest.fixture(scope="module")
