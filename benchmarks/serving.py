@@ -19,13 +19,10 @@ though lower absolute numbers: a pinned server cannot move away from other load 
   any timing.
 - **ours ÷ ceiling** (target ≥ 0.5): a bare Starlette handler on uvicorn that reads the body and
   answers a constant V2 response (``serving_support/ceiling.py``): HTTP and framing alone.
-- **batching on ÷ off** for the TorchScript MLP at concurrency 32 (target ≥ 2): the "off" case is
-  always measured. The "on" case is one more entry in :func:`cases`, run on a second server
-  started with the options that turn batching on: ``--batching-args`` / ``SHIPYARD_BENCH_BATCHING_ARGS``
-  when given, else ``--batching on`` when ``shipyard serve --help`` offers ``--batching`` (the
-  "off" server then gets ``--batching off`` explicitly), else the case is left out and reported
-  as not measured. ``SHIPYARD_SERVE_*`` variables are removed from the servers' environment so
-  only the command line decides.
+- **batching on ÷ off** for the TorchScript MLP at concurrency 32 (target ≥ 2): two servers,
+  ``--batching off`` and ``--batching on`` (or the options given by ``--batching-args`` /
+  ``SHIPYARD_BENCH_BATCHING_ARGS``; empty options leave the "on" case out). ``SHIPYARD_SERVE_*``
+  variables are removed from the servers' environment so only the command line decides.
 
 wrk counts HTTP status >= 400, socket errors and timeouts; all of them are reported as errors. The
 exact server and wrk commands are recorded in the result (``benchmarks/output/serving.json``).
@@ -427,16 +424,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def batching_options(on_args: Sequence[str] | None) -> Batching:
     """The TorchScript servers' batching options.
 
-    On: ``on_args`` when given, else ``SHIPYARD_BENCH_BATCHING_ARGS``, else ``--batching on`` when
-    ``shipyard serve --help`` lists ``--batching``, else none (the on case is not run). Off:
-    ``--batching off`` when that option exists (batching may default to on), else none.
+    Off: ``--batching off`` (it is on by default for TorchScript). On: ``on_args`` when given, else
+    ``SHIPYARD_BENCH_BATCHING_ARGS``, else ``--batching on``; empty leaves the on case out.
     """
-    cli = subprocess.run([*shipyard_command(), "serve", "--help"], capture_output=True, text=True).stdout
-    has_flag = "--batching " in cli
-    off = ("--batching", "off") if has_flag else ()
     if on_args is None:
-        on_args = shlex.split(os.environ.get(BATCHING_ENV_VAR, "")) or (["--batching", "on"] if has_flag else [])
-    return Batching(off, tuple(on_args))
+        on_args = shlex.split(os.environ.get(BATCHING_ENV_VAR, "--batching on"))
+    return Batching(("--batching", "off"), tuple(on_args))
 
 
 def main(
