@@ -24,17 +24,9 @@ from kserve.errors import InvalidInput
 from serving import codec
 
 JSON_TYPES = (b"application/json", b"")
-
-
-def handles(scope: dict) -> bool:
-    """Whether this request may take the direct path: a JSON body without V2 binary extensions."""
-    content_type = b""
-    for key, value in scope.get("headers", ()):
-        if key == b"content-type":
-            content_type = value.split(b";", 1)[0].strip().lower()
-        elif key == b"inference-header-content-length" or key.startswith(b"ce-"):
-            return False  # V2 binary tensors and CloudEvents: KServe's routes handle them
-    return content_type in JSON_TYPES
+TENSOR_FIELDS_ORDER = ("name", "shape", "datatype", "data")
+TENSOR_FIELDS = frozenset(TENSOR_FIELDS_ORDER)
+INT_TYPE = frozenset({int})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,13 +64,13 @@ def v2_inputs(payload: Any) -> tuple[str | None, list[JsonTensor]]:
     for i, tensor in enumerate(inputs):
         if not isinstance(tensor, dict):
             raise InvalidInput(f"V2 request: inputs.{i}: Input should be an object")
-        missing = [k for k in ("name", "shape", "datatype", "data") if k not in tensor]
-        if missing:
+        if not TENSOR_FIELDS <= tensor.keys():
+            missing = [k for k in TENSOR_FIELDS_ORDER if k not in tensor]
             raise InvalidInput(f"V2 request: inputs.{i}: missing field(s) {missing}")
         name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
         if not isinstance(name, str) or not isinstance(datatype, str):
             raise InvalidInput(f"V2 request: inputs.{i}: name and datatype must be strings")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        if not isinstance(shape, list) or not set(map(type, shape)) <= INT_TYPE:  # bool is not an int here
             raise InvalidInput(f"V2 request: inputs.{i}.shape: Input should be a list of integers")
         if not isinstance(tensor["data"], list):
             raise InvalidInput(f"V2 request: inputs.{i}.data: Input should be a valid list")

@@ -45,18 +45,21 @@ class LoadedModel:
         self.path = path
         self.manifest = manifest
         self._scorer = scorer
+        self._classifier = manifest.task != "regression"
 
     @property
     def is_classifier(self) -> bool:
         """True for binary and multiclass tasks."""
-        return self.manifest.task != "regression"
+        return self._classifier
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Returns class probabilities ``[n, classes]`` or regression values ``[n]``."""
-        out = np.asarray(self._scorer(np.ascontiguousarray(x, dtype=np.float32)))
-        if self.is_classifier:
-            return out.reshape(len(x), -1)
-        return out.reshape(len(x))
+        if x.dtype != np.float32 or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        out = np.asarray(self._scorer(x))
+        if self._classifier:
+            return out if out.ndim == 2 else out.reshape(len(x), -1)
+        return out if out.ndim == 1 else out.reshape(len(x))
 
     def labels(self, scores: np.ndarray) -> list[Any]:
         """Maps class probabilities to label names (classification only)."""
@@ -117,6 +120,7 @@ def linear_scorer(model: Any, manifest: ModelManifest, reference: Scorer) -> Sco
     used only when it agrees with ``reference`` (scikit-learn itself) to 1e-5 on 256 probe rows
     spread around the scaler's statistics; otherwise scikit-learn serves.
     """
+    from scipy.special import expit
     from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
@@ -140,19 +144,22 @@ def linear_scorer(model: Any, manifest: ModelManifest, reference: Scorer) -> Sco
         weights = weights / scale[:, None]
         center, spread = mean, np.where(scale > 0, scale, 1.0)
     classify = isinstance(last, LogisticRegression)
+    binary = classify and weights.shape[1] == 1
+    if binary:
+        # binary: [1 - p, p] = expit([-z, z]), so one product, one add and one ufunc give both columns
+        weights, bias = np.hstack([-weights, weights]), np.concatenate([-bias, bias])
 
     def score(x: np.ndarray) -> np.ndarray:
-        z = x.astype(np.float64) @ weights + bias
+        z = np.dot(x, weights)  # float64: the float32 rows are widened by the product
+        z += bias
         if not classify:
             return z.reshape(len(x))
-        if z.shape[1] == 1:  # binary: the positive class's logit
-            out = np.empty((len(z), 2))
-            out[:, 1] = 1.0 / (1.0 + np.exp(-z[:, 0]))
-            out[:, 0] = 1.0 - out[:, 1]
-            return out
+        if binary:
+            return expit(z, out=z)
         z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        return z
 
     probe = (center + spread * np.random.default_rng(0).normal(size=(256, k)) * 2).astype(np.float32)
     try:

@@ -48,10 +48,18 @@ READINESS_ROUTES = frozenset({"v2_health_ready", "v2_model_ready", "v1_model"})
 @functools.lru_cache(maxsize=4096)
 def route_of(path: str) -> str:
     """The route template a path belongs to, or ``other`` (cached: a few paths recur)."""
+    return _route_and_model(path)[0]
+
+
+@functools.lru_cache(maxsize=4096)
+def _route_and_model(path: str) -> tuple[str, str | None]:
+    """``(route template, model name)``; the name only for routes the guard may answer directly."""
     for name, pattern in ROUTES:
         if pattern.match(path):
-            return name
-    return "other"
+            direct = DIRECT_ROUTES.get(name)
+            match = direct.match(path) if direct is not None else None
+            return name, match.group(1) if match else None
+    return "other", None
 
 
 class ServerState:
@@ -83,48 +91,44 @@ class ServingGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = route_of(scope.get("path", ""))
-        status = {"code": 500}
+        route, model_name = _route_and_model(scope["path"])
         start = time.perf_counter()
-
-        async def send_and_record(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
+        status = 500
         self.state.in_flight += 1
         try:
             if self.state.draining and route in READINESS_ROUTES:
-                await _json_error(send_and_record, 503, "the server is shutting down")
+                status = await _json_error(send, 503, "the server is shutting down")
                 return
-            length = _content_length(scope)
+            length, direct = _read_headers(scope["headers"])
             if length is not None and length > self.max_body_bytes:
-                await _json_error(send_and_record, 413, self._too_large(length))
+                status = await _json_error(send, 413, self._too_large(length))
                 return
-            model = self._direct_model(route, scope)
-            if model is not None or (length is None and scope.get("method") in ("POST", "PUT")):
+            model = self.models.get(model_name) if model_name is not None else None
+            if model is not None and not (direct and model.ready and scope["method"] == "POST"):
+                model = None
+            if model is not None or (length is None and scope["method"] in ("POST", "PUT")):
                 body = await _read_limited(receive, self.max_body_bytes)
                 if body is None:
-                    await _json_error(send_and_record, 413, self._too_large(None))
+                    status = await _json_error(send, 413, self._too_large(None))
                     return
                 if model is not None:
-                    status["code"] = await self._answer_directly(model, route, body, send)
+                    status = await self._answer_directly(model, route, body, send)
                     return
                 receive = _replay(body)
-            await self.app(scope, receive, send_and_record)
+            sent: list[int] = []
+
+            async def send_and_record(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    sent.append(message["status"])
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_and_record)
+            finally:
+                status = sent[0] if sent else 500
         finally:
             self.state.in_flight -= 1
-            REQUEST_STATS.observe(route, status["code"], time.perf_counter() - start)
-
-    def _direct_model(self, route: str, scope: dict) -> Any:
-        """The ready model an inference request may go to directly (serving.fastpath), or None."""
-        if route not in DIRECT_ROUTES or scope.get("method") != "POST" or not self.models:
-            return None
-        match = DIRECT_ROUTES[route].match(scope.get("path", ""))
-        model = self.models.get(match.group(1)) if match else None
-        if model is None or not model.ready:
-            return None
-        return model if fastpath.handles(scope) else None
+            REQUEST_STATS.observe(route, status, time.perf_counter() - start)
 
     async def _answer_directly(self, model: Any, route: str, body: bytes, send: Callable) -> int:
         """Answers an inference request (serving.fastpath); returns the status sent."""
@@ -144,14 +148,24 @@ class ServingGuard:
         return f"request body too large: {size} exceeds the limit of {self.max_body_bytes} bytes (max_body_bytes)"
 
 
-def _content_length(scope: dict) -> int | None:
-    for key, value in scope.get("headers", ()):
+def _read_headers(headers: Any) -> tuple[int | None, bool]:
+    """``(Content-Length or None, whether the body may be answered directly)`` in one pass.
+
+    Direct answers (serving.fastpath) take JSON bodies only: not CloudEvents (``ce-*`` headers)
+    and not V2 binary tensors (``inference-header-content-length``), which KServe's routes decode.
+    """
+    length, direct = None, True
+    for key, value in headers:
         if key == b"content-length":
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
-                return None
-    return None
+                length = None
+        elif key == b"content-type":
+            direct = direct and value.split(b";", 1)[0].strip().lower() in fastpath.JSON_TYPES
+        elif key == b"inference-header-content-length" or key.startswith(b"ce-"):
+            direct = False
+    return length, direct
 
 
 async def _read_limited(receive: Callable, limit: int) -> bytes | None:
@@ -165,9 +179,9 @@ async def _read_limited(receive: Callable, limit: int) -> bytes | None:
         size += len(chunk)
         if size > limit:
             return None
-        chunks.append(chunk)
         if not message.get("more_body", False):
-            break
+            return chunk if not chunks else b"".join((*chunks, chunk))  # one chunk: no copy
+        chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -185,8 +199,10 @@ def _replay(body: bytes) -> Callable:
     return receive
 
 
-async def _json_error(send: Callable, status: int, message: str) -> None:
+async def _json_error(send: Callable, status: int, message: str) -> int:
+    """Sends ``{"error": message}`` with ``status``; returns the status."""
     body = json.dumps({"error": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+    return status

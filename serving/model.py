@@ -65,6 +65,7 @@ class ShipyardModel(Model):
         self.batcher: AdaptiveBatcher | None = None
         self.stats: ModelStats | None = None
         self._features: list[str] = []
+        self._feature_set: frozenset[str] = frozenset()
         self._label_names: list[Any] = []
         self._label_dtype = "INT64"
 
@@ -78,6 +79,7 @@ class ShipyardModel(Model):
             )
         self.loaded = loaded
         self._features = loaded.manifest.feature_names  # computed once, not per request
+        self._feature_set = frozenset(self._features)
         self._label_names = list(loaded.manifest.label_names)
         self._label_dtype = _label_datatype(loaded.manifest.label_names)
         labels = list(loaded.manifest.label_names) if loaded.is_classifier else []
@@ -162,21 +164,19 @@ class ShipyardModel(Model):
             x = matrix()
         except DataValidationError as exc:
             raise InvalidInput(str(exc)) from exc
-        scores = await self._score(x)
-        classes = scores.argmax(axis=1) if self._model.is_classifier else None
+        model = self._model
+        if self.batcher is not None:
+            scores = await self.batcher.submit(x)
+        else:  # scored right here: no coroutine, task or thread in between
+            scores = model.scores(x)
+            self._on_batch(1, len(x))
+        classes = scores.argmax(axis=1) if model.is_classifier else None
         labels = None if classes is None else [self._label_names[i] for i in classes.tolist()]
         if self.stats is not None:
             self.stats.observe(x, classes)
         if self.payload_logger is not None:
             self._log_payload(request_id, x, scores, labels, protocol)
         return x, scores, labels
-
-    async def _score(self, x: np.ndarray) -> np.ndarray:
-        if self.batcher is not None:
-            return await self.batcher.submit(x)
-        scores = self._model.scores(x)
-        self._on_batch(1, len(x))
-        return scores
 
     def _on_batch(self, requests: int, rows: int) -> None:
         if self.stats is not None:
@@ -228,9 +228,10 @@ class ShipyardModel(Model):
         for inp in inputs:
             if inp.datatype not in NUMERIC_DATATYPES:
                 raise InvalidInput(f"V2 input {inp.name!r}: datatype {inp.datatype} is not numeric; expected FP32")
+        if len(inputs) == 1 and inputs[0].name not in self._feature_set:
+            name = inputs[0].name
+            return codec.check_matrix(_as_numpy(inputs[0]), features, lambda: f"V2 input {codec.short(name)}")
         names = [inp.name for inp in inputs]
-        if len(inputs) == 1 and names[0] not in features:
-            return codec.check_matrix(_as_numpy(inputs[0]), features, f"V2 input {codec.short(names[0])}")
         unknown = sorted(set(names) - set(features))
         missing = [f for f in features if f not in names]
         if unknown or missing:

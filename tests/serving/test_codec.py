@@ -135,6 +135,34 @@ def test_check_matrix_rejects_zero_rows():
         codec.check_matrix(np.zeros((0, 3)), FEATURES, "v2")
 
 
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_float32_matrix_with_a_non_finite_value_is_rejected_by_name(bad):
+    x = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], dtype=np.float32)
+    x[2, 1] = bad
+    with pytest.raises(DataValidationError) as info:
+        codec.check_matrix(x, FEATURES, lambda: "V2 input 'input'")
+    assert str(info.value).startswith("V2 input 'input': feature 'income' is ")
+    assert str(info.value).endswith(" in row 2; expected a finite number")
+
+
+def test_float32_matrix_of_huge_finite_values_is_accepted():
+    x = np.full((2, 3), 3e38, dtype=np.float32)  # squares and sums overflow; the values are fine
+    np.testing.assert_array_equal(codec.check_matrix(x, FEATURES, "v2"), x)
+
+
+def test_valid_float32_matrix_is_returned_contiguous_and_where_is_not_built():
+    def where() -> str:
+        raise AssertionError("the error location is only built for an error")
+
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    assert codec.check_matrix(x, FEATURES, where) is x
+    strided = np.arange(24, dtype=np.float32).reshape(4, 6)[:, ::2]
+    out = codec.check_matrix(strided, FEATURES, "v2")
+    assert out.flags.c_contiguous and out.dtype == np.float32
+    np.testing.assert_array_equal(out, strided)
+
+
 # --- from_frame ----------------------------------------------------------------------------------
 
 
