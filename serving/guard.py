@@ -170,7 +170,8 @@ def _read_headers(headers: Any) -> tuple[int | None, bool]:
 
 async def _read_limited(receive: Callable, limit: int) -> bytes | None:
     """The whole body, or None as soon as it passes ``limit`` bytes."""
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":

@@ -135,7 +135,6 @@ def test_check_matrix_rejects_zero_rows():
         codec.check_matrix(np.zeros((0, 3)), FEATURES, "v2")
 
 
-
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_float32_matrix_with_a_non_finite_value_is_rejected_by_name(bad):
     x = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], dtype=np.float32)
