@@ -9,8 +9,10 @@ loaded: such files are refused before anything is read.
 
 from __future__ import annotations
 
+import math
+import operator
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,9 @@ class LoadedModel:
         self.manifest = manifest
         self._scorer = scorer
         self._classifier = manifest.task != "regression"
+        #: One row of finite numbers → probabilities (or ``[value]``) in Python floats, without
+        #: numpy; only models that offer it (:class:`LinearScorer`), else None.
+        self.score_row: Callable[[Sequence[float]], list[float]] | None = getattr(scorer, "row", None)
 
     @property
     def is_classifier(self) -> bool:
@@ -111,16 +116,16 @@ def _load_skops(weights: Path, manifest: ModelManifest) -> Scorer:
     return linear_scorer(model, manifest, exact) or exact
 
 
-def linear_scorer(model: Any, manifest: ModelManifest, reference: Scorer) -> Scorer | None:
-    """A numpy scorer for a standardized linear model, or None for any other estimator.
+def linear_scorer(model: Any, manifest: ModelManifest, reference: Scorer) -> LinearScorer | None:
+    """A :class:`LinearScorer` for a standardized linear model, or None for any other estimator.
 
     ``StandardScaler`` steps followed by ``LogisticRegression`` (binary or multinomial),
     ``LinearRegression`` or ``Ridge`` fold into one affine map, so a prediction is one matrix
-    product (about 10 µs for a row instead of scikit-learn's ~250 µs of input checks). It is
-    used only when it agrees with ``reference`` (scikit-learn itself) to 1e-5 on 256 probe rows
-    spread around the scaler's statistics; otherwise scikit-learn serves.
+    product (a few µs for a row instead of scikit-learn's ~250 µs of input checks). It is used
+    only when it agrees with ``reference`` (scikit-learn itself) to 1e-5 (absolute or relative) on
+    256 probe rows spread around the scaler's statistics, numpy and one-row paths both; otherwise
+    scikit-learn serves.
     """
-    from scipy.special import expit
     from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
@@ -143,30 +148,69 @@ def linear_scorer(model: Any, manifest: ModelManifest, reference: Scorer) -> Sco
         bias = bias - (mean / scale) @ weights
         weights = weights / scale[:, None]
         center, spread = mean, np.where(scale > 0, scale, 1.0)
-    classify = isinstance(last, LogisticRegression)
-    binary = classify and weights.shape[1] == 1
-    if binary:
-        # binary: [1 - p, p] = expit([-z, z]), so one product, one add and one ufunc give both columns
-        weights, bias = np.hstack([-weights, weights]), np.concatenate([-bias, bias])
+    kind = "regression" if not isinstance(last, LogisticRegression) else "binary" if coef.shape[0] == 1 else "softmax"
+    scorer = LinearScorer(weights, bias, kind)
+    probe = (center + spread * np.random.default_rng(0).normal(size=(256, k)) * 2).astype(np.float32)
+    try:
+        expected = np.asarray(reference(probe), dtype=np.float64)
+        # 1e-5 absolute or relative: scikit-learn computes float32 input in float32, so a regression
+        # value of a few hundred is only good to ~1e-4 there (the fold computes in float64)
+        agree = np.allclose(scorer(probe), expected, rtol=1e-5, atol=1e-5) and np.allclose(
+            [scorer.row(r) for r in probe[:16].tolist()], expected[:16].reshape(16, -1), rtol=1e-5, atol=1e-5
+        )
+    except (ValueError, TypeError):  # pragma: no cover - an estimator fitted on other inputs
+        return None
+    return scorer if agree else None
 
-    def score(x: np.ndarray) -> np.ndarray:
-        z = np.dot(x, weights)  # float64: the float32 rows are widened by the product
-        z += bias
-        if not classify:
+
+class LinearScorer:
+    """A folded linear model: ``scorer(x)`` for a float32 matrix, ``scorer.row(values)`` for one row.
+
+    ``kind`` is ``binary`` (logistic: ``[1 - p, p]``), ``softmax`` (multinomial logistic) or
+    ``regression``. :meth:`row` computes in plain Python floats: for a single row that is cheaper
+    than numpy's per-call dispatch, which on a busy server also evicts the interpreter from the
+    CPU caches (see serving/README.md). Both give the same values up to float64 rounding.
+    """
+
+    def __init__(self, weights: np.ndarray, bias: np.ndarray, kind: str):
+        from scipy.special import expit
+
+        self.kind, self._expit = kind, expit
+        if kind == "binary":  # [1 - p, p] = expit([-z, z]): one product, one add and one ufunc
+            weights, bias = np.hstack([-weights, weights]), np.concatenate([-bias, bias])
+        self.weights, self.bias = weights, bias
+        self._columns = [tuple(c) for c in weights.T.tolist()]  # per output, for row()
+        self._intercepts = bias.tolist()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        z = np.dot(x, self.weights)  # float64: the float32 rows are widened by the product
+        z += self.bias
+        if self.kind == "regression":
             return z.reshape(len(x))
-        if binary:
-            return expit(z, out=z)
+        if self.kind == "binary":
+            return self._expit(z, out=z)
         z -= z.max(axis=1, keepdims=True)
         np.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)
         return z
 
-    probe = (center + spread * np.random.default_rng(0).normal(size=(256, k)) * 2).astype(np.float32)
-    try:
-        agree = np.allclose(score(probe), np.asarray(reference(probe), dtype=np.float64), rtol=0, atol=1e-5)
-    except (ValueError, TypeError):  # pragma: no cover - an estimator fitted on other inputs
-        return None
-    return score if agree else None
+    def row(self, values: Sequence[float]) -> list[float]:
+        """Probabilities (or ``[value]``) of one row of finite numbers, in Python floats."""
+        if self.kind == "binary":
+            z = self._intercepts[1] + sum(map(operator.mul, values, self._columns[1]))
+            return [_expit(-z), _expit(z)]
+        z = [b + sum(map(operator.mul, values, w)) for b, w in zip(self._intercepts, self._columns, strict=True)]
+        if self.kind == "regression":
+            return z
+        top = max(z)
+        e = [math.exp(v - top) for v in z]
+        total = sum(e)
+        return [v / total for v in e]
+
+
+def _expit(v: float) -> float:
+    """The logistic function in Python floats, without math.exp's OverflowError."""
+    return 1.0 / (1.0 + math.exp(-v)) if v >= -700.0 else math.exp(v)
 
 
 def _load_torchscript(weights: Path, manifest: ModelManifest) -> Scorer:

@@ -12,9 +12,11 @@ Classification answers labels and probabilities; regression answers values. Bad 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import time
 import uuid
+from array import array
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,6 +35,8 @@ from shipyard.errors import ArtifactError, DataValidationError
 #: V2 input datatypes a numeric model accepts.
 NUMERIC_DATATYPES = frozenset(codec.V2_NUMPY)
 MATRIX_INPUT = "input"
+#: Datatypes of the one-row path (``ShipyardModel._v2_row``); the others keep numpy's range checks.
+ROW_DATATYPES = frozenset({"FP32"})
 
 
 #: V2 datatype advertised for each input-schema dtype (what a client should send).
@@ -66,6 +70,7 @@ class ShipyardModel(Model):
         self.stats: ModelStats | None = None
         self._features: list[str] = []
         self._feature_set: frozenset[str] = frozenset()
+        self._score_row: Any = None
         self._label_names: list[Any] = []
         self._label_dtype = "INT64"
 
@@ -91,6 +96,10 @@ class ShipyardModel(Model):
             self.batcher = AdaptiveBatcher(
                 loaded.scores, self.config.max_batch_size, self.config.max_batch_wait_ms / 1000, self._on_batch
             )
+        # One plain row is scored in Python floats when the model offers it (LoadedModel.score_row);
+        # not with batching (the batcher wants arrays) or payload logging (it logs arrays).
+        unbatched_unlogged = self.batcher is None and self.payload_logger is None
+        self._score_row = loaded.score_row if unbatched_unlogged else None
         self.ready = True
         return self.ready
 
@@ -142,19 +151,55 @@ class ShipyardModel(Model):
 
         Args:
             request_id: The request's ``id``, echoed (one is made up when None).
-            inputs: Tensors with ``name``, ``datatype``, ``shape`` and ``as_numpy()`` (see
-                :class:`serving.fastpath.JsonTensor`), checked exactly as an InferRequest's are.
+            inputs: Tensors with ``name``, ``datatype``, ``shape``, ``data`` (the JSON list) and
+                ``as_numpy()`` (see :class:`serving.fastpath.JsonTensor`), checked exactly as an
+                InferRequest's are.
         """
-        x, scores, labels = await self._answer(lambda: self._v2_matrix(inputs), request_id, "v2")
+        outputs = self._v2_row(inputs) if self._score_row is not None else None
+        if outputs is None:
+            x, scores, labels = await self._answer(lambda: self._v2_matrix(inputs), request_id, "v2")
+            outputs = self._v2_outputs(scores, labels)
         return {
             "id": request_id or _response_id(),
             "model_name": self.name,
             "model_version": None,
-            "outputs": [
-                {"name": n, "shape": shape, "datatype": d, "data": data}
-                for n, shape, d, data in self._v2_outputs(scores, labels)
-            ],
+            "outputs": [{"name": n, "shape": shape, "datatype": d, "data": data} for n, shape, d, data in outputs],
         }
+
+    def _v2_row(self, inputs: list[Any]) -> list[tuple[str, list[int], str, Any]] | None:
+        """The outputs for one plain row scored without numpy (``LoadedModel.score_row``), or None.
+
+        Only one ``[1, features]`` (or ``[features]``) FP32 tensor of JSON numbers, all finite
+        once rounded to float32, qualifies; None sends everything else — including every bad
+        request — down the numpy path, whose checks and messages apply unchanged. Same values as
+        that path up to float64 rounding (tested), one model call of one row on /metrics.
+        """
+        k = len(self._features)
+        inp = inputs[0] if len(inputs) == 1 else None
+        if (
+            inp is None
+            or inp.datatype not in ROW_DATATYPES
+            or inp.name in self._feature_set
+            or len(inp.data) != k
+            or inp.shape not in ([1, k], [k])
+        ):
+            return None
+        try:
+            row = array("f", inp.data)  # float32 as numpy would round it; strings, None, lists refused
+        except (TypeError, OverflowError):
+            return None
+        if not math.isfinite(sum(row)):  # NaN, ±Inf or past float32's range: the numpy path says which
+            return None
+        scores = self._score_row(row)  # type: ignore[misc]  # only called when set
+        data = array("f", scores).tolist()
+        if not self._model.is_classifier:
+            if self.stats is not None:
+                self.stats.observe_row(row, None)
+            return self._v2_output_tuples(None, data, [1])
+        best = max(range(len(scores)), key=scores.__getitem__)  # the first of equal maxima, as argmax
+        if self.stats is not None:
+            self.stats.observe_row(row, best)
+        return self._v2_output_tuples([self._label_names[best]], data, [1, len(scores)])
 
     async def _answer(
         self, matrix: Any, request_id: str | None, protocol: str
@@ -169,11 +214,10 @@ class ShipyardModel(Model):
             scores = await self.batcher.submit(x)
         else:  # scored right here: no coroutine, task or thread in between
             scores = model.scores(x)
-            self._on_batch(1, len(x))
         classes = scores.argmax(axis=1) if model.is_classifier else None
         labels = None if classes is None else [self._label_names[i] for i in classes.tolist()]
-        if self.stats is not None:
-            self.stats.observe(x, classes)
+        if self.stats is not None:  # unbatched, the model call is counted with the request
+            self.stats.observe(x, classes, scored_alone=self.batcher is None)
         if self.payload_logger is not None:
             self._log_payload(request_id, x, scores, labels, protocol)
         return x, scores, labels
@@ -194,14 +238,20 @@ class ShipyardModel(Model):
 
     def _v2_outputs(self, scores: np.ndarray, labels: list[Any] | None) -> list[tuple[str, list[int], str, Any]]:
         """``(name, shape, datatype, data)`` of each V2 output."""
-        n = len(scores)
+        return self._v2_output_tuples(labels, scores.astype(np.float32).ravel().tolist(), list(scores.shape))
+
+    def _v2_output_tuples(
+        self, labels: list[Any] | None, values: list[float], shape: list[int]
+    ) -> list[tuple[str, list[int], str, Any]]:
+        """``(name, shape, datatype, data)`` of each V2 output: labels (None for regression) and the
+        float32-rounded probabilities or predictions, flat, of ``shape``."""
         if labels is not None:
             dtype = self._label_dtype
             return [
-                ("label", [n], dtype, [str(v) for v in labels] if dtype == "BYTES" else labels),
-                ("probabilities", list(scores.shape), "FP32", scores.astype(np.float32).ravel().tolist()),
+                ("label", [len(labels)], dtype, [str(v) for v in labels] if dtype == "BYTES" else labels),
+                ("probabilities", shape, "FP32", values),
             ]
-        return [("prediction", [n], "FP32", scores.astype(np.float32).tolist())]
+        return [("prediction", shape, "FP32", values)]
 
     def _log_payload(
         self, request_id: str | None, x: np.ndarray, scores: np.ndarray, labels: list[Any] | None, protocol: str

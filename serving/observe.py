@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from array import array
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,10 +41,10 @@ class Buckets:
     def __init__(self, bounds: tuple[float, ...]):
         self.bounds, self.counts, self.sum = bounds, [0] * (len(bounds) + 1), 0.0
 
-    def observe(self, value: float) -> None:
-        """Counts ``value`` in the first bucket whose bound is >= it (+Inf last)."""
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
+    def observe(self, value: float, times: int = 1) -> None:
+        """Counts ``value`` (``times`` times) in the first bucket whose bound is >= it (+Inf last)."""
+        self.counts[bisect.bisect_left(self.bounds, value)] += times
+        self.sum += value * times
 
     def cumulative(self) -> list[tuple[str, float]]:
         """``(le, count)`` pairs as Prometheus exposes them."""
@@ -106,7 +107,9 @@ class ModelStats:
         self.min = np.full(k, np.inf)
         self.max = np.full(k, -np.inf)
         self.classes = np.zeros(len(labels), dtype=np.int64)
-        self._pending: list[tuple[np.ndarray, np.ndarray | None]] = []
+        self._pending: list[tuple[np.ndarray, np.ndarray | None, bool]] = []
+        self._rows = array("f")  # observe_row: flat float32 rows ...
+        self._row_classes: list[int | None] = []  # ... and their class indices
         self._lock = threading.Lock()
         self.batch_rows, self.batch_requests = Buckets(BATCH_ROW_BUCKETS), Buckets(BATCH_REQUEST_BUCKETS)
 
@@ -118,25 +121,49 @@ class ModelStats:
     #: Scored batches kept before they are folded into the summaries (also folded at every scrape).
     PENDING = 256
 
-    def observe(self, x: np.ndarray, class_index: np.ndarray | None) -> None:
-        """Adds a scored batch: ``x`` [rows, features] (finite), ``class_index`` [rows] or None.
+    def observe(self, x: np.ndarray, class_index: np.ndarray | None, scored_alone: bool = False) -> None:
+        """Adds a scored request: ``x`` [rows, features] (finite), ``class_index`` [rows] or None.
 
-        The batch is only kept (the caller does not change it afterwards); every ``PENDING``
-        batches, or when read, they are stacked and folded in at once — a few vector operations
-        per 256 requests instead of six per request.
+        ``scored_alone``: the model was called for this request only (no batching), so it also
+        counts as one model call of one request and ``len(x)`` rows. The request is only kept (the
+        caller does not change ``x`` afterwards); every ``PENDING`` requests, or when read, they
+        are stacked and folded in at once — a few vector operations per 256 requests instead of
+        six per request.
         """
         with self._lock:
-            self._pending.append((x, class_index))
-            if len(self._pending) >= self.PENDING:
+            self._pending.append((x, class_index, scored_alone))
+            if len(self._pending) + len(self._row_classes) >= self.PENDING:
+                self._fold()
+
+    def observe_row(self, row: array, class_index: int | None) -> None:
+        """Adds one row scored alone (float32 ``array``, finite) and its class index (None: regression).
+
+        The row path of :class:`~serving.model.ShipyardModel` calls this; rows are appended to one
+        flat float32 buffer and folded with the pending requests.
+        """
+        with self._lock:
+            self._rows.extend(row)
+            self._row_classes.append(class_index)
+            if len(self._pending) + len(self._row_classes) >= self.PENDING:
                 self._fold()
 
     def _fold(self) -> None:
-        """Folds the pending batches into the summaries (the lock is held)."""
-        if not self._pending:
+        """Folds the pending requests into the summaries (the lock is held)."""
+        if not self._pending and not self._row_classes:
             return
-        wide = np.concatenate([x for x, _ in self._pending]).astype(np.float64, copy=False)
-        classes = [c for _, c in self._pending if c is not None]
-        self._pending = []
+        for x, _, alone in self._pending:
+            if alone:
+                self.observe_batch(1, len(x))
+        blocks = [x for x, _, _ in self._pending]
+        classes = [c for _, c, _ in self._pending if c is not None]
+        if self._row_classes:  # one model call, one request and one row each
+            self.batch_rows.observe(1, len(self._row_classes))
+            self.batch_requests.observe(1, len(self._row_classes))
+            blocks.append(np.frombuffer(self._rows, dtype=np.float32).reshape(len(self._row_classes), -1))
+            if self._row_classes[0] is not None:
+                classes.append(np.array(self._row_classes, dtype=np.int64))
+        wide = np.concatenate(blocks).astype(np.float64, copy=False)
+        self._pending, self._rows, self._row_classes = [], array("f"), []
         self.count += len(wide)
         self.sum += wide.sum(axis=0)
         self.sum_squares += np.einsum("ij,ij->j", wide, wide)

@@ -295,7 +295,7 @@ def _wine_data():
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 def test_standardized_linear_models_are_served_by_one_matrix_product(tmp_path, task):
-    from serving.formats import linear_scorer
+    from serving.formats import LinearScorer
 
     data = _wine_data() if task == "multiclass" else _data(task)
     model = fit_baseline(data)
@@ -303,7 +303,11 @@ def test_standardized_linear_models_are_served_by_one_matrix_product(tmp_path, t
     loaded = load_model(tmp_path / "m")
     sklearn_scores = model.predict(data.x) if task == "regression" else model.predict_proba(data.x)
     np.testing.assert_allclose(loaded.scores(data.x), sklearn_scores, atol=1e-5)
-    assert loaded._scorer.__qualname__ == f"{linear_scorer.__name__}.<locals>.score", "scikit-learn served it"
+    assert isinstance(loaded._scorer, LinearScorer), "scikit-learn served it"
+    one_by_one = [loaded.score_row(r) for r in data.x[:64].tolist()]  # the one-row path, plain floats
+    n = len(one_by_one)
+    np.testing.assert_allclose(one_by_one, np.reshape(sklearn_scores[:n], (n, -1)), atol=1e-5)
+    np.testing.assert_allclose(one_by_one, np.reshape(loaded.scores(data.x[:n]), (n, -1)), rtol=1e-12, atol=1e-15)
 
 
 def test_other_estimators_and_disagreeing_fast_paths_keep_scikit_learn(tmp_path):

@@ -211,6 +211,16 @@ def test_unknown_serve_variables_are_errors():
         ServeConfig.from_env(environ={"SHIPYARD_SERVE_SHUTDOWN_DELAY": "5"})
 
 
+def test_requests_scored_alone_count_as_model_calls_at_the_scrape():
+    stats = ModelStats("m", ["a"], [])
+    stats.observe(np.zeros((3, 1), dtype=np.float32), None, scored_alone=True)
+    stats.observe(np.zeros((1, 1), dtype=np.float32), None, scored_alone=True)
+    stats.observe(np.zeros((2, 1), dtype=np.float32), None)  # part of a batch the batcher counted
+    list(stats.families())
+    assert stats.batch_requests.counts[0] == 2 and sum(stats.batch_requests.counts) == 2
+    assert stats.batch_rows.sum == 4.0 and sum(stats.batch_rows.counts) == 2
+
+
 def test_model_stats_fold_pending_batches_by_themselves():
     stats = ModelStats("m", ["a"], [])
     for i in range(ModelStats.PENDING):
@@ -239,3 +249,145 @@ def test_direct_v2_answers_exactly_as_kserves_infer_request_path(artifacts, arti
     via_kserve, _ = _run(model.predict(request)).to_rest()
     model.stop()
     assert direct == via_kserve
+
+
+def _linear_artifact(path, task):
+    """A standardized linear scikit-learn artifact on wine (multiclass) or diabetes (regression)."""
+    from sklearn.datasets import load_diabetes, load_wine
+
+    from components.train_model.core import TabularData, fit_baseline, save_sklearn_model
+    from shipyard.artifacts import Column
+
+    bunch = load_wine() if task == "multiclass" else load_diabetes()
+    names = [f"f{i}" for i in range(bunch.data.shape[1])]
+    data = TabularData(
+        x=bunch.data.astype(np.float32),
+        y=bunch.target.astype(np.int64 if task == "multiclass" else np.float32),
+        feature_names=names,
+        label="y",
+        label_names=["a", "b", "c"] if task == "multiclass" else [],
+        task=task,
+        input_schema=tuple(Column(f, "float32") for f in names),
+    )
+    save_sklearn_model(str(path), fit_baseline(data), data, {}, {})
+    return path, data.x
+
+
+def _row_body(row, shape=None, datatype="FP32", name="input"):
+    return {"inputs": [{"name": name, "shape": shape or [1, len(row)], "datatype": datatype, "data": row}]}
+
+
+def _lane_and_plain(model_dir):
+    """The same artifact loaded twice: with the one-row path, and with it turned off (numpy only)."""
+    lane, plain = (model_for("m", model_dir, ServeConfig(batching="off")) for _ in range(2))
+    lane.load()
+    plain.load()
+    assert lane._score_row is not None, "a linear scikit-learn model offers the one-row path"
+    plain._score_row = None
+    return lane, plain
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_one_row_path_answers_as_the_numpy_path(artifacts, tmp_path, task):
+    from serving.fastpath import v2_inputs
+    from shipyard.artifacts import read_dataset
+
+    if task == "binary":
+        model_dir = artifacts["baseline"]
+        df, _ = read_dataset(artifacts["test"])
+        x = df.drop(columns=["target"]).to_numpy(dtype=np.float32)
+    else:
+        model_dir, x = _linear_artifact(tmp_path / "m", task)
+        x = x[:100]
+    lane, plain = _lane_and_plain(model_dir)
+    exact = 0
+    for i, row in enumerate(x.tolist()):
+        shape = [len(row)] if i % 2 else None  # [features] and [1, features] both take the path
+        got = _run(lane.infer_v2(*v2_inputs(_row_body(row, shape))))
+        want = _run(plain.infer_v2(*v2_inputs(_row_body(row, shape))))
+        got_out, want_out = got.pop("outputs"), want.pop("outputs")
+        assert got.keys() == want.keys() and got["model_name"] == want["model_name"]
+        assert [(o["name"], o["shape"], o["datatype"]) for o in got_out] == [
+            (o["name"], o["shape"], o["datatype"]) for o in want_out
+        ]
+        if task != "regression":
+            assert got_out[0]["data"] == want_out[0]["data"], f"row {i}: another label"
+        np.testing.assert_allclose(got_out[-1]["data"], want_out[-1]["data"], rtol=1e-6, atol=1e-7)
+        exact += got_out == want_out
+    assert len(lane.stats._row_classes) == len(x), "every row took the one-row path"
+    assert exact >= 0.9 * len(x), f"only {exact}/{len(x)} answers identical to the numpy path's"
+    assert len(plain.stats._row_classes) == 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda r: (r[:3] + [1e39] + r[4:], None, "FP32"), id="past-float32"),
+        pytest.param(lambda r: (r[:3] + ["1.5"] + r[4:], None, "FP32"), id="numeric-string"),
+        pytest.param(lambda r: (r[:3] + [None] + r[4:], None, "FP32"), id="null"),
+        pytest.param(lambda r: ([r], None, "FP32"), id="nested"),
+        pytest.param(lambda r: (r, None, "FP64"), id="fp64"),
+        pytest.param(lambda r: ([int(v) for v in r], None, "INT64"), id="int64"),
+        pytest.param(lambda r: (r + r, [2, len(r)], "FP32"), id="two-rows"),
+        pytest.param(lambda r: (r[:-1], [1, len(r) - 1], "FP32"), id="short"),
+    ],
+)
+def test_one_row_path_leaves_other_and_bad_rows_to_the_numpy_path(artifacts, change):
+    """Anything but one plain row of finite JSON numbers gets exactly the numpy path's answer or error."""
+    from kserve.errors import InvalidInput
+
+    from serving.fastpath import v2_inputs
+
+    lane, plain = _lane_and_plain(artifacts["baseline"])
+    row = [float(v) for v in range(1, len(lane._features) + 1)]
+    data, shape, datatype = change(row)
+    body = _row_body(data, shape or [1, len(row)], datatype)
+
+    def answer(model):
+        try:
+            return _run(model.infer_v2(*v2_inputs(body)))
+        except InvalidInput as exc:
+            return f"InvalidInput: {exc}"
+
+    got, want = answer(lane), answer(plain)
+    if isinstance(want, dict):
+        want["id"] = got["id"]  # made-up ids differ by counter
+    assert got == want
+    assert len(lane.stats._row_classes) == 0, "the one-row path answered"
+
+
+def test_one_row_path_is_off_with_batching_or_payload_logging(artifacts, tmp_path):
+    from serving.payload_log import PayloadLogger
+
+    batched = model_for("m", artifacts["baseline"], ServeConfig(batching="on"))
+    batched.load()
+    payload_logger = PayloadLogger(str(tmp_path / "log"), "m")
+    logged = model_for("m", artifacts["baseline"], ServeConfig(batching="off"), payload_logger)
+    logged.load()
+    try:
+        assert batched._score_row is None and logged._score_row is None
+    finally:
+        batched.stop()
+        logged.stop()
+        payload_logger.close()
+
+
+def test_model_stats_fold_rows_scored_alone_with_the_other_requests():
+    from array import array
+
+    stats = ModelStats("m", ["a", "b"], ["no", "yes"])
+    stats.observe(np.array([[1.0, -2.0], [3.0, 4.0]], dtype=np.float32), np.array([0, 1]))  # part of a batch
+    stats.observe_row(array("f", [5.0, 0.0]), 1)
+    stats.observe_row(array("f", [-1.0, 6.0]), 0)
+    list(stats.families())
+    np.testing.assert_array_equal(stats.count, [4, 4])
+    np.testing.assert_allclose(stats.sum, [8.0, 8.0])
+    np.testing.assert_allclose(stats.sum_squares, [36.0, 56.0])
+    np.testing.assert_array_equal(stats.min, [-1.0, -2.0])
+    np.testing.assert_array_equal(stats.max, [5.0, 6.0])
+    np.testing.assert_array_equal(stats.classes, [2, 2])
+    assert stats.batch_requests.counts[0] == 2 and stats.batch_rows.sum == 2.0, "two calls of one row"
+    stats.observe_row(array("f", [7.0, 7.0]), 1)  # the buffer is fresh after a fold
+    list(stats.families())
+    np.testing.assert_array_equal(stats.count, [5, 5])
+    assert stats.max[0] == 7.0
