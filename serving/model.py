@@ -11,6 +11,7 @@ Classification answers labels and probabilities; regression answers values. Bad 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
@@ -35,12 +36,27 @@ from shipyard.errors import ArtifactError, DataValidationError
 #: V2 input datatypes a numeric model accepts.
 NUMERIC_DATATYPES = frozenset(codec.V2_NUMPY)
 MATRIX_INPUT = "input"
-#: Datatypes of the one-row path (``ShipyardModel._v2_row``); the others keep numpy's range checks.
+#: Datatypes decoded without numpy (``ShipyardModel._plain_rows``); the others keep numpy's range checks.
 ROW_DATATYPES = frozenset({"FP32"})
 
 
 #: V2 datatype advertised for each input-schema dtype (what a client should send).
 V2_DATATYPE = {np.dtype(t).name: name for name, t in codec.V2_NUMPY.items()}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Scored:
+    """A model call's answers: ``scores`` (probabilities ``[rows, classes]`` or values ``[rows]``),
+    ``classes`` (each row's argmax; None for regression) and ``values`` (``scores`` rounded to
+    float32, as Python lists: one list per row of probabilities). Slicing gives one request of a
+    batch its rows of all three, with no numpy call per request but the slice."""
+
+    scores: np.ndarray
+    classes: list[int] | None
+    values: list[Any]
+
+    def __getitem__(self, rows: slice) -> Scored:
+        return Scored(self.scores[rows], None if self.classes is None else self.classes[rows], self.values[rows])
 
 
 class ShipyardModel(Model):
@@ -94,7 +110,7 @@ class ShipyardModel(Model):
             register_payload_logger(self.name, self.payload_logger)
         if self.config.batching_for(loaded.manifest.format):
             self.batcher = AdaptiveBatcher(
-                loaded.scores, self.config.max_batch_size, self.config.max_batch_wait_ms / 1000, self._on_batch
+                self._scored, self.config.max_batch_size, self.config.max_batch_wait_ms / 1000, self._on_batch
             )
         # One plain row is scored in Python floats when the model offers it (LoadedModel.score_row);
         # not with batching (the batcher wants arrays) or payload logging (it logs arrays).
@@ -140,11 +156,11 @@ class ShipyardModel(Model):
     ) -> dict | InferResponse:
         """Answers a V1 dict or a V2 InferRequest."""
         if isinstance(payload, InferRequest):
-            x, scores, labels = await self._answer(lambda: self._v2_matrix(payload.inputs), payload.id, "v2")
-            outputs = [InferOutput(*o) for o in self._v2_outputs(scores, labels)]
+            x, scored, labels = await self._answer(lambda: self._v2_matrix(payload.inputs), payload.id, "v2")
+            outputs = [InferOutput(*o) for o in self._v2_outputs(scored, labels)]
             return InferResponse(payload.id or _response_id(), self.name, outputs)
-        x, scores, labels = await self._answer(lambda: self._v1_matrix(payload), None, "v1")
-        return self._v1_response(scores, labels)
+        x, scored, labels = await self._answer(lambda: self._v1_matrix(payload), None, "v1")
+        return self._v1_response(scored.scores, labels)
 
     async def infer_v2(self, request_id: str | None, inputs: list[Any]) -> dict[str, Any]:
         """A V2 answer as the JSON dict KServe's ``InferResponse.to_rest`` gives, for the direct route.
@@ -155,10 +171,17 @@ class ShipyardModel(Model):
                 ``as_numpy()`` (see :class:`serving.fastpath.JsonTensor`), checked exactly as an
                 InferRequest's are.
         """
-        outputs = self._v2_row(inputs) if self._score_row is not None else None
-        if outputs is None:
-            x, scores, labels = await self._answer(lambda: self._v2_matrix(inputs), request_id, "v2")
-            outputs = self._v2_outputs(scores, labels)
+        plain = self._plain_rows(inputs)
+        if plain is not None and plain[1] == 1 and self._score_row is not None:
+            outputs = self._v2_row(plain[0])
+        else:
+            if plain is not None:  # checked already: one array over the decoded float32 values
+                values, rows = plain
+                matrix = lambda: np.frombuffer(values, dtype=np.float32).reshape(rows, -1)  # noqa: E731
+            else:
+                matrix = lambda: self._v2_matrix(inputs)  # noqa: E731
+            x, scored, labels = await self._answer(matrix, request_id, "v2")
+            outputs = self._v2_outputs(scored, labels)
         return {
             "id": request_id or _response_id(),
             "model_name": self.name,
@@ -166,31 +189,39 @@ class ShipyardModel(Model):
             "outputs": [{"name": n, "shape": shape, "datatype": d, "data": data} for n, shape, d, data in outputs],
         }
 
-    def _v2_row(self, inputs: list[Any]) -> list[tuple[str, list[int], str, Any]] | None:
-        """The outputs for one plain row scored without numpy (``LoadedModel.score_row``), or None.
+    def _plain_rows(self, inputs: list[Any]) -> tuple[array, int] | None:
+        """``(float32 values, rows)`` of a plain request, decoded without numpy, or None.
 
-        Only one ``[1, features]`` (or ``[features]``) FP32 tensor of JSON numbers, all finite
-        once rounded to float32, qualifies; None sends everything else — including every bad
-        request — down the numpy path, whose checks and messages apply unchanged. Same values as
-        that path up to float64 rounding (tested), one model call of one row on /metrics.
+        Plain: one FP32 tensor of shape ``[rows, features]`` (or ``[features]``) whose data is a
+        flat list of JSON numbers, all finite once rounded to float32. ``array("f")`` rounds each
+        as numpy's float32 conversion does and refuses strings, nulls and nested lists; None sends
+        everything else — including every bad request — down :meth:`_v2_matrix`, whose checks and
+        messages apply unchanged.
         """
-        k = len(self._features)
-        inp = inputs[0] if len(inputs) == 1 else None
-        if (
-            inp is None
-            or inp.datatype not in ROW_DATATYPES
-            or inp.name in self._feature_set
-            or len(inp.data) != k
-            or inp.shape not in ([1, k], [k])
-        ):
+        if len(inputs) != 1:
+            return None
+        inp, k = inputs[0], len(self._features)
+        shape = inp.shape
+        if inp.datatype not in ROW_DATATYPES or inp.name in self._feature_set:
+            return None
+        rows = shape[0] if len(shape) == 2 and shape[1] == k else 1 if shape == [k] else 0
+        if rows < 1 or len(inp.data) != rows * k:
             return None
         try:
-            row = array("f", inp.data)  # float32 as numpy would round it; strings, None, lists refused
+            values = array("f", inp.data)
         except (TypeError, OverflowError):
             return None
-        if not math.isfinite(sum(row)):  # NaN, ±Inf or past float32's range: the numpy path says which
+        if not math.isfinite(sum(values)):  # NaN, ±Inf or past float32's range: _v2_matrix says which
             return None
-        scores = self._score_row(row)  # type: ignore[misc]  # only called when set
+        return values, rows
+
+    def _v2_row(self, row: array) -> list[tuple[str, list[int], str, Any]]:
+        """The outputs for one plain row scored in Python floats (``LoadedModel.score_row``).
+
+        Same values as the numpy path up to float64 rounding (tested); one model call of one row
+        on /metrics.
+        """
+        scores = self._score_row(row)
         data = array("f", scores).tolist()
         if not self._model.is_classifier:
             if self.stats is not None:
@@ -203,24 +234,29 @@ class ShipyardModel(Model):
 
     async def _answer(
         self, matrix: Any, request_id: str | None, protocol: str
-    ) -> tuple[np.ndarray, np.ndarray, list[Any] | None]:
+    ) -> tuple[np.ndarray, Scored, list[Any] | None]:
         """Decodes (``matrix()``), scores, labels, observes and logs one request."""
         try:
             x = matrix()
         except DataValidationError as exc:
             raise InvalidInput(str(exc)) from exc
-        model = self._model
         if self.batcher is not None:
-            scores = await self.batcher.submit(x)
+            scored = await self.batcher.submit(x)
         else:  # scored right here: no coroutine, task or thread in between
-            scores = model.scores(x)
-        classes = scores.argmax(axis=1) if model.is_classifier else None
-        labels = None if classes is None else [self._label_names[i] for i in classes.tolist()]
+            scored = self._scored(x)
+        labels = None if scored.classes is None else [self._label_names[i] for i in scored.classes]
         if self.stats is not None:  # unbatched, the model call is counted with the request
-            self.stats.observe(x, classes, scored_alone=self.batcher is None)
+            self.stats.observe(x, scored.classes, scored_alone=self.batcher is None)
         if self.payload_logger is not None:
-            self._log_payload(request_id, x, scores, labels, protocol)
-        return x, scores, labels
+            self._log_payload(request_id, x, scored.scores, labels, protocol)
+        return x, scored, labels
+
+    def _scored(self, x: np.ndarray) -> Scored:
+        """One model call: the scores, and the class indices and float32 values every request
+        needs, converted once per call rather than once per request of a batch."""
+        scores = self._model.scores(x)
+        classes = scores.argmax(axis=1).tolist() if self._model.is_classifier else None
+        return Scored(scores, classes, scores.astype(np.float32).tolist())
 
     def _on_batch(self, requests: int, rows: int) -> None:
         if self.stats is not None:
@@ -236,9 +272,10 @@ class ShipyardModel(Model):
             return {"predictions": labels, "probabilities": scores.round(6).tolist()}
         return {"predictions": scores.tolist()}
 
-    def _v2_outputs(self, scores: np.ndarray, labels: list[Any] | None) -> list[tuple[str, list[int], str, Any]]:
+    def _v2_outputs(self, scored: Scored, labels: list[Any] | None) -> list[tuple[str, list[int], str, Any]]:
         """``(name, shape, datatype, data)`` of each V2 output."""
-        return self._v2_output_tuples(labels, scores.astype(np.float32).ravel().tolist(), list(scores.shape))
+        values = scored.values if scored.classes is None else list(itertools.chain.from_iterable(scored.values))
+        return self._v2_output_tuples(labels, values, list(scored.scores.shape))
 
     def _v2_output_tuples(
         self, labels: list[Any] | None, values: list[float], shape: list[int]

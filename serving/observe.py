@@ -107,7 +107,7 @@ class ModelStats:
         self.min = np.full(k, np.inf)
         self.max = np.full(k, -np.inf)
         self.classes = np.zeros(len(labels), dtype=np.int64)
-        self._pending: list[tuple[np.ndarray, np.ndarray | None, bool]] = []
+        self._pending: list[tuple[np.ndarray, np.ndarray | list[int] | None, bool]] = []
         self._rows = array("f")  # observe_row: flat float32 rows ...
         self._row_classes: list[int | None] = []  # ... and their class indices
         self._lock = threading.Lock()
@@ -121,7 +121,7 @@ class ModelStats:
     #: Scored batches kept before they are folded into the summaries (also folded at every scrape).
     PENDING = 256
 
-    def observe(self, x: np.ndarray, class_index: np.ndarray | None, scored_alone: bool = False) -> None:
+    def observe(self, x: np.ndarray, class_index: np.ndarray | list[int] | None, scored_alone: bool = False) -> None:
         """Adds a scored request: ``x`` [rows, features] (finite), ``class_index`` [rows] or None.
 
         ``scored_alone``: the model was called for this request only (no batching), so it also

@@ -40,6 +40,26 @@ def test_concurrent_submits_share_calls_and_get_their_own_rows():
     assert max(calls) <= 64
 
 
+def test_a_batch_with_company_takes_in_the_requests_of_the_next_loop_pass():
+    calls: list[int] = []
+
+    def score(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        return x
+
+    async def main():
+        batcher = AdaptiveBatcher(score, max_batch_size=64, max_wait_s=0.0)
+        one = np.ones((1, 2), dtype=np.float32)
+        first = [asyncio.create_task(batcher.submit(one)) for _ in range(2)]
+        await asyncio.sleep(0)  # two requests queued, the worker about to run
+        late = [asyncio.create_task(batcher.submit(one)) for _ in range(3)]  # read by the loop meanwhile
+        await asyncio.gather(*first, *late)
+        batcher.close()
+
+    _run(main())
+    assert calls == [5], f"model calls {calls}: the late requests missed the batch"
+
+
 def test_a_request_alone_is_not_held_back():
     async def main():
         batcher = AdaptiveBatcher(lambda x: x, max_batch_size=64, max_wait_s=5.0)
