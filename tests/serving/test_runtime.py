@@ -19,15 +19,21 @@ def _run(coro):
     return asyncio.run(coro)
 
 
-def test_concurrent_submits_share_calls_and_get_their_own_rows():
-    calls: list[int] = []
+def _recording(calls: list[int], factor: float = 1.0):
+    """A model that records the rows of each call in ``calls`` and returns ``x * factor``."""
 
     def score(x: np.ndarray) -> np.ndarray:
         calls.append(len(x))
-        return x * 10
+        return x * factor
+
+    return score
+
+
+def test_concurrent_submits_share_calls_and_get_their_own_rows():
+    calls: list[int] = []
 
     async def main():
-        batcher = AdaptiveBatcher(score, max_batch_size=64, max_wait_s=0.01)
+        batcher = AdaptiveBatcher(_recording(calls, 10), max_batch_size=64, max_wait_s=0.01)
         inputs = [np.full((1 + i % 3, 2), float(i), dtype=np.float32) for i in range(40)]
         outputs = await asyncio.gather(*(batcher.submit(x) for x in inputs))
         batcher.close()
@@ -43,12 +49,8 @@ def test_concurrent_submits_share_calls_and_get_their_own_rows():
 def test_a_batch_with_company_takes_in_the_requests_of_the_next_loop_pass():
     calls: list[int] = []
 
-    def score(x: np.ndarray) -> np.ndarray:
-        calls.append(len(x))
-        return x
-
     async def main():
-        batcher = AdaptiveBatcher(score, max_batch_size=64, max_wait_s=0.0)
+        batcher = AdaptiveBatcher(_recording(calls), max_batch_size=64, max_wait_s=0.0)
         one = np.ones((1, 2), dtype=np.float32)
         first = [asyncio.create_task(batcher.submit(one)) for _ in range(2)]
         await asyncio.sleep(0)  # two requests queued, the worker about to run
@@ -75,12 +77,8 @@ def test_a_request_alone_is_not_held_back():
 def test_max_batch_size_caps_the_rows_per_call():
     calls: list[int] = []
 
-    def score(x: np.ndarray) -> np.ndarray:
-        calls.append(len(x))
-        return x
-
     async def main():
-        batcher = AdaptiveBatcher(score, max_batch_size=8, max_wait_s=0.01)
+        batcher = AdaptiveBatcher(_recording(calls), max_batch_size=8, max_wait_s=0.01)
         await asyncio.gather(*(batcher.submit(np.ones((3, 1), dtype=np.float32)) for _ in range(20)))
         big = await batcher.submit(np.ones((20, 1), dtype=np.float32))  # larger than a batch: runs alone
         batcher.close()
