@@ -62,9 +62,13 @@ class LoadedModel:
         if x.dtype != np.float32 or not x.flags.c_contiguous:
             x = np.ascontiguousarray(x, dtype=np.float32)
         out = np.asarray(self._scorer(x))
-        if self._classifier:
-            return out if out.ndim == 2 else out.reshape(len(x), -1)
-        return out if out.ndim == 1 else out.reshape(len(x))
+        if out.ndim == (2 if self._classifier else 1) and len(out) == len(x):
+            return out
+        # A batch must never hand one request another's predictions: a model that gives more or
+        # fewer rows than it was given is an error (reshape raises for a flat output that does not fit).
+        if out.ndim > 1 and out.shape[0] != len(x):
+            raise ValueError(f"the model returned {out.shape[0]} rows of scores for {len(x)} rows of input")
+        return out.reshape(len(x), -1) if self._classifier else out.reshape(len(x))
 
     def labels(self, scores: np.ndarray) -> list[Any]:
         """Maps class probabilities to label names (classification only)."""
@@ -176,8 +180,8 @@ class LinearScorer:
         from scipy.special import expit
 
         self.kind, self._expit = kind, expit
-        if kind == "binary":  # [1 - p, p] = expit([-z, z]): one product, one add and one ufunc
-            weights, bias = np.hstack([-weights, weights]), np.concatenate([-bias, bias])
+        if kind == "binary":  # both columns z, then p = expit(z) and [1 - p, p] as scikit-learn gives them
+            weights, bias = np.hstack([weights, weights]), np.concatenate([bias, bias])
         self.weights, self.bias = weights, bias
         self._columns = [tuple(c) for c in weights.T.tolist()]  # per output, for row()
         self._intercepts = bias.tolist()
@@ -188,7 +192,10 @@ class LinearScorer:
         if self.kind == "regression":
             return z.reshape(len(x))
         if self.kind == "binary":
-            return self._expit(z, out=z)
+            self._expit(z, out=z)
+            z *= _FLIP  # [p, p] -> [-p, p] -> [1 - p, p]: exactly 1 - p, as scikit-learn computes it
+            z += _SHIFT
+            return z
         z -= z.max(axis=1, keepdims=True)
         np.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)
@@ -197,8 +204,8 @@ class LinearScorer:
     def row(self, values: Sequence[float]) -> list[float]:
         """Probabilities (or ``[value]``) of one row of finite numbers, in Python floats."""
         if self.kind == "binary":
-            z = self._intercepts[1] + sum(map(operator.mul, values, self._columns[1]))
-            return [_expit(-z), _expit(z)]
+            p = _expit(self._intercepts[1] + sum(map(operator.mul, values, self._columns[1])))
+            return [1.0 - p, p]
         z = [b + sum(map(operator.mul, values, w)) for b, w in zip(self._intercepts, self._columns, strict=True)]
         if self.kind == "regression":
             return z
@@ -206,6 +213,9 @@ class LinearScorer:
         e = [math.exp(v - top) for v in z]
         total = sum(e)
         return [v / total for v in e]
+
+
+_FLIP, _SHIFT = np.array([-1.0, 1.0]), np.array([1.0, 0.0])
 
 
 def _expit(v: float) -> float:

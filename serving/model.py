@@ -223,6 +223,8 @@ class ShipyardModel(Model):
         """
         scores = self._score_row(row)
         data = array("f", scores).tolist()
+        if not math.isfinite(sum(data)):
+            raise InvalidInput(_not_finite(np.array([data], dtype=np.float32)))
         if not self._model.is_classifier:
             if self.stats is not None:
                 self.stats.observe_row(row, None)
@@ -255,8 +257,11 @@ class ShipyardModel(Model):
         """One model call: the scores, and the class indices and float32 values every request
         needs, converted once per call rather than once per request of a batch."""
         scores = self._model.scores(x)
+        rounded = scores.astype(np.float32)
+        if not math.isfinite(rounded.sum(dtype=np.float64)):  # a batch that fails is retried request by request
+            raise InvalidInput(_not_finite(rounded))
         classes = scores.argmax(axis=1).tolist() if self._model.is_classifier else None
-        return Scored(scores, classes, scores.astype(np.float32).tolist())
+        return Scored(scores, classes, rounded.tolist())
 
     def _on_batch(self, requests: int, rows: int) -> None:
         if self.stats is not None:
@@ -390,6 +395,17 @@ _PROCESS_ID = uuid.uuid4().hex[:12]
 def _response_id() -> str:
     """A unique id for a V2 response whose request had none (process id + counter: no syscall)."""
     return f"{_PROCESS_ID}-{next(_IDS)}"
+
+
+def _not_finite(outputs: np.ndarray) -> str:
+    """The error for model outputs that are NaN or past float32's range (finite inputs, so the
+    input is far outside what the model was fitted on, or the model is broken)."""
+    rows = outputs.reshape(len(outputs), -1)
+    row = int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0])
+    return (
+        f"the model's output for row {row} is {rows[row].tolist()}, not finite in float32; "
+        "is the input far outside the range the model was trained on?"
+    )
 
 
 def _as_numpy(inp: Any) -> np.ndarray:

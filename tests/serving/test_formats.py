@@ -322,3 +322,37 @@ def test_other_estimators_and_disagreeing_fast_paths_keep_scikit_learn(tmp_path)
     model = fit_baseline(data)
     assert linear_scorer(model, manifest, model.predict_proba) is not None
     assert linear_scorer(model, manifest, lambda x: model.predict_proba(x) * 0.9) is None, "must agree with sklearn"
+
+
+def test_folded_binary_logistic_gives_scikit_learns_one_minus_p(tmp_path):
+    """Class 0 is 1 - p exactly, as predict_proba computes it (not expit(-z), which differs far out)."""
+    data = _data()
+    model = fit_baseline(data)
+    save_sklearn_model(str(tmp_path / "m"), model, data, {}, {})
+    loaded = load_model(tmp_path / "m")
+    x = np.array([[60.0, 60.0], [20.0, 15.0], [-20.0, -15.0], [0.1, -0.2]], dtype=np.float32)
+    scores = loaded.scores(x)
+    np.testing.assert_array_equal(scores[:, 0], 1.0 - scores[:, 1])
+    np.testing.assert_allclose(scores, model.predict_proba(x), rtol=1e-5, atol=1e-7)  # it computes in float32
+    assert scores[0].tolist() == [0.0, 1.0] == loaded.score_row(x[0].tolist())
+    for row, expected in zip(x.tolist(), scores, strict=True):
+        np.testing.assert_allclose(loaded.score_row(row), expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("task", "scorer"),
+    [
+        ("regression", lambda x: np.ones(2 * len(x))),  # two values per row
+        ("regression", lambda x: np.ones((len(x) + 1, 1))),  # a row too many
+        ("binary", lambda x: np.ones((len(x) + 1, 2))),
+        ("binary", lambda x: np.ones(2 * len(x) + 1)),  # flat, not a whole number per row
+    ],
+)
+def test_a_model_giving_the_wrong_number_of_rows_is_an_error(tmp_path, task, scorer):
+    """A batch must never hand one request another's rows: a model that miscounts them fails."""
+    from serving.formats import LoadedModel
+
+    manifest = _manifest(task=task, label_names=LABELS if task == "binary" else ())
+    loaded = LoadedModel(tmp_path, manifest, scorer)
+    with pytest.raises(ValueError, match="rows of scores for 2 rows|cannot reshape"):
+        loaded.scores(np.ones((2, 2), dtype=np.float32))
