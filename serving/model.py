@@ -159,6 +159,9 @@ class ShipyardModel(Model):
             x, scored, labels = await self._answer(lambda: self._v2_matrix(payload.inputs), payload.id, "v2")
             outputs = [InferOutput(*o) for o in self._v2_outputs(scored, labels)]
             return InferResponse(payload.id or _response_id(), self.name, outputs)
+        row = self._plain_v1_row(payload) if self._score_row is not None else None
+        if row is not None:
+            return self._v1_row(row)
         x, scored, labels = await self._answer(lambda: self._v1_matrix(payload), None, "v1")
         return self._v1_response(scored.scores, labels)
 
@@ -215,24 +218,55 @@ class ShipyardModel(Model):
             return None
         return values, rows
 
-    def _v2_row(self, row: array) -> list[tuple[str, list[int], str, Any]]:
-        """The outputs for one plain row scored in Python floats (``LoadedModel.score_row``).
+    def _plain_v1_row(self, payload: Any) -> array | None:
+        """The float32 values of a V1 request of one plain row, decoded without numpy, or None.
 
-        Same values as the numpy path up to float64 rounding (tested); one model call of one row
-        on /metrics.
+        Plain: ``{"instances": [[...]]}`` or ``{"instances": [...]}`` (one flat row) of JSON
+        numbers, all finite in float32. ``±FLOAT32_MAX`` is left to :meth:`_v1_matrix` as well: a
+        float64 just past it rounds down to it, and V1 refuses such values. None sends everything
+        else — records, several rows, bad requests — down the numpy path unchanged.
         """
+        instances = payload.get("instances") if type(payload) is dict else None
+        if type(instances) is not list or not instances:
+            return None
+        values = instances[0] if len(instances) == 1 and type(instances[0]) is list else instances
+        if len(values) != len(self._features):
+            return None
+        try:
+            row = array("f", values)
+        except (TypeError, OverflowError):
+            return None
+        if not math.isfinite(sum(row)) or codec.FLOAT32_MAX in row or -codec.FLOAT32_MAX in row:
+            return None
+        return row
+
+    def _score_one(self, row: array) -> tuple[list[float], list[float], int | None]:
+        """``(scores, scores rounded to float32, class index or None)`` of one plain row scored in
+        Python floats (``LoadedModel.score_row``), counted on /metrics as one model call of one row.
+        Same values as the numpy path up to float64 rounding (tested)."""
         scores = self._score_row(row)
-        data = array("f", scores).tolist()
-        if not math.isfinite(sum(data)):
-            raise InvalidInput(_not_finite(np.array([data], dtype=np.float32)))
-        if not self._model.is_classifier:
-            if self.stats is not None:
-                self.stats.observe_row(row, None)
-            return self._v2_output_tuples(None, data, [1])
-        best = max(range(len(scores)), key=scores.__getitem__)  # the first of equal maxima, as argmax
-        if self.stats is not None:
+        rounded = array("f", scores).tolist()
+        if not math.isfinite(sum(rounded)):
+            raise InvalidInput(_not_finite(np.array([rounded], dtype=np.float32)))
+        best = max(range(len(scores)), key=scores.__getitem__) if self._model.is_classifier else None
+        if self.stats is not None:  # (the first of equal maxima, as argmax)
             self.stats.observe_row(row, best)
-        return self._v2_output_tuples([self._label_names[best]], data, [1, len(scores)])
+        return scores, rounded, best
+
+    def _v2_row(self, row: array) -> list[tuple[str, list[int], str, Any]]:
+        """The V2 outputs for one plain row (:meth:`_score_one`)."""
+        scores, rounded, best = self._score_one(row)
+        if best is None:
+            return self._v2_output_tuples(None, rounded, [1])
+        return self._v2_output_tuples([self._label_names[best]], rounded, [1, len(scores)])
+
+    def _v1_row(self, row: array) -> dict[str, Any]:
+        """The V1 answer for one plain row (:meth:`_score_one`), as :meth:`_v1_response` gives it."""
+        scores, _, best = self._score_one(row)
+        if best is None:
+            return {"predictions": scores}
+        # round(p * 1e6) / 1e6 is what numpy's round(6) computes (half to even on the scaled value)
+        return {"predictions": [self._label_names[best]], "probabilities": [[round(p * 1e6) / 1e6 for p in scores]]}
 
     async def _answer(
         self, matrix: Any, request_id: str | None, protocol: str

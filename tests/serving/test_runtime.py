@@ -440,3 +440,67 @@ def test_outputs_past_float32_are_a_400_naming_the_row_on_every_path(tmp_path):
     assert [a["outputs"][0]["data"] for a in (answers[0], answers[2])] == [
         _run(plain.infer_v2(*v2_inputs(_row_body(good))))["outputs"][0]["data"]
     ] * 2
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_one_row_path_answers_v1_as_the_numpy_path(artifacts, tmp_path, task):
+    from shipyard.artifacts import read_dataset
+
+    if task == "binary":
+        model_dir = artifacts["baseline"]
+        df, _ = read_dataset(artifacts["test"])
+        x = df.drop(columns=["target"]).to_numpy(dtype=np.float32)
+    else:
+        model_dir, x = _linear_artifact(tmp_path / "m", task)
+        x = x[:100]
+    lane, plain = _lane_and_plain(model_dir)
+    exact = 0
+    for i, row in enumerate(x.tolist()):
+        body = {"instances": row if i % 2 else [row]}  # one flat row is one instance too
+        got, want = _run(lane.predict(body)), _run(plain.predict(body))
+        assert got.keys() == want.keys()
+        if task == "regression":
+            np.testing.assert_allclose(got["predictions"], want["predictions"], rtol=1e-12)
+        else:
+            assert got["predictions"] == want["predictions"], f"row {i}: another label"
+            np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=1.1e-6)
+        exact += got == want
+    assert len(lane.stats._row_classes) == len(x), "every row took the one-row path"
+    if task != "regression":  # V1 regression values are float64: the summation order shows in the last bits
+        assert exact >= 0.9 * len(x), f"only {exact}/{len(x)} answers identical to the numpy path's"
+
+
+@pytest.mark.parametrize(
+    "instances",
+    [
+        pytest.param(lambda r: [r[:3] + [1e39] + r[4:]], id="past-float32"),
+        pytest.param(lambda r: [r[:3] + [3.4028235e38] + r[4:]], id="float32-max"),
+        pytest.param(lambda r: [r[:3] + [3.40282356e38] + r[4:]], id="just-past-float32-max"),
+        pytest.param(lambda r: [r[:3] + ["1.5"] + r[4:]], id="numeric-string"),
+        pytest.param(lambda r: [r[:3] + [None] + r[4:]], id="null"),
+        pytest.param(lambda r: [r[:3] + [True] + r[4:]], id="bool"),
+        pytest.param(lambda r: [r, r], id="two-rows"),
+        pytest.param(lambda r: [r[:-1]], id="short"),
+        pytest.param(lambda r: [[r]], id="nested"),
+        pytest.param(lambda r: [dict(enumerate(r))], id="record"),
+        pytest.param(lambda r: [], id="empty"),
+        pytest.param(lambda r: "1,2,3", id="string"),
+    ],
+)
+def test_one_row_path_leaves_other_and_bad_v1_rows_to_the_numpy_path(artifacts, instances):
+    from kserve.errors import InvalidInput
+
+    lane, plain = _lane_and_plain(artifacts["baseline"])
+    row = [float(v) for v in range(1, len(lane._features) + 1)]
+    body = {"instances": instances(row)}
+
+    def answer(model):
+        try:
+            return _run(model.predict(body))
+        except InvalidInput as exc:
+            return f"InvalidInput: {exc}"
+
+    got = answer(lane)
+    assert got == answer(plain)
+    taken = len(lane.stats._row_classes)
+    assert taken == (1 if "True" in repr(body) else 0), "only one plain row of numbers takes the one-row path"
