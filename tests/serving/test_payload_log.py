@@ -136,8 +136,8 @@ def test_flushes_when_flush_rows_are_pending(tmp_path):
     logger = PayloadLogger(str(tmp_path), MODEL, flush_rows=10, flush_seconds=3600)
     for i in range(25):
         logger.log(make_record(i, [[i, i, i]]))
-    wait_for(lambda: len(finished(tmp_path)) == 2, "two files of 10 rows before close()")
-    assert logger.written == 20
+    # the count follows the file's rename, so wait for both
+    wait_for(lambda: len(finished(tmp_path)) == 2 and logger.written == 20, "two files of 10 rows before close()")
     logger.close()
     assert [len(lines_of(p)) for p in finished(tmp_path)] == [10, 10, 5]
 
@@ -147,8 +147,9 @@ def test_flushes_flush_seconds_after_the_first_pending_record(tmp_path):
     try:
         for i in range(3):
             logger.log(make_record(i, [[i, i, i]]))
-        wait_for(lambda: len(finished(tmp_path)) == 1, "a file flush_seconds after the first record")
-        assert logger.written == 3
+        wait_for(
+            lambda: len(finished(tmp_path)) == 1 and logger.written == 3, "a file flush_seconds after the first record"
+        )
         logger.log(make_record(3, [[3, 3, 3]]))
         wait_for(lambda: len(finished(tmp_path)) == 2, "a second file for a later record")
         assert [len(lines_of(p)) for p in finished(tmp_path)] == [3, 1]
