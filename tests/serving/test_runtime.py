@@ -291,6 +291,18 @@ def _linear_artifact(path, task):
     return path, data.x
 
 
+def _linear_rows(artifacts, tmp_path, task):
+    """A folded linear model's directory and rows to ask it about: the breast-cancer baseline and
+    its test rows (binary), or wine / diabetes (multiclass / regression) and 100 of their rows."""
+    from shipyard.artifacts import read_dataset
+
+    if task == "binary":
+        df, _ = read_dataset(artifacts["test"])
+        return artifacts["baseline"], df.drop(columns=["target"]).to_numpy(dtype=np.float32)
+    model_dir, x = _linear_artifact(tmp_path / "m", task)
+    return model_dir, x[:100]
+
+
 def _row_body(row, shape=None, datatype="FP32", name="input"):
     return {"inputs": [{"name": name, "shape": shape or [1, len(row)], "datatype": datatype, "data": row}]}
 
@@ -308,15 +320,8 @@ def _lane_and_plain(model_dir):
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 def test_one_row_path_answers_as_the_numpy_path(artifacts, tmp_path, task):
     from serving.fastpath import v2_inputs
-    from shipyard.artifacts import read_dataset
 
-    if task == "binary":
-        model_dir = artifacts["baseline"]
-        df, _ = read_dataset(artifacts["test"])
-        x = df.drop(columns=["target"]).to_numpy(dtype=np.float32)
-    else:
-        model_dir, x = _linear_artifact(tmp_path / "m", task)
-        x = x[:100]
+    model_dir, x = _linear_rows(artifacts, tmp_path, task)
     lane, plain = _lane_and_plain(model_dir)
     exact = 0
     for i, row in enumerate(x.tolist()):
@@ -444,15 +449,7 @@ def test_outputs_past_float32_are_a_400_naming_the_row_on_every_path(tmp_path):
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 def test_one_row_path_answers_v1_as_the_numpy_path(artifacts, tmp_path, task):
-    from shipyard.artifacts import read_dataset
-
-    if task == "binary":
-        model_dir = artifacts["baseline"]
-        df, _ = read_dataset(artifacts["test"])
-        x = df.drop(columns=["target"]).to_numpy(dtype=np.float32)
-    else:
-        model_dir, x = _linear_artifact(tmp_path / "m", task)
-        x = x[:100]
+    model_dir, x = _linear_rows(artifacts, tmp_path, task)
     lane, plain = _lane_and_plain(model_dir)
     exact = 0
     for i, row in enumerate(x.tolist()):
