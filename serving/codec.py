@@ -7,7 +7,8 @@ ends here, so a bad payload gets the same typed, named error everywhere.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from array import array
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,55 @@ def check_matrix(x: np.ndarray, feature_names: Sequence[str], where: str | Calla
             f"{where}: feature {feature_names[col]!r} is {value} in row {row}; expected {expected}"
         )
     return np.ascontiguousarray(wide, dtype=np.float32)
+
+
+def plain_floats(values: Any) -> array | None:
+    """``values`` as float32 without numpy, or None unless it is a list of JSON numbers all finite
+    and below ``FLOAT32_MAX`` in magnitude once rounded to float32.
+
+    ``array("f")`` rounds each number as numpy's float32 conversion does and refuses strings,
+    nulls and nested lists. A float32 sum in Python floats cannot overflow, so it is finite exactly
+    when every value is. ``±FLOAT32_MAX`` is left out because a float64 just past it rounds down to
+    it, and such input is refused where it is checked in float64 (V1). Callers send None down the
+    numpy decoding, whose checks and messages then apply unchanged.
+    """
+    if type(values) is not list:
+        return None
+    try:
+        row = array("f", values)
+    except (TypeError, OverflowError):
+        return None
+    if not math.isfinite(sum(row)) or FLOAT32_MAX in row or -FLOAT32_MAX in row:
+        return None
+    return row
+
+
+def plain_v2_rows(tensor: Any, features: Collection[str]) -> tuple[array, int] | None:
+    """``(float32 values, rows)`` of a plain V2 tensor decoded without numpy (:func:`plain_floats`), or None.
+
+    Plain: one ``FP32`` tensor of shape ``[rows, features]`` (or ``[features]``), not named like a
+    feature (that is the one-tensor-per-feature form), whose data is a flat list of numbers.
+    """
+    k, shape = len(features), tensor.shape
+    if tensor.datatype != "FP32" or tensor.name in features:
+        return None
+    rows = shape[0] if len(shape) == 2 and shape[1] == k else 1 if shape == [k] else 0
+    if rows < 1 or len(tensor.data) != rows * k:
+        return None
+    values = plain_floats(tensor.data)
+    return None if values is None else (values, rows)
+
+
+def plain_v1_row(payload: Any, width: int) -> array | None:
+    """The float32 values of a V1 request of one plain row (:func:`plain_floats`), or None.
+
+    Plain: ``{"instances": [[...]]}`` or ``{"instances": [...]}`` (one flat row) of ``width`` numbers.
+    """
+    instances = payload.get("instances") if type(payload) is dict else None
+    if type(instances) is not list or not instances:
+        return None
+    values = instances[0] if len(instances) == 1 and type(instances[0]) is list else instances
+    return plain_floats(values) if len(values) == width else None
 
 
 def from_instances(instances: Any, feature_names: Sequence[str], where: str = "instances") -> np.ndarray:

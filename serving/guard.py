@@ -45,15 +45,15 @@ DIRECT_ROUTES = {
 READINESS_ROUTES = frozenset({"v2_health_ready", "v2_model_ready", "v1_model"})
 
 
-@functools.lru_cache(maxsize=4096)
 def route_of(path: str) -> str:
-    """The route template a path belongs to, or ``other`` (cached: a few paths recur)."""
+    """The route template a path belongs to, or ``other``."""
     return _route_and_model(path)[0]
 
 
 @functools.lru_cache(maxsize=4096)
 def _route_and_model(path: str) -> tuple[str, str | None]:
-    """``(route template, model name)``; the name only for routes the guard may answer directly."""
+    """``(route template, model name)``; the name only for routes the guard may answer directly
+    (cached: a few paths recur)."""
     for name, pattern in ROUTES:
         if pattern.match(path):
             direct = DIRECT_ROUTES.get(name)

@@ -36,8 +36,6 @@ from shipyard.errors import ArtifactError, DataValidationError
 #: V2 input datatypes a numeric model accepts.
 NUMERIC_DATATYPES = frozenset(codec.V2_NUMPY)
 MATRIX_INPUT = "input"
-#: Datatypes decoded without numpy (``ShipyardModel._plain_rows``); the others keep numpy's range checks.
-ROW_DATATYPES = frozenset({"FP32"})
 
 
 #: V2 datatype advertised for each input-schema dtype (what a client should send).
@@ -159,7 +157,7 @@ class ShipyardModel(Model):
             x, scored, labels = await self._answer(lambda: self._v2_matrix(payload.inputs), payload.id, "v2")
             outputs = [InferOutput(*o) for o in self._v2_outputs(scored, labels)]
             return InferResponse(payload.id or _response_id(), self.name, outputs)
-        row = self._plain_v1_row(payload) if self._score_row is not None else None
+        row = codec.plain_v1_row(payload, len(self._features)) if self._score_row is not None else None
         if row is not None:
             return self._v1_row(row)
         x, scored, labels = await self._answer(lambda: self._v1_matrix(payload), None, "v1")
@@ -174,7 +172,7 @@ class ShipyardModel(Model):
                 ``as_numpy()`` (see :class:`serving.fastpath.JsonTensor`), checked exactly as an
                 InferRequest's are.
         """
-        plain = self._plain_rows(inputs)
+        plain = codec.plain_v2_rows(inputs[0], self._feature_set) if len(inputs) == 1 else None
         if plain is not None and plain[1] == 1 and self._score_row is not None:
             outputs = self._v2_row(plain[0])
         else:
@@ -191,54 +189,6 @@ class ShipyardModel(Model):
             "model_version": None,
             "outputs": [{"name": n, "shape": shape, "datatype": d, "data": data} for n, shape, d, data in outputs],
         }
-
-    def _plain_rows(self, inputs: list[Any]) -> tuple[array, int] | None:
-        """``(float32 values, rows)`` of a plain request, decoded without numpy, or None.
-
-        Plain: one FP32 tensor of shape ``[rows, features]`` (or ``[features]``) whose data is a
-        flat list of JSON numbers, all finite once rounded to float32. ``array("f")`` rounds each
-        as numpy's float32 conversion does and refuses strings, nulls and nested lists; None sends
-        everything else — including every bad request — down :meth:`_v2_matrix`, whose checks and
-        messages apply unchanged.
-        """
-        if len(inputs) != 1:
-            return None
-        inp, k = inputs[0], len(self._features)
-        shape = inp.shape
-        if inp.datatype not in ROW_DATATYPES or inp.name in self._feature_set:
-            return None
-        rows = shape[0] if len(shape) == 2 and shape[1] == k else 1 if shape == [k] else 0
-        if rows < 1 or len(inp.data) != rows * k:
-            return None
-        try:
-            values = array("f", inp.data)
-        except (TypeError, OverflowError):
-            return None
-        if not math.isfinite(sum(values)):  # NaN, ±Inf or past float32's range: _v2_matrix says which
-            return None
-        return values, rows
-
-    def _plain_v1_row(self, payload: Any) -> array | None:
-        """The float32 values of a V1 request of one plain row, decoded without numpy, or None.
-
-        Plain: ``{"instances": [[...]]}`` or ``{"instances": [...]}`` (one flat row) of JSON
-        numbers, all finite in float32. ``±FLOAT32_MAX`` is left to :meth:`_v1_matrix` as well: a
-        float64 just past it rounds down to it, and V1 refuses such values. None sends everything
-        else — records, several rows, bad requests — down the numpy path unchanged.
-        """
-        instances = payload.get("instances") if type(payload) is dict else None
-        if type(instances) is not list or not instances:
-            return None
-        values = instances[0] if len(instances) == 1 and type(instances[0]) is list else instances
-        if len(values) != len(self._features):
-            return None
-        try:
-            row = array("f", values)
-        except (TypeError, OverflowError):
-            return None
-        if not math.isfinite(sum(row)) or codec.FLOAT32_MAX in row or -codec.FLOAT32_MAX in row:
-            return None
-        return row
 
     def _score_one(self, row: array) -> tuple[list[float], list[float], int | None]:
         """``(scores, scores rounded to float32, class index or None)`` of one plain row scored in
