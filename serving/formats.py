@@ -9,6 +9,9 @@ loaded: such files are refused before anything is read.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import logging
 import math
 import operator
 import os
@@ -38,6 +41,7 @@ PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill", ".cloudpickle")
 TRUSTED_SKOPS_TYPES: frozenset[str] = frozenset()
 
 Scorer = Callable[[np.ndarray], np.ndarray]
+logger = logging.getLogger(__name__)
 
 
 class LoadedModel:
@@ -123,12 +127,31 @@ def _load_skops(weights: Path, manifest: ModelManifest) -> Scorer:
 def linear_scorer(model: Any, manifest: ModelManifest, reference: Scorer) -> LinearScorer | None:
     """A :class:`LinearScorer` for a standardized linear model, or None for any other estimator.
 
-    ``StandardScaler`` steps followed by ``LogisticRegression`` (binary or multinomial),
-    ``LinearRegression`` or ``Ridge`` fold into one affine map, so a prediction is one matrix
-    product (a few µs for a row instead of scikit-learn's ~250 µs of input checks). It is used
-    only when it agrees with ``reference`` (scikit-learn itself) to 1e-5 (absolute or relative) on
-    256 probe rows spread around the scaler's statistics, numpy and one-row paths both; otherwise
-    scikit-learn serves.
+    An optional ``StandardScaler`` followed by ``LogisticRegression`` (binary or multinomial),
+    ``LinearRegression`` or ``Ridge`` folds into one affine map (:func:`fold_linear`), so a
+    prediction is one matrix product (a few µs for a row instead of scikit-learn's ~250 µs of input
+    checks). It is used only when it agrees with ``reference`` (scikit-learn itself) within the
+    worst-case rounding of scikit-learn's float32 arithmetic (:meth:`LinearFold.disagreement`), so
+    the decision is the same on every CPU and BLAS kernel. Otherwise scikit-learn serves.
+    """
+    fold = fold_linear(model, manifest)
+    if fold is None:
+        return None
+    try:
+        worst = fold.disagreement(reference)
+    except (ValueError, TypeError):  # pragma: no cover - an estimator fitted on other inputs
+        return None
+    if worst <= 1.0:
+        return fold.scorer
+    logger.info("linear fold not used: it differs from scikit-learn by %.3g times the rounding bound", worst)
+    return None
+
+
+def fold_linear(model: Any, manifest: ModelManifest) -> LinearFold | None:
+    """The affine map of a standardized linear scikit-learn model, or None for any other estimator.
+
+    ``[StandardScaler →] LogisticRegression | LinearRegression | Ridge`` (one scaler at most, one
+    regression target), with the scaler's centering and scaling each taken only when it applies them.
     """
     from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
     from sklearn.pipeline import Pipeline
@@ -136,35 +159,123 @@ def linear_scorer(model: Any, manifest: ModelManifest, reference: Scorer) -> Lin
 
     steps = [s for _, s in model.steps] if isinstance(model, Pipeline) else [model]
     *scalers, last = steps
-    if not all(isinstance(s, StandardScaler) for s in scalers) or not isinstance(
-        last, (LogisticRegression, LinearRegression, Ridge)
+    if (
+        len(scalers) > 1
+        or not all(isinstance(s, StandardScaler) for s in scalers)
+        or not isinstance(last, (LogisticRegression, LinearRegression, Ridge))
     ):
         return None
     k = len(manifest.input_schema)
     coef = np.atleast_2d(np.asarray(last.coef_, dtype=np.float64))
-    if coef.shape[1] != k:
-        return None
-    weights, bias = coef.T.copy(), np.atleast_1d(np.asarray(last.intercept_, dtype=np.float64)).copy()
-    center, spread = np.zeros(k), np.ones(k)
-    for scaler in reversed(scalers):  # x -> (x - mean) / scale, innermost last
-        mean = scaler.mean_ if scaler.mean_ is not None else np.zeros(k)
-        scale = scaler.scale_ if scaler.scale_ is not None else np.ones(k)
-        bias = bias - (mean / scale) @ weights
-        weights = weights / scale[:, None]
-        center, spread = mean, np.where(scale > 0, scale, 1.0)
+    if coef.shape[1] != k or (not isinstance(last, LogisticRegression) and coef.shape[0] != 1):
+        return None  # fitted on other inputs, or several regression targets
+    intercept = np.broadcast_to(np.asarray(last.intercept_, dtype=np.float64), (coef.shape[0],)).copy()
+    mean, scale, center, spread = np.zeros(k), np.ones(k), np.zeros(k), np.ones(k)
+    if scalers:
+        scaler = scalers[0]
+        if scaler.mean_ is not None:  # the data's centre and spread place the probe rows, applied or not
+            center = mean = np.asarray(scaler.mean_, dtype=np.float64)
+        if scaler.scale_ is not None:
+            spread = scale = np.asarray(scaler.scale_, dtype=np.float64)  # zero variances are 1 in scale_
+        mean = mean if scaler.with_mean else np.zeros(k)
+        scale = scale if scaler.with_std else np.ones(k)
     kind = "regression" if not isinstance(last, LogisticRegression) else "binary" if coef.shape[0] == 1 else "softmax"
-    scorer = LinearScorer(weights, bias, kind)
-    probe = (center + spread * np.random.default_rng(0).normal(size=(256, k)) * 2).astype(np.float32)
-    try:
-        expected = np.asarray(reference(probe), dtype=np.float64)
-        # 1e-5 absolute or relative: scikit-learn computes float32 input in float32, so a regression
-        # value of a few hundred is only good to ~1e-4 there (the fold computes in float64)
-        agree = np.allclose(scorer(probe), expected, rtol=1e-5, atol=1e-5) and np.allclose(
-            [scorer.row(r) for r in probe[:16].tolist()], expected[:16].reshape(16, -1), rtol=1e-5, atol=1e-5
-        )
-    except (ValueError, TypeError):  # pragma: no cover - an estimator fitted on other inputs
-        return None
-    return scorer if agree else None
+    return LinearFold(mean, scale, coef, intercept, kind, center, spread)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LinearFold:
+    """``x -> (x - mean) / scale -> coef·z + intercept`` (then logistic or softmax), folded.
+
+    Attributes:
+        mean: The centering applied (zeros without), ``[k]``.
+        scale: The scaling applied (ones without), ``[k]``.
+        coef: Coefficients ``[outputs, k]``.
+        intercept: Intercepts ``[outputs]``.
+        kind: ``regression``, ``binary`` or ``softmax`` (see :class:`LinearScorer`).
+        center: Where the probe rows are centred (the data's mean).
+        spread: Their spread per feature (the data's standard deviation).
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+    kind: str
+    center: np.ndarray
+    spread: np.ndarray
+
+    @functools.cached_property
+    def scorer(self) -> LinearScorer:
+        """The folded map: weights ``coef / scale`` and bias ``intercept - (mean / scale)·coef``."""
+        weights = self.coef.T / self.scale[:, None]
+        return LinearScorer(weights, self.intercept - (self.mean / self.scale) @ self.coef.T, self.kind)
+
+    def probe(self, rows: int = 256) -> np.ndarray:
+        """Float32 rows spread around the data (seeded): ``center ± 2·spread`` Gaussian."""
+        noise = np.random.default_rng(0).normal(size=(rows, len(self.center))) * 2
+        return (self.center + self.spread * noise).astype(np.float32)
+
+    def tolerance(self, x: np.ndarray) -> np.ndarray:
+        """How far a correct fold may lie from scikit-learn's float32 answer, per row and output.
+
+        A worst-case bound, valid for any summation order, SIMD width, FMA use and BLAS kernel, from
+        the magnitudes involved (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1):
+
+        - scikit-learn's scaler computes ``(x - mean) / scale`` and stores it in float32 (with the
+          statistics in float64, or cast to float32 first): each ``z_j`` is within
+          ``4u (|x_j| + |mean_j|) / scale_j`` of its exact value;
+        - the decision ``Σ_j coef_j z_j + intercept`` is k products and k additions, within
+          ``γ_{k+1}`` of the sum of the terms' magnitudes;
+
+        together ``|Δz| ≤ γ_{k+5}(u32) · T`` with ``T = Σ_j |coef_j| (|x_j| + |mean_j|) / scale_j +
+        |intercept|``, plus ``γ_{2k+5}(u64) · T`` for the fold's own float64 folding and evaluation.
+        A logistic output moves by at most ``|Δz| / 4`` (the slope of expit) plus 4 float32 roundings
+        of ``p`` and ``1 - p``; a softmax output by at most ``2 max |Δz|`` plus ``classes + 4``
+        roundings (exp, sum, divide).
+
+        Args:
+            x: Float32 rows ``[n, k]``.
+
+        Returns:
+            Absolute tolerances ``[n, outputs]`` (``[n, 2]`` for binary: both columns).
+        """
+        k = x.shape[1]
+        carried = (np.abs(x.astype(np.float64)) + np.abs(self.mean)) / self.scale
+        magnitude = carried @ np.abs(self.coef).T + np.abs(self.intercept)
+        dz = (_gamma(k + 5, UNIT_ROUNDOFF_32) + _gamma(2 * k + 5, UNIT_ROUNDOFF_64)) * magnitude
+        if self.kind == "regression":
+            return dz
+        if self.kind == "binary":
+            return np.repeat(dz / 4 + 4 * UNIT_ROUNDOFF_32, 2, axis=1)
+        classes = self.coef.shape[0]
+        return np.repeat(2 * dz.max(axis=1, keepdims=True) + (classes + 4) * UNIT_ROUNDOFF_32, classes, axis=1)
+
+    def disagreement(self, reference: Scorer, rows: int = 256, one_rows: int = 16) -> float:
+        """The largest ``|fold - reference| / tolerance`` on :meth:`probe` rows: numpy path on all of
+        them, the one-row path on the first ``one_rows``; at most 1 means they agree (inf when a value
+        is not finite or the shapes differ)."""
+        x = self.probe(rows)
+        expected = np.asarray(reference(x), dtype=np.float64).reshape(rows, -1)
+        tolerance = np.maximum(self.tolerance(x), np.finfo(np.float64).tiny)
+        folded = self.scorer(x).reshape(rows, -1)
+        by_row = np.array([self.scorer.row(r) for r in x[:one_rows].tolist()]).reshape(one_rows, -1)
+        worst = 0.0
+        for got, want, tol in ((folded, expected, tolerance), (by_row, expected[:one_rows], tolerance[:one_rows])):
+            if got.shape != want.shape or not (np.isfinite(got).all() and np.isfinite(want).all()):
+                return math.inf
+            worst = max(worst, float(np.max(np.abs(got - want) / tol)))
+        return worst
+
+
+#: Unit roundoff (half the machine epsilon) of float32, the arithmetic scikit-learn applies to the
+#: float32 rows a server receives, and of float64, the fold's.
+UNIT_ROUNDOFF_32, UNIT_ROUNDOFF_64 = 2.0**-24, 2.0**-53
+
+
+def _gamma(n: int, u: float) -> float:
+    """Higham's γ_n = n·u / (1 - n·u): the relative error bound of n roundings in a row."""
+    return n * u / (1.0 - n * u)
 
 
 class LinearScorer:

@@ -21,20 +21,21 @@ def _run(coro):
 
 
 def _linear_artifact(path, task):
-    """A standardized linear scikit-learn artifact on wine (multiclass) or diabetes (regression)."""
-    from sklearn.datasets import load_diabetes, load_wine
+    """A standardized linear scikit-learn artifact (the training step's baseline) on breast cancer
+    (binary, integer labels), wine (multiclass, string labels) or diabetes (regression), and its rows."""
+    from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 
     from components.train_model.core import TabularData, fit_baseline, save_sklearn_model
     from shipyard.artifacts import Column
 
-    bunch = load_wine() if task == "multiclass" else load_diabetes()
+    bunch = {"binary": load_breast_cancer, "multiclass": load_wine, "regression": load_diabetes}[task]()
     names = [f"f{i}" for i in range(bunch.data.shape[1])]
     data = TabularData(
         x=bunch.data.astype(np.float32),
-        y=bunch.target.astype(np.int64 if task == "multiclass" else np.float32),
+        y=bunch.target.astype(np.float32 if task == "regression" else np.int64),
         feature_names=names,
         label="y",
-        label_names=["a", "b", "c"] if task == "multiclass" else [],
+        label_names={"binary": [0, 1], "multiclass": ["a", "b", "c"], "regression": []}[task],
         task=task,
         input_schema=tuple(Column(f, "float32") for f in names),
     )
@@ -42,16 +43,15 @@ def _linear_artifact(path, task):
     return path, data.x
 
 
-def _linear_rows(artifacts, tmp_path, task):
-    """A folded linear model's directory and rows to ask it about: the breast-cancer baseline and
-    its test rows (binary), or wine / diabetes (multiclass / regression) and 100 of their rows."""
-    from shipyard.artifacts import read_dataset
-
-    if task == "binary":
-        df, _ = read_dataset(artifacts["test"])
-        return artifacts["baseline"], df.drop(columns=["target"]).to_numpy(dtype=np.float32)
-    model_dir, x = _linear_artifact(tmp_path / "m", task)
-    return model_dir, x[:100]
+@pytest.fixture(scope="module")
+def linear(tmp_path_factory):
+    """task → (model directory, 100 of its rows), fitted in well under a second each."""
+    root = tmp_path_factory.mktemp("linear")
+    models = {}
+    for task in ("binary", "multiclass", "regression"):
+        model_dir, x = _linear_artifact(root / task, task)
+        models[task] = model_dir, x[np.random.default_rng(1).permutation(len(x))[:100]]
+    return models
 
 
 def _row_body(row, shape=None, datatype="FP32", name="input"):
@@ -69,10 +69,10 @@ def _lane_and_plain(model_dir):
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
-def test_one_row_path_answers_as_the_numpy_path(artifacts, tmp_path, task):
+def test_one_row_path_answers_as_the_numpy_path(linear, task):
     from serving.fastpath import v2_inputs
 
-    model_dir, x = _linear_rows(artifacts, tmp_path, task)
+    model_dir, x = linear[task]
     lane, plain = _lane_and_plain(model_dir)
     exact = 0
     for i, row in enumerate(x.tolist()):
@@ -106,13 +106,13 @@ def test_one_row_path_answers_as_the_numpy_path(artifacts, tmp_path, task):
         pytest.param(lambda r: (r[:-1], [1, len(r) - 1], "FP32"), id="short"),
     ],
 )
-def test_one_row_path_leaves_other_and_bad_rows_to_the_numpy_path(artifacts, change):
+def test_one_row_path_leaves_other_and_bad_rows_to_the_numpy_path(linear, change):
     """Anything but one plain row of finite JSON numbers gets exactly the numpy path's answer or error."""
     from kserve.errors import InvalidInput
 
     from serving.fastpath import v2_inputs
 
-    lane, plain = _lane_and_plain(artifacts["baseline"])
+    lane, plain = _lane_and_plain(linear["binary"][0])
     row = [float(v) for v in range(1, len(lane._features) + 1)]
     data, shape, datatype = change(row)
     body = _row_body(data, shape or [1, len(row)], datatype)
@@ -130,13 +130,14 @@ def test_one_row_path_leaves_other_and_bad_rows_to_the_numpy_path(artifacts, cha
     assert len(lane.stats._row_classes) == 0, "the one-row path answered"
 
 
-def test_one_row_path_is_off_with_batching_or_payload_logging(artifacts, tmp_path):
+def test_one_row_path_is_off_with_batching_or_payload_logging(linear, tmp_path):
     from serving.payload_log import PayloadLogger
 
-    batched = model_for("m", artifacts["baseline"], ServeConfig(batching="on"))
+    baseline, _ = linear["binary"]
+    batched = model_for("m", baseline, ServeConfig(batching="on"))
     batched.load()
     payload_logger = PayloadLogger(str(tmp_path / "log"), "m")
-    logged = model_for("m", artifacts["baseline"], ServeConfig(batching="off"), payload_logger)
+    logged = model_for("m", baseline, ServeConfig(batching="off"), payload_logger)
     logged.load()
     try:
         assert batched._score_row is None and logged._score_row is None
@@ -167,14 +168,14 @@ def test_model_stats_fold_rows_scored_alone_with_the_other_requests():
     assert stats.max[0] == 7.0
 
 
-def test_outputs_past_float32_are_a_400_naming_the_row_on_every_path(tmp_path):
+def test_outputs_past_float32_are_a_400_naming_the_row_on_every_path(linear):
     """Finite inputs far outside the training range can push a prediction past float32: that is an
     error naming the row, never a 200 with null (JSON has no Inf) — and in a batch only that request fails."""
     from kserve.errors import InvalidInput
 
     from serving.fastpath import v2_inputs
 
-    model_dir, x = _linear_artifact(tmp_path / "m", "regression")
+    model_dir, x = linear["regression"]
     lane, plain = _lane_and_plain(model_dir)
     good, huge = x[0].tolist(), [3e38] * x.shape[1]
     for model in (lane, plain):
@@ -199,8 +200,8 @@ def test_outputs_past_float32_are_a_400_naming_the_row_on_every_path(tmp_path):
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
-def test_one_row_path_answers_v1_as_the_numpy_path(artifacts, tmp_path, task):
-    model_dir, x = _linear_rows(artifacts, tmp_path, task)
+def test_one_row_path_answers_v1_as_the_numpy_path(linear, task):
+    model_dir, x = linear[task]
     lane, plain = _lane_and_plain(model_dir)
     exact = 0
     for i, row in enumerate(x.tolist()):
@@ -235,10 +236,10 @@ def test_one_row_path_answers_v1_as_the_numpy_path(artifacts, tmp_path, task):
         pytest.param(lambda r: "1,2,3", id="string"),
     ],
 )
-def test_one_row_path_leaves_other_and_bad_v1_rows_to_the_numpy_path(artifacts, instances):
+def test_one_row_path_leaves_other_and_bad_v1_rows_to_the_numpy_path(linear, instances):
     from kserve.errors import InvalidInput
 
-    lane, plain = _lane_and_plain(artifacts["baseline"])
+    lane, plain = _lane_and_plain(linear["binary"][0])
     row = [float(v) for v in range(1, len(lane._features) + 1)]
     body = {"instances": instances(row)}
 
@@ -252,3 +253,29 @@ def test_one_row_path_leaves_other_and_bad_v1_rows_to_the_numpy_path(artifacts, 
     assert got == answer(plain)
     taken = len(lane.stats._row_classes)
     assert taken == (1 if "True" in repr(body) else 0), "only one plain row of numbers takes the one-row path"
+
+
+def test_a_model_whose_fold_is_refused_is_served_by_scikit_learn(linear, monkeypatch):
+    """A fold that fails its agreement check (here a zero tolerance, as a wrong bound would give) is
+    not used: no one-row path, no folded scorer, and every answer is scikit-learn's own, V1 and V2."""
+    import skops.io as sio
+
+    from serving.fastpath import v2_inputs
+    from serving.formats import LinearFold, LinearScorer
+
+    model_dir, x = linear["multiclass"]
+    monkeypatch.setattr(LinearFold, "tolerance", lambda self, rows: np.zeros((len(rows), 3)))
+    model = model_for("m", model_dir, ServeConfig(batching="off"))
+    model.load()
+    assert model._score_row is None and not isinstance(model.loaded._scorer, LinearScorer), "the fold was used"
+    weights = model_dir / "model.skops"
+    sklearn = sio.load(weights, trusted=sio.get_untrusted_types(file=weights))
+    want = sklearn.predict_proba(x[:5])
+    names = np.array(["a", "b", "c"])
+    for row, p in zip(x[:5].tolist(), want, strict=True):
+        v2 = _run(model.infer_v2(*v2_inputs(_row_body(row))))
+        assert v2["outputs"][0]["data"] == [names[p.argmax()]]
+        assert v2["outputs"][1]["data"] == p.astype(np.float32).tolist()
+        v1 = _run(model.predict({"instances": [row]}))
+        assert v1 == {"predictions": [names[p.argmax()]], "probabilities": [p.round(6).tolist()]}
+    assert len(model.stats._row_classes) == 0, "the one-row path answered"
