@@ -1,12 +1,12 @@
 """Starting a KServe ``ModelServer`` for one Shipyard model, bound to the host it is given.
 
 KServe 0.21 hard-codes ``0.0.0.0`` in its uvicorn config and parses ``sys.argv`` when
-``kserve.model_server`` is imported; this module clears the argv for that import and sets the
-REST server's host before it binds. gRPC is off (the V1/V2 REST routes are what KServe's
-InferenceService and the smoke tests use). The listening socket is bound here, after the model
-has loaded and before KServe starts, so a port that is taken (or a host that is not this machine's)
-is one :class:`~shipyard.errors.DeploymentError` naming it, not uvicorn's exit code 3 after a page
-of tracebacks; uvicorn then serves on that socket.
+``kserve.model_server`` is imported; this module clears the argv for that import and binds the
+listening sockets itself (:func:`bind`, on the host it is given), after the model has loaded and
+before KServe starts, then hands them to uvicorn. So a port that is taken, or a host that is not
+this machine's, is one :class:`~shipyard.errors.DeploymentError` naming it, not uvicorn's exit
+code 3 after a page of tracebacks. gRPC is off (the V1/V2 REST routes are what KServe's
+InferenceService and the smoke tests use).
 
 In front of KServe's app, outermost: :class:`~serving.guard.ServingGuard` (request metrics, the
 body-size limit, 503 readiness while draining, and JSON inference requests answered directly by
@@ -83,7 +83,7 @@ def serve(
     sockets: list[socket.socket] = []  # bound below, just before the server starts
 
     class _GuardedRESTServer(RESTServer):  # type: ignore[misc]
-        async def start(self) -> None:  # on the sockets bound above
+        async def start(self) -> None:  # serves on the sockets serve() binds below
             self.create_application()
             logging.getLogger("uvicorn.error").info("Uvicorn running on %s (Press CTRL+C to quit)", _url(sockets))
             await self._server.serve(sockets=sockets)
