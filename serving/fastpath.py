@@ -7,9 +7,10 @@ model this server holds, :class:`~serving.guard.ServingGuard` calls :func:`infer
 body is parsed with orjson; a V1 body goes to the same ``Model.predict`` KServe's route calls, a
 V2 body to ``ShipyardModel.infer_v2`` — the same checks, scoring and outputs as ``predict`` on an
 ``InferRequest``, without building KServe's request and response objects — and the answer is
-encoded with orjson. Anything
-else — another content type (CloudEvents, V2 binary tensors), an unknown model, a model not
-ready — falls through to KServe's routes, so the protocol surface stays KServe's.
+encoded with orjson. A body without a ``Content-Type`` is JSON, as KServe's routes read it.
+Anything else — CloudEvents, V2 binary tensors, an unknown model, a model not ready — falls
+through to KServe's routes, so the protocol surface stays KServe's; a content type that neither
+decodes (``application/x-www-form-urlencoded``, ``text/plain``, ...) gets the guard's 415.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from kserve.errors import InvalidInput
 
 from serving import codec
 
+#: Media types answered here: JSON, and an empty ``Content-Type`` (an absent one is JSON too).
 JSON_TYPES = (b"application/json", b"")
 TENSOR_FIELDS_ORDER = ("name", "shape", "datatype", "data")
 TENSOR_FIELDS = frozenset(TENSOR_FIELDS_ORDER)

@@ -5,6 +5,12 @@ own middleware). It counts and times every request by route template
 (:data:`serving.observe.REQUEST_STATS`), refuses bodies over the limit with 413, answers
 readiness with 503 while the server drains, and hands JSON inference requests to
 :mod:`serving.fastpath`.
+
+A request without a ``Content-Type`` is JSON, as KServe's own routes read it. A content type that
+neither this guard nor KServe decodes as an inference request (``application/x-www-form-urlencoded``,
+what ``curl -d`` sends unless told otherwise; ``text/plain``, ...) gets a 415 that names it: KServe
+would hand the raw bytes to the model, which cannot read them, and answer that the body is not an
+inference request.
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ DIRECT_ROUTES = {
     "v1_predict": re.compile(r"^/v1/models/([^/]+):predict$"),
     "v2_infer": re.compile(r"^/v2/models/([^/]+)/infer$"),
 }
+#: Content types KServe's routes decode themselves (its dataplane's JSON_HEADERS, CloudEvents JSON):
+#: passed through. Any other non-JSON type on an inference route of a model held here gets 415.
+KSERVE_TYPES = frozenset({b"application/cloudevents+json", b"application/ld+json", b"application/octet-stream"})
 #: Routes that answer 503 while the server drains (readiness; liveness stays 200).
 READINESS_ROUTES = frozenset({"v2_health_ready", "v2_model_ready", "v1_model"})
 
@@ -99,13 +108,18 @@ class ServingGuard:
             if self.state.draining and route in READINESS_ROUTES:
                 status = await _json_error(send, 503, "the server is shutting down")
                 return
-            length, direct = _read_headers(scope["headers"])
+            length, media, kserve_only = _read_headers(scope["headers"])
             if length is not None and length > self.max_body_bytes:
                 status = await _json_error(send, 413, self._too_large(length))
                 return
             model = self.models.get(model_name) if model_name is not None else None
-            if model is not None and not (direct and model.ready and scope["method"] == "POST"):
+            if model is not None and not (model.ready and scope["method"] == "POST"):
                 model = None
+            if model is not None and (kserve_only or (media is not None and media not in fastpath.JSON_TYPES)):
+                if media is not None and not kserve_only and media not in KSERVE_TYPES:
+                    status = await _json_error(send, 415, _unsupported_type(media))
+                    return
+                model = None  # CloudEvents, V2 binary tensors, ...: KServe's routes decode them
             if model is not None or (length is None and scope["method"] in ("POST", "PUT")):
                 body = await _read_limited(receive, self.max_body_bytes)
                 if body is None:
@@ -148,13 +162,14 @@ class ServingGuard:
         return f"request body too large: {size} exceeds the limit of {self.max_body_bytes} bytes (max_body_bytes)"
 
 
-def _read_headers(headers: Any) -> tuple[int | None, bool]:
-    """``(Content-Length or None, whether the body may be answered directly)`` in one pass.
+def _read_headers(headers: Any) -> tuple[int | None, bytes | None, bool]:
+    """``(Content-Length, media type, whether only KServe may decode the body)`` in one pass.
 
-    Direct answers (serving.fastpath) take JSON bodies only: not CloudEvents (``ce-*`` headers)
-    and not V2 binary tensors (``inference-header-content-length``), which KServe's routes decode.
+    The media type is the ``Content-Type`` without parameters, lower-cased; None when the header
+    is absent (the body is then JSON, as KServe reads it). Only KServe decodes CloudEvents
+    (``ce-*`` headers) and V2 binary tensors (``inference-header-content-length``).
     """
-    length, direct = None, True
+    length, media, kserve_only = None, None, False
     for key, value in headers:
         if key == b"content-length":
             try:
@@ -162,10 +177,16 @@ def _read_headers(headers: Any) -> tuple[int | None, bool]:
             except ValueError:
                 length = None
         elif key == b"content-type":
-            direct = direct and value.split(b";", 1)[0].strip().lower() in fastpath.JSON_TYPES
+            media = value.split(b";", 1)[0].strip().lower()
         elif key == b"inference-header-content-length" or key.startswith(b"ce-"):
-            direct = False
-    return length, direct
+            kserve_only = True
+    return length, media, kserve_only
+
+
+def _unsupported_type(media: bytes) -> str:
+    shown = media[:80].decode("latin-1")
+    hint = " (curl -d sends that type: add -H 'Content-Type: application/json')" if b"form-urlencoded" in media else ""
+    return f"Content-Type {shown} is not an inference request; send JSON as application/json, or no Content-Type{hint}"
 
 
 async def _read_limited(receive: Callable, limit: int) -> bytes | None:

@@ -1,8 +1,11 @@
 """Starting a KServe ``ModelServer`` for one Shipyard model, bound to the host it is given.
 
 KServe 0.21 hard-codes ``0.0.0.0`` in its uvicorn config and parses ``sys.argv`` when
-``kserve.model_server`` is imported; this module clears the argv for that import and sets the
-REST server's host before it binds. gRPC is off (the V1/V2 REST routes are what KServe's
+``kserve.model_server`` is imported; this module clears the argv for that import and binds the
+listening sockets itself (:func:`bind`, on the host it is given), after the model has loaded and
+before KServe starts, then hands them to uvicorn. So a port that is taken, or a host that is not
+this machine's, is one :class:`~shipyard.errors.DeploymentError` naming it, not uvicorn's exit
+code 3 after a page of tracebacks. gRPC is off (the V1/V2 REST routes are what KServe's
 InferenceService and the smoke tests use).
 
 In front of KServe's app, outermost: :class:`~serving.guard.ServingGuard` (request metrics, the
@@ -16,12 +19,16 @@ finish (up to ``grace_period_s``), and the process exits 0.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 import sys
 from typing import Any
 
 from serving.config import ServeConfig
+from shipyard import storage
+from shipyard.errors import ConfigError, DeploymentError
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +51,21 @@ def serve(
         model_dir: A Shipyard Model artifact directory.
         name: The model name in the routes (``/v1/models/NAME:predict``).
         host: Interface to bind; 127.0.0.1 locally, 0.0.0.0 in a container.
-        port: HTTP port.
+        port: HTTP port, 1..65535.
         config: Batching, body limit, payload log, shutdown timing (defaults: ``ServeConfig()``).
 
     Raises:
+        ConfigError: ``port`` is outside 1..65535.
+        UnsupportedSchemeError: The payload log is an ``s3://``, ``https://``, ... URI.
+        DeploymentError: The port is in use on ``host``, or ``host`` cannot be bound.
         ShipyardError: The artifact is missing, malformed, tampered with or unsafe, or the
             payload-log destination is unusable.
     """
     cfg = config or ServeConfig()
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"serve: port {port} is not a TCP port; expected 1..65535")
+    if cfg.payload_log:
+        storage.check_supported(cfg.payload_log, "a local directory or a gs://BUCKET/PREFIX URI")
     ms = _import_kserve()
     from kserve.protocol.rest.server import RESTServer
 
@@ -66,8 +80,14 @@ def serve(
     model = model_for(name, model_dir, cfg, payload_logger)
     model.load()  # fail before binding: a bad artifact is an error, not an unready server
     state = ServerState()
+    sockets: list[socket.socket] = []  # bound below, just before the server starts
 
     class _GuardedRESTServer(RESTServer):  # type: ignore[misc]
+        async def start(self) -> None:  # serves on the sockets serve() binds below
+            self.create_application()
+            logging.getLogger("uvicorn.error").info("Uvicorn running on %s (Press CTRL+C to quit)", _url(sockets))
+            await self._server.serve(sockets=sockets)
+
         def _add_middlewares(self, app: Any) -> None:  # KServe's per-request timing log: our metrics replace it
             pass
 
@@ -121,11 +141,61 @@ def serve(
 
     server = _HostModelServer(http_port=port, enable_grpc=False, enable_latency_logging=False, workers=1)
     try:
+        sockets = bind(host, port)
         server.start([model])
     finally:
+        for sock in sockets:
+            sock.close()
         model.stop()
         if payload_logger is not None:
             payload_logger.close()
+
+
+#: Connections the kernel queues before uvicorn accepts them (uvicorn's default).
+BACKLOG = 2048
+
+
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on every address ``host`` resolves to, as asyncio's ``create_server`` binds.
+
+    Raises:
+        DeploymentError: The port is in use there (``port N is in use on HOST``), the host does not
+            resolve or is not an address of this machine, or binding is not permitted.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise DeploymentError(f"host {host!r} does not resolve ({exc.strerror})") from exc
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):  # getaddrinfo may repeat an address
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT does not block
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise DeploymentError(_bind_error(host, port, exc)) from exc
+    return sockets
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} is in use on {host}; stop what listens there or pick another --port"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}:{port}: {host} is not an address of this machine"
+    if exc.errno == errno.EACCES:
+        return f"cannot listen on {host}:{port}: permission denied (ports below 1024 need privileges)"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
+def _url(sockets: list[socket.socket]) -> str:
+    host, port = sockets[0].getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _quiet_per_request_logs() -> None:

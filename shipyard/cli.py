@@ -30,6 +30,13 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port, 1..65535."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1..65535, got {text!r}")
+    return int(text)
+
+
 def _name(text: str) -> str:
     """argparse type: a model name usable in a URL path."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", text):
@@ -91,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--host", default="127.0.0.1", help="interface to bind (default: %(default)s; 0.0.0.0 in containers)"
     )
-    s.add_argument("--port", type=_count, default=8080, help="HTTP port (default: %(default)s)")
+    s.add_argument("--port", type=_port, default=8080, help="HTTP port, 1..65535 (default: %(default)s)")
     s.add_argument(
         "--batching",
         choices=("auto", "on", "off"),
@@ -113,10 +120,23 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser(
         "validate",
         help="validate a CSV/Parquet file (schema, anomalies) and check it for drift against a reference",
-        description="Validate DATA: infer or enforce a schema, list anomalies, and with --reference check drift. "
-        "Exit 0: no error-severity anomaly and no dataset drift; 1: one of them; 2: usage error.",
+        description="Validate DATA as the pipeline's ingest_data and validate_data steps do (the same code: "
+        "column roles from --label/--id-columns, options from --validation): infer or enforce a schema, list "
+        "anomalies, and with --reference check drift. Exit 0: no error-severity anomaly and no dataset drift; "
+        "1: one of them; 2: unusable input or usage error.",
     )
-    v.add_argument("data", metavar="DATA", help="a .csv/.csv.gz/.parquet path or gs:// URI")
+    v.add_argument("data", metavar="DATA", help="a .csv/.csv.gz/.parquet path or gs:// URI, or sklearn:NAME")
+    v.add_argument("--label", default="target", help="the label column, as the pipeline's label (default: %(default)s)")
+    v.add_argument(
+        "--no-label", action="store_true", help="DATA has no label column (e.g. served requests): all are features"
+    )
+    v.add_argument("--id-columns", default="", metavar="A,B", help="comma-separated id columns (ingest's id_columns)")
+    v.add_argument(
+        "--validation",
+        default="{}",
+        metavar="JSON",
+        help="validate_data options as the pipeline's validation parameter, e.g. '{\"min_rows\": 100}'",
+    )
     v.add_argument("--schema", help="a schema.json (or schema artifact dir) to enforce; default: infer one")
     v.add_argument(
         "--reference", help="drift reference: a data file, a Dataset dir, a schema dir with profile/, or a profile dir"
@@ -125,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
         "--report", metavar="DIR", help="write schema.json, profile/, validation.{json,md}, drift.{json,md,html} here"
     )
     v.add_argument("--format", choices=("text", "json"), default="text", help="stdout format (default: text)")
-    v.add_argument("--delimiter", default=",", help="CSV delimiter (default: ',')")
+    v.add_argument("--delimiter", default=",", help="CSV delimiter, ingest's csv_delimiter (default: ',')")
 
     m = sub.add_parser("manifests", help="render generated Kubernetes manifests (ClusterServingRuntime)")
     m.add_argument("--output", default="manifests/generated", help="directory (default: %(default)s)")
@@ -166,6 +186,97 @@ def parse_sets(pipeline: Any, sets: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def check_required(pipeline: Any, arguments: dict[str, Any], name: str) -> None:
+    """Refuses a run that lacks a pipeline parameter without a default, before anything runs.
+
+    Args:
+        pipeline: The ``@dsl.pipeline`` object.
+        arguments: The parameters given (``--set``).
+        name: The pipeline's name in the CLI, for the message.
+
+    Raises:
+        ConfigError: Naming every missing parameter.
+    """
+    params = inspect.signature(pipeline.pipeline_func).parameters.values()
+    missing = [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in arguments]
+    if missing:
+        sets = " ".join(f"--set {missed}=..." for missed in missing)
+        raise ConfigError(
+            f"{name}: missing required parameter(s) {', '.join(missing)}; pass {sets} (see `shipyard pipelines`)"
+        )
+
+
+class KFPHostError(ShipyardError):
+    """The KFP API at ``--host`` cannot be reached, or refused the run."""
+
+
+def submit(pipeline: Any, arguments: dict[str, Any], host: str) -> int:
+    """Submits a run to the KFP API at ``host``; prints the run id.
+
+    Raises:
+        KFPHostError: The host cannot be reached, or does not answer as a KFP API (naming the
+            host and the cause, in one line).
+    """
+    import logging
+    import warnings
+
+    import kfp
+    import urllib3
+    from kfp_server_api.exceptions import ApiException
+
+    healthz = _HealthzAttempts()
+    root = logging.getLogger()
+    root.addFilter(healthz)
+    try:
+        with warnings.catch_warnings():  # kfp's notice about the server versions it supports
+            warnings.simplefilter("ignore", FutureWarning)
+            client = kfp.Client(host=host)
+        run = client.create_run_from_pipeline_func(pipeline, arguments=arguments)
+    except ApiException as exc:
+        raise KFPHostError(f"the KFP API at {host} answered {exc.status} {exc.reason}".rstrip()) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        cause = _root_cause(exc)
+        if isinstance(healthz.last, ApiException):  # something answered, but not as KFP does
+            last = healthz.last
+            cause = f"its health check answered {last.status} {last.reason} {healthz.count} times; is it a KFP API?"
+        raise KFPHostError(f"cannot reach the KFP API at {host}: {cause}") from exc
+    finally:
+        root.removeFilter(healthz)
+    print(f"submitted run {run.run_id} to {host}")
+    return 0
+
+
+class _HealthzAttempts:
+    """A logging filter: keeps kfp.Client's traceback per failed health check off stderr (the
+    error says it in one line) and remembers the last one's exception."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: BaseException | None = None
+
+    def filter(self, record: Any) -> bool:
+        if not str(record.msg).startswith("Failed to get healthz info"):
+            return True
+        self.count += 1
+        self.last = record.exc_info[1] if record.exc_info else None
+        return False
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost cause of a connection failure, e.g. ``Connection refused``."""
+    seen: set[int] = set()
+    found: BaseException = exc
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        found = current
+        reason = getattr(current, "reason", None)  # urllib3's MaxRetryError keeps it here
+        current = reason if isinstance(reason, BaseException) else current.__cause__ or current.__context__
+    if isinstance(found, OSError) and found.strerror:
+        return found.strerror
+    return str(found).splitlines()[0] if str(found) else found.__class__.__name__
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     for flag, env in (
         ("train_gpus", "SHIPYARD_TRAIN_GPUS"),
@@ -192,13 +303,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     pipeline = pipelines.load(args.pipeline)
     arguments = parse_sets(pipeline, args.sets)
+    check_required(pipeline, arguments, args.pipeline)
     pipelines.check_options(args.pipeline, arguments)
-    if args.host:  # pragma: no cover - needs a KFP API server
-        import kfp
-
-        run = kfp.Client(host=args.host).create_run_from_pipeline_func(pipeline, arguments=arguments)
-        print(f"submitted run {run.run_id} to {args.host}")
-        return 0
+    if args.host:
+        return submit(pipeline, arguments, args.host)
     from shipyard import localrun
     from shipyard.report import text_table
 
@@ -253,45 +361,55 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     import dataclasses
+    import tempfile
 
     from components.drift_check import core as drift
-    from components.ingest_data.core import read_source
+    from components.ingest_data import core as ingest
     from components.validate_data import core as validation
-    from shipyard.artifacts import write_json
     from shipyard.report import text_table
 
-    try:  # unusable input (file, schema) is a usage error (exit 2), not a finding (exit 1)
-        df = read_source(args.data, args.delimiter)
-        given = validation.load_schema(args.schema) if args.schema else None
-    except ShipyardError as exc:
-        raise ConfigError(str(exc)) from exc
-    config = validation.ValidateConfig(model_ready=False)
-    schema, anomalies, summary = validation.check_frame(df, {}, config, given)
+    try:
+        options = json.loads(args.validation)
+    except ValueError as exc:
+        raise ConfigError(
+            f"--validation: not JSON ({exc}); expected an object such as '{{\"min_rows\": 100}}'"
+        ) from exc
+    ids = tuple(c.strip() for c in args.id_columns.split(",") if c.strip())
+    ingest_config = ingest.IngestConfig.from_dict(
+        {"label": args.label, "id_columns": ids, "csv_delimiter": args.delimiter}
+    )
+    config = validation.ValidateConfig.from_dict(options)
+    label = None if args.no_label else ingest_config.label
+    drift_config = drift.DriftConfig()
+    out = Path(args.report) if args.report else None
+    with tempfile.TemporaryDirectory(prefix="shipyard-validate-") as tmp:
+        # Unusable input (file, label, schema, reference) is a usage error (exit 2), not a finding (exit 1).
+        try:
+            if args.schema:  # a bad --schema is named before the data is read
+                validation.load_schema(args.schema)
+            df = ingest.read_source(args.data, ingest_config.csv_delimiter)
+            if label is not None and label not in df.columns:
+                raise ConfigError(
+                    f"{args.data}: no column {label!r} to be the label; name it with --label, or pass --no-label"
+                )
+            dataset = str(Path(tmp) / "dataset")
+            ingest.write_frame(df, args.data, dataset, label, ids)
+            profile = _reference_profile(args, df, ids, drift_config) if args.reference else None
+            schema_dir = out if out is not None else Path(tmp) / "schema"
+            summary, anomalies = validation.check_dataset(dataset, str(schema_dir), config, args.schema)
+        except ConfigError:
+            raise
+        except ShipyardError as exc:
+            raise ConfigError(str(exc)) from exc
     result: dict[str, Any] = {
         "data": args.data,
         "validation": summary,
         "anomalies": [dataclasses.asdict(a) for a in anomalies],
     }
-    drift_config = drift.DriftConfig()
-    if args.reference:
-        ref = Path(args.reference)
-        try:  # an unusable reference is a usage error too
-            if ref.is_dir() or ref.suffix not in (".csv", ".gz", ".parquet", ".pq"):
-                profile = drift.load_reference(args.reference, drift_config)
-            else:
-                ref_df = read_source(args.reference, args.delimiter)
-                profile = drift.build_profile(ref_df, [c for c in ref_df.columns if c in df.columns])
-        except ShipyardError as exc:
-            raise ConfigError(str(exc)) from exc
+    if profile is not None:
         result["drift"] = drift.check(profile, df, drift_config)
     failed = summary["errors"] > 0 or bool(result.get("drift", {}).get("dataset_drift"))
-    if args.report:
-        out = Path(args.report)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "schema.json", schema)
-        if not summary["errors"]:
-            drift.save_profile(drift.build_profile(df, list(df.columns)), out / drift.PROFILE_DIR)
-            summary["profile"] = True
+    if out is not None:
         validation.write_reports(
             summary, anomalies, out / "validation.json", out / "validation.md", out / "validation.html"
         )
@@ -304,6 +422,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if "drift" in result:
             print("\ndrift: " + drift.describe(result["drift"], text_table), end="")
     return EXIT_FAILURE if failed else 0
+
+
+def _reference_profile(args: argparse.Namespace, df: Any, ids: tuple[str, ...], config: Any) -> Any:
+    """The drift reference: a profile, schema or Dataset directory, or a data file profiled here
+    (its feature and label columns that DATA has, as the pipeline's profile holds)."""
+    from components.drift_check import core as drift
+    from components.ingest_data.core import read_source
+    from shipyard import storage
+
+    ref = Path(args.reference)
+    data_file = ref.suffix in (".csv", ".gz", ".parquet", ".pq") or args.reference.startswith("sklearn:")
+    if ref.is_dir() or not data_file:
+        storage.check_supported(args.reference, "a local directory, or a data file (local, gs:// or sklearn:NAME)")
+        return drift.load_reference(args.reference, config)
+    ref_df = read_source(args.reference, args.delimiter)
+    return drift.build_profile(ref_df, [c for c in ref_df.columns if c in df.columns and c not in ids])
 
 
 def cmd_manifests(args: argparse.Namespace) -> int:
@@ -325,12 +459,50 @@ def cmd_manifests(args: argparse.Namespace) -> int:
 def cmd_pipelines(args: argparse.Namespace) -> int:
     import pipelines
 
+    print("Set a parameter with --set NAME=VALUE (VALUE is read as JSON where it parses).")
     for name in pipelines.PIPELINES:
         p = pipelines.load(name)
-        print(f"{name}: {p.description}")
-        for param in inspect.signature(p.pipeline_func).parameters.values():
-            print(f"  --set {param.name}=...  (default {param.default!r})")
+        print(f"\n{name}: {p.description}")
+        docs = _param_docs(p.pipeline_func)
+        params = list(inspect.signature(p.pipeline_func).parameters.values())
+        rows = [(param.name, _type_name(param.annotation), _default_text(param.default)) for param in params]
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        for pname, kind, default in rows:
+            line = f"  {pname:<{widths[0]}}  {kind:<{widths[1]}}  {default:<{widths[2]}}  {docs.get(pname, '')}"
+            print(line.rstrip())
     return 0
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is inspect.Parameter.empty:
+        return ""
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+
+
+def _default_text(default: Any) -> str:
+    """``required``, or the default as it would be written after ``--set NAME=``."""
+    if default is inspect.Parameter.empty:
+        return "required"
+    return "default " + json.dumps(default)
+
+
+def _param_docs(func: Any) -> dict[str, str]:
+    """Parameter name → its description under ``Args:`` in a Google-style docstring (one line)."""
+    docs: dict[str, str] = {}
+    lines = (inspect.getdoc(func) or "").splitlines()
+    if "Args:" not in lines:
+        return docs
+    current = None
+    for line in lines[lines.index("Args:") + 1 :]:
+        if line and not line.startswith(" "):
+            break  # the next section
+        entry = re.match(r"^ {4}(\w+): (.*)$", line)
+        if entry:
+            current = entry.group(1)
+            docs[current] = entry.group(2).strip()
+        elif current and line.strip():
+            docs[current] += " " + line.strip()
+    return docs
 
 
 COMMANDS = {

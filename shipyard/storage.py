@@ -1,18 +1,50 @@
 """Paths and URIs: local files and ``gs://`` objects behind one small interface.
 
 Inside a KFP pod artifacts are local paths (KFP mounts or copies them); user-given inputs such as
-the raw data may be ``gs://`` URIs. google-cloud-storage is imported only when one is used.
+the raw data may be ``gs://`` URIs. google-cloud-storage is imported only when one is used. Any
+other ``SCHEME://`` (``s3://``, ``https://``, ``file://``, ...) is refused by name with
+:class:`UnsupportedSchemeError` rather than looked up as a local path.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
 from shipyard.errors import StorageError
 
 GCS_SCHEME = "gs://"
+#: What :func:`fetch` and :func:`upload` accept, for messages.
+SUPPORTED = "a local path or a gs://BUCKET/OBJECT URI"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+class UnsupportedSchemeError(StorageError):
+    """A URI has a scheme (``s3://``, ``https://``, ...) that Shipyard cannot read or write."""
+
+
+def scheme_of(uri: str) -> str | None:
+    """The scheme of a ``SCHEME://...`` URI as written (``"gs"``, ``"s3"``), or None for a path."""
+    match = _SCHEME.match(uri)
+    return match.group(1) if match else None
+
+
+def check_supported(uri: str, supported: str = SUPPORTED) -> None:
+    """Refuses a URI whose scheme is not ``gs://`` (a plain path passes).
+
+    Args:
+        uri: A path or URI given by the user.
+        supported: What the caller accepts, for the message (e.g. ingest adds ``sklearn:NAME``).
+
+    Raises:
+        UnsupportedSchemeError: ``uri`` is ``SCHEME://...`` with a scheme other than ``gs``
+            (``GS://`` included: the scheme is matched as written).
+    """
+    scheme = scheme_of(uri)
+    if scheme is not None and not is_gcs(uri):
+        raise UnsupportedSchemeError(f"{uri}: the {scheme}:// scheme is not supported; expected {supported}")
 
 
 def is_gcs(uri: str) -> bool:
@@ -56,8 +88,10 @@ def fetch(uri: str, workdir: str | None = None) -> Path:
         The local path.
 
     Raises:
+        UnsupportedSchemeError: ``uri`` has a scheme other than ``gs://``.
         StorageError: The file does not exist or cannot be downloaded.
     """
+    check_supported(uri)
     if is_gcs(uri):
         bucket, blob = split_gcs(uri)
         target = Path(workdir or tempfile.mkdtemp(prefix="shipyard-fetch-")) / Path(blob).name
@@ -76,8 +110,10 @@ def upload(local: str | os.PathLike[str], uri: str) -> str:
     """Copies a local file to ``uri`` (``gs://`` or a local path) and returns ``uri``.
 
     Raises:
+        UnsupportedSchemeError: ``uri`` has a scheme other than ``gs://``.
         StorageError: The upload fails.
     """
+    check_supported(uri)
     if is_gcs(uri):
         bucket, blob = split_gcs(uri)
         try:

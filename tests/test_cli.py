@@ -201,3 +201,257 @@ def test_validate_unusable_reference_is_a_usage_error(halves, tmp_path, cli):
     report = tmp_path / "r"
     assert cli("validate", str(halves / "ref.csv"), "--report", str(report)).returncode == 0
     assert json.loads((report / "validation.json").read_text())["summary"]["profile"] is True
+
+
+# --- shipyard pipelines, and what `run` checks before anything runs ---------------------------------
+
+
+def _param_lines(stdout: str, pipeline: str) -> dict[str, str]:
+    """``{parameter: its line}`` in the block of ``pipeline`` in `shipyard pipelines`' output."""
+    block = stdout.split(f"\n{pipeline}: ", 1)[1].split("\n\n", 1)[0]
+    return {line.split()[0]: line for line in block.splitlines()[1:] if line.startswith("  ")}
+
+
+def test_pipelines_say_required_and_print_defaults_as_set_reads_them(cli):
+    proc = cli("pipelines")
+    assert proc.returncode == 0, proc.stderr
+    assert "inspect._empty" not in proc.stdout and "<class" not in proc.stdout
+    drift = _param_lines(proc.stdout, "drift_check")
+    assert "required" in drift["current_data"] and "The new data" in drift["current_data"]
+    assert "required" in drift["reference_uri"] and "default" not in drift["reference_uri"]
+    flagship = _param_lines(proc.stdout, "train_and_deploy")
+    assert 'default "sklearn:breast_cancer"' in flagship["data"] and "required" not in flagship["data"]
+    assert "default 0" in flagship["seed"] and "int" in flagship["seed"]
+    assert "default {}" in flagship["validation"] and "validate_data options" in flagship["validation"]
+    assert 'default ""' in flagship["mlflow_tracking_uri"]
+
+
+def test_a_missing_required_parameter_is_one_line_before_anything_runs(tmp_path, cli):
+    out = tmp_path / "out"
+    proc = cli("run", "drift_check", "--local", "--output", str(out), "--set", "current_data=sklearn:breast_cancer")
+    assert proc.returncode == 2
+    line = _one_line_error(proc)
+    assert "drift_check: missing required parameter(s) reference_uri;" in line and "--set reference_uri=" in line
+    assert not out.exists(), "nothing may run (or be created) for a usage error"
+    both = _one_line_error(cli("run", "drift_check", "--host", "http://127.0.0.1:1"))  # checked before any request
+    assert "missing required parameter(s) current_data, reference_uri" in both
+
+
+def test_a_kfp_host_where_nothing_listens_is_one_line_naming_it(cli):
+    import socket
+
+    with socket.socket() as closed:  # bound, never listening: a connection to it is refused
+        closed.bind(("127.0.0.1", 0))
+        host = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        proc = cli("run", "train_and_deploy", "--host", host, timeout=120)
+    assert proc.returncode == 1
+    line = _one_line_error(proc)
+    assert line == f"shipyard run: error: cannot reach the KFP API at {host}: Connection refused", line
+
+
+@pytest.mark.slow
+def test_a_kfp_host_that_is_not_a_kfp_api_is_one_line(cli):
+    """An HTTP server that is not KFP: kfp.Client retries its health check 5 times, 5 s apart, logging
+    a traceback each time; the CLI shows one line instead."""
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host = f"http://127.0.0.1:{server.server_address[1]}"
+        proc = cli("run", "train_and_deploy", "--host", host, timeout=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert proc.returncode == 1
+    line = _one_line_error(proc)
+    assert f"cannot reach the KFP API at {host}: its health check answered 404" in line and "KFP API?" in line
+
+
+# --- shipyard serve: the port ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "0", "-1", "http"])
+def test_serve_refuses_a_port_outside_1_to_65535_as_a_usage_error(tmp_path, cli, port):
+    proc = cli("serve", str(tmp_path), "--name", "x", "--port", port)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"argument --port: expected a port number 1..65535, got '{port}'" in proc.stderr
+
+
+def test_serve_itself_refuses_a_port_outside_1_to_65535(tmp_path):
+    from serving.server import serve
+    from shipyard.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"port 99999 is not a TCP port; expected 1\.\.65535"):
+        serve(str(tmp_path), "x", port=99999)
+
+
+@pytest.mark.serving
+@pytest.mark.slow
+def test_serve_on_a_port_in_use_or_a_foreign_host_is_one_line(artifacts, cli):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = cli("serve", str(artifacts["baseline"]), "--name", "x", "--port", str(port), timeout=120)
+    assert proc.returncode == 1
+    line = _one_line_error(proc)
+    assert line.startswith(f"shipyard serve: error: port {port} is in use on 127.0.0.1;"), line
+    foreign = cli("serve", str(artifacts["baseline"]), "--name", "x", "--host", "192.0.2.1", timeout=120)
+    assert foreign.returncode == 1  # 192.0.2.0/24 is TEST-NET-1, never an address of this machine
+    assert "cannot listen on 192.0.2.1:8080: 192.0.2.1 is not an address of this machine" in _one_line_error(foreign)
+
+
+# --- shipyard validate: the pipeline's ingest and validate code --------------------------------------
+
+VALIDATION = {"model_ready": False, "max_domain_size": 5, "min_rows": 20}
+
+
+def _labelled_csv(path, rows: int = 120):
+    """Numbers, an id, a string column with a small domain and a label; written as CSV."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(
+        {
+            "cid": np.arange(1000, 1000 + rows),
+            "x": rng.normal(size=rows).round(4),
+            "n": rng.integers(0, 50, size=rows),
+            "site": rng.choice(["north", "south", "east"], size=rows),
+            "target": np.arange(rows) % 2,
+        }
+    )
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def _pipeline_steps(data, root, options: dict) -> tuple[dict, dict]:
+    """What ingest_data and validate_data write for ``data`` (their cores, as the components call them)."""
+    from components.ingest_data import core as ingest
+    from components.validate_data import core as validation
+
+    ingest.ingest(str(data), str(root / "dataset"), ingest.IngestConfig.from_dict({"id_columns": ["cid"]}))
+    try:
+        validation.validate(
+            str(root / "dataset"),
+            str(root / "schema"),
+            str(root / "anomalies.json"),
+            str(root / "report.md"),
+            validation.ValidateConfig.from_dict(options),
+        )
+    except Exception as exc:  # the step failed: the reports are written first
+        (root / "failed").write_text(str(exc))
+    return json.loads((root / "schema" / "schema.json").read_text()), json.loads((root / "anomalies.json").read_text())
+
+
+def test_validate_writes_the_schema_the_pipeline_steps_write(tmp_path, cli):
+    data = tmp_path / "d.csv"
+    _labelled_csv(data)
+    proc = cli(
+        "validate", str(data), "--id-columns", "cid", "--validation", json.dumps(VALIDATION), "--report", str(tmp_path)
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    schema = json.loads((tmp_path / "schema.json").read_text())
+    step_schema, step_report = _pipeline_steps(data, tmp_path / "step", VALIDATION)
+    assert schema == step_schema
+    assert json.loads((tmp_path / "validation.json").read_text()) == step_report
+    columns = schema["columns"]
+    assert columns["cid"]["role"] == "id" and columns["cid"]["unique"] is True
+    assert columns["target"]["role"] == "label" and columns["x"]["role"] == "feature"
+    assert set(columns["x"]["quantiles"]) == {"p01", "p05", "p25", "p50", "p75", "p95", "p99"}
+    assert columns["site"]["domain"] == ["east", "north", "south"] and schema["min_rows"] == 20
+    profile = (tmp_path / "profile" / "profile.json").read_text()
+    assert profile == (tmp_path / "step" / "schema" / "profile" / "profile.json").read_text()
+
+
+def test_validate_rejects_what_the_pipeline_rejects(tmp_path, cli):
+    """A null label and a text feature: the pipeline's validate step fails on both; so does the CLI (exit 1)."""
+    data = tmp_path / "d.csv"
+    frame = _labelled_csv(data)
+    frame.loc[7, "target"] = None
+    frame.to_csv(data, index=False)
+    proc = cli("validate", str(data), "--id-columns", "cid", "--format", "json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    found = {(a["type"], a["column"]) for a in json.loads(proc.stdout)["anomalies"] if a["severity"] == "error"}
+    assert found == {("null_fraction", "target"), ("unusable_feature", "site")}
+    _, step_report = _pipeline_steps(data, tmp_path / "step", {})
+    assert (tmp_path / "step" / "failed").is_file(), "the pipeline's step fails on this data"
+    assert {(a["type"], a["column"]) for a in step_report["anomalies"] if a["severity"] == "error"} == found
+    relaxed = cli("validate", str(data), "--id-columns", "cid", "--validation", '{"model_ready": false}')
+    assert relaxed.returncode == 1 and "null_fraction" in relaxed.stdout and "unusable_feature" not in relaxed.stdout
+
+
+def test_validate_label_options_and_unusable_input_exit_2(tmp_path, cli):
+    data = tmp_path / "d.csv"
+    _labelled_csv(data).drop(columns="target").to_csv(data, index=False)
+    line = _one_line_error(cli("validate", str(data)))
+    assert "no column 'target' to be the label" in line and "--label" in line and "--no-label" in line
+    unlabelled = cli("validate", str(data), "--no-label", "--validation", '{"model_ready": false}', "--format", "json")
+    assert unlabelled.returncode == 0, unlabelled.stdout + unlabelled.stderr
+    relabelled = cli(
+        "validate", str(data), "--label", "n", "--validation", '{"model_ready": false}', "--report", str(tmp_path / "r")
+    )
+    assert relabelled.returncode == 0, relabelled.stdout + relabelled.stderr
+    assert json.loads((tmp_path / "r" / "schema.json").read_text())["columns"]["n"]["role"] == "label"
+    for args, words in (
+        (["s3://bucket/d.csv"], "s3://bucket/d.csv: the s3:// scheme is not supported; expected a local path, a gs://"),
+        (["https://example.com/d.csv"], "the https:// scheme is not supported"),
+        ([str(data), "--no-label", "--validation", "{bad"], "--validation: not JSON"),
+        ([str(data), "--no-label", "--validation", '{"min_rowz": 1}'], "validation: unknown key(s) 'min_rowz'"),
+        ([str(data), "--no-label", "--id-columns", "nope"], "column(s) ['nope'] not found"),
+    ):
+        proc = cli("validate", *args)
+        assert proc.returncode == 2 and words in _one_line_error(proc), (args, proc.stderr)
+
+
+@pytest.mark.local
+@pytest.mark.slow
+def test_validate_writes_the_schema_a_kfp_local_run_of_the_components_writes(tmp_path, cli):
+    """The components themselves under kfp.local (options through KFP's protobuf Struct), not only their cores."""
+    from kfp import dsl, local
+
+    from components.ingest_data.component import ingest_data
+    from components.validate_data.component import validate_data
+
+    data = tmp_path / "d.csv"
+    _labelled_csv(data)
+
+    def steps(source, options):
+        ingested = ingest_data(source=source, label="target", options={"id_columns": ["cid"]})
+        validate_data(dataset=ingested.outputs["dataset"], options=options)
+
+    steps.__annotations__ = {"source": str, "options": dict}  # real types: this module has postponed annotations
+    probe = dsl.pipeline(name="validate-probe")(steps)
+
+    root = tmp_path / "kfp"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    probe(source=str(data), options=VALIDATION)
+    step = next(root.glob("validate-probe-*")) / "validate-data"
+    proc = cli(
+        "validate",
+        str(data),
+        "--id-columns",
+        "cid",
+        "--validation",
+        json.dumps(VALIDATION),
+        "--report",
+        str(tmp_path / "r"),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads((tmp_path / "r" / "schema.json").read_text()) == json.loads(
+        (step / "schema" / "schema.json").read_text()
+    )
+    assert json.loads((tmp_path / "r" / "validation.json").read_text()) == json.loads((step / "anomalies").read_text())

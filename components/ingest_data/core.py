@@ -13,6 +13,8 @@ from shipyard.errors import DataValidationError
 
 SKLEARN_DATASETS = ("breast_cancer", "wine", "iris", "digits", "diabetes")
 SKLEARN_PREFIX = "sklearn:"
+#: The sources :func:`read_source` reads, for messages.
+SUPPORTED_SOURCES = "a local path, a gs://BUCKET/OBJECT URI or sklearn:NAME"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,8 @@ def read_source(source: str, csv_delimiter: str = ",") -> Any:
         csv_delimiter: Delimiter for CSV files.
 
     Raises:
+        UnsupportedSchemeError: ``source`` is a URI whose scheme is not ``gs://`` (``s3://``,
+            ``https://``, ...), checked before anything else.
         StorageError: The file does not exist.
         DataValidationError: The file is empty, unreadable, not UTF-8 or of an unknown type.
     """
@@ -50,6 +54,7 @@ def read_source(source: str, csv_delimiter: str = ",") -> Any:
 
     if source.startswith(SKLEARN_PREFIX):
         return _sklearn_frame(source[len(SKLEARN_PREFIX) :])
+    storage.check_supported(source, SUPPORTED_SOURCES)
     name = source.lower()
     if not name.endswith((".csv", ".csv.gz", ".parquet", ".pq")):
         raise DataValidationError(
@@ -101,17 +106,42 @@ def ingest(source: str, output_dir: str, config: IngestConfig) -> dict[str, Any]
         ``{"rows": int, "columns": int, "label": str}``.
 
     Raises:
+        UnsupportedSchemeError: The source is an ``s3://``, ``https://``, ... URI.
         StorageError: The source does not exist.
         DataValidationError: The source is unreadable, empty or lacks the label / id columns.
     """
     df = read_source(source, config.csv_delimiter)
+    return write_frame(df, source, output_dir, config.label, tuple(config.id_columns))
+
+
+def write_frame(
+    df: Any, source: str, output_dir: str, label: str | None, id_columns: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Writes ``df`` as a Dataset artifact with its column roles (what :func:`ingest` writes).
+
+    ``label`` gets role ``label``, ``id_columns`` role ``id``, every other column ``feature``.
+    ``shipyard validate`` calls this too, so it checks the same artifact ``validate_data`` reads.
+
+    Args:
+        df: The data, as :func:`read_source` returns it.
+        source: Where it came from (for messages).
+        output_dir: The Dataset artifact directory (written atomically).
+        label: The label column; None for data without one (``shipyard validate --no-label``).
+        id_columns: Columns that identify rows.
+
+    Returns:
+        ``{"rows": int, "columns": int, "label": str | None}``.
+
+    Raises:
+        DataValidationError: The data has no columns, or lacks the label or an id column.
+    """
     if len(df.columns) == 0:
         raise DataValidationError(f"{source}: no columns")
-    needed = [config.label, *config.id_columns]
+    needed = [c for c in (label, *id_columns) if c is not None]
     missing = [c for c in needed if c not in df.columns]
     if missing:
         shown = ", ".join(list(df.columns)[:10]) + (", ..." if len(df.columns) > 10 else "")
         raise DataValidationError(f"{source}: column(s) {missing} not found; the columns are: {shown}")
-    schema = infer_schema(df, config.label, tuple(config.id_columns))
+    schema = infer_schema(df, label, tuple(id_columns))
     write_dataset(output_dir, df, schema)
-    return {"rows": int(len(df)), "columns": int(len(df.columns)), "label": config.label}
+    return {"rows": int(len(df)), "columns": int(len(df.columns)), "label": label}

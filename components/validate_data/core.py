@@ -65,7 +65,7 @@ class ValidateConfig(Config):
             a retried training step.
     """
 
-    section = "validate"
+    section = "validation"  # the pipeline parameter, so messages name what to fix
     min_rows: int = 10
     max_domain_size: int = 100
     severity: dict = dataclasses.field(default_factory=dict)
@@ -329,6 +329,52 @@ def write_reports(
         write_text(report_html, render_html(summary, anomalies))
 
 
+def check_dataset(
+    dataset_dir: str, schema_out_dir: str, config: ValidateConfig, schema_in: str | None = None
+) -> tuple[dict[str, Any], list[Anomaly]]:
+    """Checks a Dataset artifact and writes the schema used and its profile; anomalies are returned, not raised.
+
+    The one implementation behind both the ``validate_data`` component (through :func:`validate`)
+    and ``shipyard validate``: the column roles come from the Dataset's ``schema.json`` (written
+    by ``ingest_data``), string columns are read as categoricals, the schema is inferred (with
+    quantiles) or enforced, and the profile is written when no error-severity anomaly was found.
+
+    Args:
+        dataset_dir: The Dataset artifact.
+        schema_out_dir: Where ``schema.json`` (and ``profile/``) go.
+        config: The validation policy (``fail_on_error`` is not looked at here).
+        schema_in: A schema to enforce (file or schema artifact dir); inferred when omitted.
+
+    Returns:
+        ``(summary, anomalies)``; the summary as :func:`validate` returns it.
+
+    Raises:
+        ConfigError: ``column_severity`` names a column the data does not have.
+        StorageError, ArtifactError, DataValidationError: The dataset or ``schema_in`` is unusable
+            (nothing is written then).
+    """
+    df, dschema = read_dataset(dataset_dir, text_as_category=True)
+    stray = sorted(set(config.column_severity) - set(df.columns))
+    if stray:
+        raise ConfigError(f"{config.section}: column_severity names column(s) {stray} that are not in the data")
+    roles = {c.name: c.role for c in dschema.columns}
+    schema, anomalies, summary = check_frame(df, roles, config, load_schema(schema_in) if schema_in else None)
+    errors = [a for a in anomalies if a.severity == "error"]
+    if config.profile and not errors and len(df):
+        from components.drift_check import core as drift
+
+        checked = [c.name for c in dschema.columns if c.role in drift.CHECKED_ROLES]
+        profile = drift.build_profile(df, checked)
+        drift.save_profile(profile, Path(schema_out_dir) / drift.PROFILE_DIR)
+        summary["profile"] = True
+        if not schema_in:  # an inferred schema also records quantiles, read off the profile's sorted values
+            for name, column in profile.columns.items():
+                if column.values is not None and len(column.values) and name in schema["columns"]:
+                    schema["columns"][name]["quantiles"] = drift.quantiles(column.values, QUANTILES)
+    write_json(Path(schema_out_dir) / "schema.json", schema)
+    return summary, anomalies
+
+
 def validate(
     dataset_dir: str,
     schema_out_dir: str,
@@ -357,26 +403,9 @@ def validate(
         DataValidationError: An error-severity anomaly was found and ``fail_on_error`` is set;
             the reports are written first so the reason can be read.
     """
-    df, dschema = read_dataset(dataset_dir, text_as_category=True)
-    stray = sorted(set(config.column_severity) - set(df.columns))
-    if stray:
-        raise ConfigError(f"validate: column_severity names column(s) {stray} that are not in the data")
-    roles = {c.name: c.role for c in dschema.columns}
-    schema, anomalies, summary = check_frame(df, roles, config, load_schema(schema_in) if schema_in else None)
-    errors = [a for a in anomalies if a.severity == "error"]
-    if config.profile and not errors and len(df):
-        from components.drift_check import core as drift
-
-        checked = [c.name for c in dschema.columns if c.role in drift.CHECKED_ROLES]
-        profile = drift.build_profile(df, checked)
-        drift.save_profile(profile, Path(schema_out_dir) / drift.PROFILE_DIR)
-        summary["profile"] = True
-        if not schema_in:  # an inferred schema also records quantiles, read off the profile's sorted values
-            for name, column in profile.columns.items():
-                if column.values is not None and len(column.values) and name in schema["columns"]:
-                    schema["columns"][name]["quantiles"] = drift.quantiles(column.values, QUANTILES)
-    write_json(Path(schema_out_dir) / "schema.json", schema)
+    summary, anomalies = check_dataset(dataset_dir, schema_out_dir, config, schema_in)
     write_reports(summary, anomalies, report_json, report_md, report_html)
+    errors = [a for a in anomalies if a.severity == "error"]
     if errors and config.fail_on_error:
         first = errors[0]
         raise DataValidationError(

@@ -262,3 +262,41 @@ def test_wrong_delimiter_is_named(tmp_path):
         ingest(str(data), str(tmp_path / "out"), IngestConfig())
     assert not (tmp_path / "out").exists()
     assert ingest(str(data), str(tmp_path / "ok"), IngestConfig(csv_delimiter=";"))["columns"] == 3
+
+
+# --- URIs whose scheme is not supported ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "scheme"),
+    [("s3://bucket/raw.csv", "s3"), ("https://example.com/raw.csv", "https"), ("https://example.com/data", "https")],
+)
+def test_an_unsupported_scheme_is_named_with_the_supported_sources(tmp_path, source, scheme):
+    from shipyard.storage import UnsupportedSchemeError
+
+    out = tmp_path / "dataset"
+    with pytest.raises(UnsupportedSchemeError) as exc:
+        ingest(source, str(out), IngestConfig())
+    message = str(exc.value)
+    assert message.startswith(f"{source}: the {scheme}:// scheme is not supported"), message
+    assert "local path" in message and "gs://" in message and "sklearn:NAME" in message
+    assert "no such file" not in message and "unknown file type" not in message
+    assert isinstance(exc.value, StorageError)
+    _assert_nothing_written(out)
+
+
+def test_write_frame_gives_the_roles_ingest_gives_and_allows_no_label(tmp_path):
+    from components.ingest_data.core import write_frame
+
+    df = _frame()
+    ingest_out, frame_out, unlabeled = tmp_path / "ingested", tmp_path / "written", tmp_path / "unlabeled"
+    src = tmp_path / "d.csv"
+    df.to_csv(src, index=False)
+    ingest(str(src), str(ingest_out), IngestConfig(id_columns=("id",)))
+    write_frame(pd.read_csv(src), str(src), str(frame_out), "target", ("id",))
+    assert read_dataset(frame_out)[1] == read_dataset(ingest_out)[1]
+    summary = write_frame(df, "frame", str(unlabeled), None, ("id",))
+    assert summary == {"rows": 20, "columns": 4, "label": None}
+    assert _roles(read_dataset(unlabeled)[1]) == {"id": "id", "x": "feature", "color": "feature", "target": "feature"}
+    with pytest.raises(DataValidationError, match=r"frame: column\(s\) \['nope'\] not found"):
+        write_frame(df, "frame", str(tmp_path / "x"), None, ("nope",))

@@ -398,3 +398,32 @@ def test_an_all_nan_numeric_column_does_not_break_the_profile(tmp_path):
 def test_column_severity_must_name_real_columns(tmp_path):
     with pytest.raises(ConfigError, match=r"column_severity names column\(s\) \['xx'\]"):
         _run(tmp_path, _frame(), ValidateConfig.from_dict({"model_ready": False, "column_severity": {"xx": {}}}))
+
+
+def test_config_errors_name_the_pipeline_parameter_validation():
+    with pytest.raises(ConfigError, match=r"^validation: unknown key\(s\) 'min_row'"):
+        ValidateConfig.from_dict({"min_row": 3})
+
+
+def test_a_schema_uri_with_an_unsupported_scheme_is_named_before_any_report(tmp_path):
+    from shipyard.storage import UnsupportedSchemeError
+
+    with pytest.raises(UnsupportedSchemeError, match=r"s3://b/schema.json: the s3:// scheme is not supported"):
+        _run(tmp_path, _frame(), schema_in="s3://b/schema.json", tag="s3")
+    assert not (tmp_path / "s3.json").exists() and not (tmp_path / "s3-schema").exists()
+
+
+def test_check_dataset_is_what_validate_runs_and_returns_error_anomalies_instead_of_raising(tmp_path):
+    from components.validate_data.core import check_dataset
+
+    df = _frame()
+    df.loc[3, "target"] = None  # the label may never be null: an error anomaly
+    dataset = _write(tmp_path / "data", df)
+    config = ValidateConfig(model_ready=False)  # the string column 'color' is no model input
+    summary, anomalies = check_dataset(dataset, str(tmp_path / "checked"), config)
+    assert summary["errors"] == 1 and [(a.type, a.column) for a in anomalies] == [("null_fraction", "target")]
+    with pytest.raises(DataValidationError, match="null_fraction in target"):
+        validate(dataset, str(tmp_path / "validated"), str(tmp_path / "r.json"), str(tmp_path / "r.md"), config)
+    written = json.loads((tmp_path / "checked" / "schema.json").read_text())
+    assert written == json.loads((tmp_path / "validated" / "schema.json").read_text())
+    assert json.loads((tmp_path / "r.json").read_text())["anomalies"][0]["type"] == "null_fraction"

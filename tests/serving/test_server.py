@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -217,6 +218,69 @@ def test_a_few_hundred_mixed_bad_requests_leave_the_server_ready(served, rows):
     assert c.get("/v2/health/ready").status_code == 200
     good = c.post(URLS["v1"], json={"instances": rows.to_numpy().tolist()})
     assert good.status_code == 200 and len(good.json()["predictions"]) == len(rows)
+
+
+def _raw_post(served, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    """POST with exactly these headers (and Content-Length, Host): no client adds a Content-Type."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", served["server"].port, timeout=30)
+    try:
+        conn.putrequest("POST", path, skip_accept_encoding=True)
+        for key, value in {"Content-Length": str(len(body)), **headers}.items():
+            conn.putheader(key, value)
+        conn.endheaders(body)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def _v2_body(rows) -> bytes:
+    x = rows.to_numpy(dtype=np.float32)
+    return json.dumps(
+        {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+    ).encode()
+
+
+def test_a_body_without_content_type_is_json_as_kserve_reads_it(served, rows):
+    """V1 and V2 without a Content-Type header get the answer a JSON request gets (KServe's routes
+    read a body without one as JSON)."""
+    labels, scores = _expected(served, rows)
+    v1 = json.dumps({"instances": rows.to_numpy().tolist()}).encode()
+    for headers in ({}, {"Content-Type": "application/json"}, {"Content-Type": "application/json; charset=utf-8"}):
+        status, answer = _raw_post(served, URLS["v1"], v1, headers)
+        assert status == 200 and answer["predictions"] == labels, (headers, status, answer)
+        np.testing.assert_allclose(answer["probabilities"], scores, atol=1e-5)
+        status, answer = _raw_post(served, URLS["v2"], _v2_body(rows), headers)
+        assert status == 200, (headers, status, answer)
+        outputs = {o["name"]: o for o in answer["outputs"]}
+        assert outputs["label"]["data"] == labels
+        np.testing.assert_allclose(np.reshape(outputs["probabilities"]["data"], scores.shape), scores, atol=1e-5)
+
+
+def test_a_content_type_that_is_not_json_gets_415_naming_it(served, rows):
+    """What `curl -d` sends unless told otherwise (form-urlencoded) and text/plain get a 415 that names
+    the type and the fix, not "expected a JSON object with instances"; the server stays ready."""
+    v1 = json.dumps({"instances": rows.to_numpy().tolist()}).encode()
+    for route, body in (("v1", v1), ("v2", _v2_body(rows))):
+        status, answer = _raw_post(served, URLS[route], body, {"Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 415, (route, status, answer)
+        assert "Content-Type application/x-www-form-urlencoded" in answer["error"]
+        assert "-H 'Content-Type: application/json'" in answer["error"]
+        status, answer = _raw_post(served, URLS[route], body, {"Content-Type": "text/plain; charset=utf-8"})
+        assert status == 415 and "Content-Type text/plain is not an inference request" in answer["error"], answer
+    # KServe's own JSON types still reach its routes: application/octet-stream is read as JSON for V1.
+    status, answer = _raw_post(served, URLS["v1"], v1, {"Content-Type": "application/octet-stream"})
+    assert status == 200 and answer["predictions"] == _expected(served, rows)[0], answer
+    assert served["client"].get("/v2/health/ready").status_code == 200
+    metrics = _samples(served["client"].get("/metrics").text)
+    assert metrics['shipyard_requests_total{route="v1_predict",status="415"}'] >= 2
+
+
+def test_the_log_names_the_address_it_listens_on(served):
+    log = Path(served["server"].log_path).read_text()
+    assert f"Uvicorn running on http://127.0.0.1:{served['server'].port} " in log, log[-2000:]
 
 
 def _samples(text: str) -> dict[str, float]:

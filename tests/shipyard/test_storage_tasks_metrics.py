@@ -71,6 +71,38 @@ def test_upload_of_a_missing_source_is_a_storage_error(tmp_path):
         storage.upload(tmp_path / "missing.bin", str(tmp_path / "dest.bin"))
 
 
+@pytest.mark.parametrize(
+    ("uri", "scheme"),
+    [
+        ("s3://bucket/raw.csv", "s3"),
+        ("https://example.com/raw.csv", "https"),
+        ("file:///tmp/raw.csv", "file"),
+        ("GS://bucket/raw.csv", "GS"),  # the scheme is matched as written, as is_gcs does
+    ],
+)
+def test_fetch_and_upload_name_an_unsupported_scheme_instead_of_a_missing_file(tmp_path, uri, scheme):
+    with pytest.raises(storage.UnsupportedSchemeError) as info:
+        storage.fetch(uri)
+    assert str(info.value) == f"{uri}: the {scheme}:// scheme is not supported; expected {storage.SUPPORTED}"
+    assert "gs://" in storage.SUPPORTED and "local path" in storage.SUPPORTED
+    assert isinstance(info.value, StorageError) and "no such file" not in str(info.value)
+    (tmp_path / "src").write_text("x")
+    with pytest.raises(storage.UnsupportedSchemeError, match=f"the {scheme}:// scheme"):
+        storage.upload(tmp_path / "src", uri)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"], "nothing was written as a local path"
+
+
+@pytest.mark.parametrize("uri", ["data/raw.csv", "/data/raw.csv", "gs://bucket/raw.csv", "sklearn:iris", "C:/raw.csv"])
+def test_paths_and_gs_uris_pass_the_scheme_check(uri):
+    storage.check_supported(uri)
+    assert storage.scheme_of(uri) == ("gs" if uri.startswith("gs://") else None)
+
+
+def test_the_scheme_check_names_what_the_caller_accepts():
+    with pytest.raises(storage.UnsupportedSchemeError, match=r"s3://b/o: the s3:// scheme .*; expected a local dir"):
+        storage.check_supported("s3://b/o", "a local dir")
+
+
 # --- tasks -------------------------------------------------------------------------------------
 
 
