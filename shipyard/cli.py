@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard import __version__
-from shipyard.errors import ConfigError, ShipyardError
+from shipyard.errors import ConfigError, KFPHostError, ShipyardError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -204,10 +204,6 @@ def check_required(pipeline: Any, arguments: dict[str, Any], name: str) -> None:
         raise ConfigError(
             f"{name}: missing required parameter(s) {', '.join(missing)}; pass {sets} (see `shipyard pipelines`)"
         )
-
-
-class KFPHostError(ShipyardError):
-    """The KFP API at ``--host`` cannot be reached, or refused the run."""
 
 
 def submit(pipeline: Any, arguments: dict[str, Any], host: str) -> int:

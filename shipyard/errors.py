@@ -43,3 +43,7 @@ class DeploymentError(ShipyardError, RuntimeError):
 
 class RolloutAbortedError(ShipyardError):
     """A canary rollout failed its metric checks and was rolled back."""
+
+
+class KFPHostError(ShipyardError):
+    """The KFP API at ``--host`` cannot be reached, or refused the run."""
