@@ -33,6 +33,10 @@ class StorageError(ShipyardError, OSError):
     """A path or URI cannot be read or written."""
 
 
+class UnsupportedSchemeError(StorageError):
+    """A URI has a scheme (``s3://``, ``https://``, ...) that Shipyard cannot read or write."""
+
+
 class NotBlessedError(ShipyardError):
     """A model did not pass its evaluation thresholds and may not be deployed."""
 

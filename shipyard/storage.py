@@ -13,16 +13,12 @@ import re
 import tempfile
 from pathlib import Path
 
-from shipyard.errors import StorageError
+from shipyard.errors import StorageError, UnsupportedSchemeError
 
 GCS_SCHEME = "gs://"
 #: What :func:`fetch` and :func:`upload` accept, for messages.
 SUPPORTED = "a local path or a gs://BUCKET/OBJECT URI"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-class UnsupportedSchemeError(StorageError):
-    """A URI has a scheme (``s3://``, ``https://``, ...) that Shipyard cannot read or write."""
 
 
 def scheme_of(uri: str) -> str | None:

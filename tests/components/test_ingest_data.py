@@ -272,7 +272,7 @@ def test_wrong_delimiter_is_named(tmp_path):
     [("s3://bucket/raw.csv", "s3"), ("https://example.com/raw.csv", "https"), ("https://example.com/data", "https")],
 )
 def test_an_unsupported_scheme_is_named_with_the_supported_sources(tmp_path, source, scheme):
-    from shipyard.storage import UnsupportedSchemeError
+    from shipyard.errors import UnsupportedSchemeError
 
     out = tmp_path / "dataset"
     with pytest.raises(UnsupportedSchemeError) as exc:

@@ -406,7 +406,7 @@ def test_config_errors_name_the_pipeline_parameter_validation():
 
 
 def test_a_schema_uri_with_an_unsupported_scheme_is_named_before_any_report(tmp_path):
-    from shipyard.storage import UnsupportedSchemeError
+    from shipyard.errors import UnsupportedSchemeError
 
     with pytest.raises(UnsupportedSchemeError, match=r"s3://b/schema.json: the s3:// scheme is not supported"):
         _run(tmp_path, _frame(), schema_in="s3://b/schema.json", tag="s3")
