@@ -193,6 +193,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipeline = pipelines.load(args.pipeline)
     arguments = parse_sets(pipeline, args.sets)
     pipelines.check_options(args.pipeline, arguments)
+    if isinstance(arguments.get("tune"), dict):  # Optuna and MLflow in one schema break each other
+        from components.tune_hyperparams.core import check_storage_apart
+
+        check_storage_apart(str(arguments["tune"].get("storage", "")), str(arguments.get("mlflow_tracking_uri", "")))
+    if not args.host:  # the steps inherit it: MLflow artifacts of a database store land under --output
+        os.environ["SHIPYARD_MLFLOW_ARTIFACT_ROOT"] = str(Path(args.output).resolve() / "mlartifacts")
     if args.host:  # pragma: no cover - needs a KFP API server
         import kfp
 
