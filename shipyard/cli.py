@@ -11,6 +11,7 @@ import inspect
 import json
 import os
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -301,8 +302,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     arguments = parse_sets(pipeline, args.sets)
     check_required(pipeline, arguments, args.pipeline)
     pipelines.check_options(args.pipeline, arguments)
+    if isinstance(arguments.get("tune"), dict):  # Optuna and MLflow in one schema break each other
+        from components.tune_hyperparams.core import check_storage_apart
+
+        check_storage_apart(str(arguments["tune"].get("storage", "")), str(arguments.get("mlflow_tracking_uri", "")))
     if args.host:
         return submit(pipeline, arguments, args.host)
+    # the steps inherit it: MLflow artifacts of a database store land under --output
+    os.environ["SHIPYARD_MLFLOW_ARTIFACT_ROOT"] = str(Path(args.output).resolve() / "mlartifacts")
     from shipyard import localrun
     from shipyard.report import text_table
 
@@ -331,7 +338,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         uri = arguments["mlflow_tracking_uri"]
         print(f"MLflow store:  {uri}")
         mlflow_bin = Path(sys.executable).with_name("mlflow")
-        print(f"MLflow UI:     {mlflow_bin} ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
+        print(f"MLflow UI:     {mlflow_bin} ui --backend-store-uri {shlex.quote(uri)} --host 127.0.0.1 --port 5000")
     result.raise_for_failure()
     return 0
 

@@ -8,6 +8,16 @@ Tracking URI: the ``tracking_uri`` argument, else ``$MLFLOW_TRACKING_URI``, else
 default ``sqlite:///$SHIPYARD_HOME/mlflow.db`` (``SHIPYARD_HOME`` defaults to ``~/.shipyard``).
 Inside a Kubernetes pod the embedded default is refused unless ``SHIPYARD_HOME`` is set (a
 persistent volume): the pod's own disk would take the registration with it.
+
+Artifacts: a tracking server decides where they go. With a database as the store, a new
+experiment's artifact location is chosen here, since MLflow's own default is ``./mlruns`` of
+whatever the current directory is: beside the file for SQLite (``<dir>/mlartifacts``); for other
+databases ``$SHIPYARD_MLFLOW_ARTIFACT_ROOT`` (a path or a URI such as ``gs://bucket/mlflow``;
+``shipyard run --local`` sets it to ``<output>/mlartifacts``), else ``$SHIPYARD_HOME/mlartifacts``,
+which a pod must set (a persistent volume). An existing experiment keeps its location.
+Before MLflow opens a database, :func:`shipyard.rdb.prepare` creates the schema the URL's
+``search_path`` names and refuses a schema that holds an Optuna storage (both use alembic's
+``alembic_version`` table).
 """
 
 from __future__ import annotations
@@ -19,11 +29,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from shipyard import rdb
 from shipyard.artifacts import read_json, read_model_manifest
 from shipyard.errors import ConfigError
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+#: The artifact location of new experiments in a database store other than SQLite.
+ARTIFACT_ROOT_ENV = "SHIPYARD_MLFLOW_ARTIFACT_ROOT"
 
 
 def resolve_tracking_uri(tracking_uri: str = "") -> str:
@@ -43,15 +56,42 @@ def resolve_tracking_uri(tracking_uri: str = "") -> str:
     return f"sqlite:///{home.resolve() / 'mlflow.db'}"
 
 
+def artifact_location(tracking_uri: str) -> str | None:
+    """Where a new experiment's artifacts go, following the module docstring.
+
+    Returns:
+        A URI, or None where the store decides (a tracking server).
+
+    Raises:
+        ConfigError: A database store other than SQLite inside a Kubernetes pod, with neither
+            ``$SHIPYARD_MLFLOW_ARTIFACT_ROOT`` nor ``$SHIPYARD_HOME`` set.
+    """
+    backend = rdb.backend_of(tracking_uri)
+    if backend is None:
+        return None
+    if backend == "sqlite":
+        where = rdb.place(tracking_uri)
+        return None if where is None else (Path(where.database).parent / "mlartifacts").as_uri()
+    root = os.environ.get(ARTIFACT_ROOT_ENV, "")
+    if root:
+        return root if "://" in root else Path(root).expanduser().resolve().as_uri()
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("SHIPYARD_HOME"):
+        # MLflow would write them under ./mlruns, on the pod's disk, which dies with it.
+        raise ConfigError(
+            f"mlflow: the tracking URI {rdb.redact(tracking_uri)!r} is a database, so this step chooses where "
+            f"artifacts go and a Kubernetes pod keeps none: set {ARTIFACT_ROOT_ENV} (e.g. gs://bucket/mlflow) or "
+            "SHIPYARD_HOME (a persistent volume), or use an MLflow tracking server (http://...)"
+        )
+    home = Path(os.environ.get("SHIPYARD_HOME", "~/.shipyard")).expanduser()
+    return (home / "mlartifacts").resolve().as_uri()
+
+
 def experiment_id(client: Any, tracking_uri: str, name: str) -> str:
-    """Gets or creates the experiment; SQLite stores keep artifacts beside the database file."""
+    """Gets or creates the experiment; a new one gets :func:`artifact_location`."""
     existing = client.get_experiment_by_name(name)
     if existing is not None:
         return str(existing.experiment_id)
-    location = None
-    if tracking_uri.startswith("sqlite:///"):
-        location = (Path(tracking_uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
-    return str(client.create_experiment(name, artifact_location=location))
+    return str(client.create_experiment(name, artifact_location=artifact_location(tracking_uri)))
 
 
 @contextlib.contextmanager
@@ -62,6 +102,7 @@ def mlflow_run(tracking_uri: str, experiment: str, run_name: str, tags: dict[str
     """
     from mlflow.tracking import MlflowClient
 
+    rdb.prepare(tracking_uri, "mlflow", "mlflow")  # a database's schema exists, and holds no Optuna storage
     client = MlflowClient(tracking_uri)
     run = client.create_run(experiment_id(client, tracking_uri, experiment), run_name=run_name, tags=tags)
     try:

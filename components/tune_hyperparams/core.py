@@ -1,18 +1,21 @@
 """Hyperparameter search with Optuna (seeded TPE, median pruning) over a declared search space.
 
 The study lives in an Optuna storage: a SQLite file in the output artifact by default, or any
-RDB URL (``postgresql://...``) so that many workers can share one study on a cluster.
+RDB URL (``postgresql://...``) so that many workers can share one study on a cluster. An RDB
+storage may share a PostgreSQL database with MLflow's tracking store only in a schema of its own
+(``?options=-csearch_path%3Doptuna``): both keep an alembic ``alembic_version`` table (see
+:mod:`shipyard.rdb`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
 
+from shipyard import rdb
 from shipyard.artifacts import atomic_dir, write_json, write_text
 from shipyard.config import Config, require
 from shipyard.errors import ConfigError, DataValidationError
@@ -93,13 +96,21 @@ class TuneConfig(Config):
         TrainConfig.from_dict(self.base)
 
 
-def _redact(url: str) -> str:
-    """The storage URL without its password (it is written to trials.json)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+def check_storage_apart(storage: str, tracking_uri: str) -> None:
+    """Refuses an Optuna storage in the same database schema as the MLflow tracking store.
+
+    Judged from the two URLs alone, so the CLI calls it before a run starts or is submitted.
+
+    Args:
+        storage: The ``tune`` options' ``storage`` (empty: the SQLite file in the artifact).
+        tracking_uri: The pipeline's ``mlflow_tracking_uri``.
+
+    Raises:
+        ConfigError: Both name the same PostgreSQL schema (or MySQL database, SQLite file); the
+            message names both URIs, why, and how to give each its own schema.
+    """
+    if storage and tracking_uri:
+        rdb.check_apart(storage, tracking_uri, "tune.storage", "mlflow_tracking_uri")
 
 
 def _is_number(value: Any) -> bool:
@@ -168,6 +179,8 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
         storage = config.storage or f"sqlite:///{Path(tmp).resolve() / 'study.db'}"
         study_name = config.study_name or f"shipyard-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         try:
+            if config.storage:
+                rdb.prepare(config.storage, "optuna", "tune")  # its schema exists, and holds no MLflow store
             study = optuna.create_study(
                 study_name=study_name,
                 storage=storage,
@@ -179,8 +192,11 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
                 # Resume only a study named on purpose; an unnamed one is new on every run.
                 load_if_exists=bool(config.study_name),
             )
+        except ConfigError:
+            raise
         except Exception as exc:  # bad URL, unreachable database
-            raise ConfigError(f"tune: cannot open Optuna storage {config.storage!r}: {exc}") from exc
+            cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # SQLAlchemy appends SQL and a link
+            raise ConfigError(f"tune: cannot open Optuna storage {rdb.redact(config.storage)!r}: {cause}") from exc
         # A trial that diverges (NaN loss) is recorded as FAIL and the study goes on.
         study.optimize(
             objective, n_trials=config.n_trials, timeout=config.timeout_s or None, catch=(DataValidationError,)
@@ -212,7 +228,7 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
             "best_trial": best.number,
             "trials": len(study.trials),
             "pruned": sum(t["state"] == "PRUNED" for t in trials),
-            "storage": _redact(config.storage) if config.storage else "sqlite (artifact)",
+            "storage": rdb.redact(config.storage) if config.storage else "sqlite (artifact)",
             "study_name": study_name,
         }
         write_json(Path(tmp) / "trials.json", {"result": result, "trials": trials})

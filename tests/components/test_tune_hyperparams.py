@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 from conftest import postgres_available
+from scratch_postgres import in_schema, scratch_database, tables
 
 from components.train_model.core import TrainConfig
-from components.tune_hyperparams.core import DEFAULT_SPACE, TuneConfig, tune
+from components.tune_hyperparams.core import DEFAULT_SPACE, TuneConfig, check_storage_apart, tune
 from shipyard.errors import ConfigError
 
 BASE = {"max_epochs": 3, "patience": 3}
@@ -222,3 +223,101 @@ def test_shared_storage_gets_a_new_study_per_run_unless_named(artifacts, tmp_pat
     assert named[1]["trials"] == 2, "a named study is resumed"
     names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
     assert names == sorted([first["study_name"], second["study_name"], "bc"])
+
+
+def test_storage_errors_are_one_line_without_the_password(artifacts, tmp_path):
+    with pytest.raises(ConfigError) as exc:  # port 1 refuses at once: no PostgreSQL is needed
+        _tune(artifacts, tmp_path, n_trials=1, storage="postgresql://u:s3cret@127.0.0.1:1/x")
+    message = str(exc.value)
+    assert message.startswith("tune: cannot open Optuna storage 'postgresql://u:***@127.0.0.1:1/x': ")
+    assert "s3cret" not in message and "\n" not in message
+
+
+# --- Optuna beside MLflow in one PostgreSQL database ----------------------------------------------
+
+PG_DB = "postgresql://postgres@127.0.0.1:5432/shipyard"
+
+
+def test_storage_and_tracking_uri_in_one_schema_are_refused():
+    with pytest.raises(ConfigError) as exc:
+        check_storage_apart(PG_DB, PG_DB.replace("127.0.0.1", "localhost"))
+    message = str(exc.value)
+    assert message.startswith(f"tune.storage {PG_DB!r} and mlflow_tracking_uri ")
+    assert "alembic_version" in message and "options=-csearch_path%3Doptuna" in message
+
+
+@pytest.mark.parametrize(
+    ("storage", "tracking"),
+    [("", PG_DB), (PG_DB, ""), (in_schema(PG_DB, "optuna"), in_schema(PG_DB, "mlflow")), (PG_DB, "http://mlflow:5000")],
+)
+def test_storage_apart_from_the_tracking_store_passes(storage, tracking):
+    check_storage_apart(storage, tracking)
+
+
+@pytest.mark.parametrize("where", [["--local", "--output", "{out}"], ["--host", "http://127.0.0.1:1"]])
+def test_shipyard_run_refuses_one_schema_for_both_before_any_step(cli, tmp_path, where):
+    out = tmp_path / "out"
+    proc = cli(
+        "run",
+        "train_and_deploy",
+        *[arg.format(out=out) for arg in where],
+        "--set",
+        f"mlflow_tracking_uri={PG_DB}",
+        "--set",
+        f"tune={json.dumps({'storage': PG_DB, 'n_trials': 1})}",
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"tune.storage {PG_DB!r} and mlflow_tracking_uri {PG_DB!r}" in lines[0]
+    assert not out.exists(), "refused before anything ran"
+
+
+@pytest.fixture
+def postgres_db():
+    with scratch_database("shipyard_optuna") as url:
+        yield url
+
+
+@pytest.mark.integration
+def test_a_schema_holding_an_mlflow_store_is_refused_before_optuna_touches_it(artifacts, tmp_path, postgres_db):
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(postgres_db).search_experiments()  # creates and migrates MLflow's store in public
+    before = tables(postgres_db)
+    with pytest.raises(ConfigError) as exc:
+        _tune(artifacts, tmp_path, n_trials=1, storage=postgres_db)
+    message = str(exc.value)
+    assert message.startswith(f"tune: {postgres_db!r} is the schema public of PostgreSQL database")
+    assert "holds MLflow's revision" in message and "?options=-csearch_path%3Doptuna" in message
+    assert tables(postgres_db) == before, "Optuna created no table beside MLflow's"
+    assert not (tmp_path / "study").exists()
+
+
+@pytest.mark.integration
+def test_storage_in_its_own_schema_creates_the_schema(artifacts, tmp_path, postgres_db):
+    import optuna
+
+    storage = in_schema(postgres_db, "optuna")
+    result = _tune(artifacts, tmp_path, n_trials=2, storage=storage, study_name="bc")
+    assert result["storage"] == storage
+    assert len(optuna.load_study(study_name="bc", storage=storage).trials) == 2
+    found = tables(postgres_db)
+    assert set(found) == {"optuna"} and {"studies", "alembic_version"} <= found["optuna"]
+
+
+@pytest.mark.integration
+def test_a_schema_that_cannot_be_created_is_a_config_error(artifacts, tmp_path, postgres_db):
+    import psycopg
+
+    role = f"shipyard_no_create_{uuid.uuid4().hex[:10]}"  # may connect (trust), may not create schemas
+    with psycopg.connect(postgres_db, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+    storage = in_schema(postgres_db.replace("postgres@", f"{role}@"), "optuna")
+    try:
+        with pytest.raises(ConfigError, match=r"^tune: cannot create schema 'optuna' for .*permission denied"):
+            _tune(artifacts, tmp_path, n_trials=1, storage=storage)
+    finally:
+        with psycopg.connect(postgres_db, autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
