@@ -192,7 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     pipeline = pipelines.load(args.pipeline)
     arguments = parse_sets(pipeline, args.sets)
-    pipelines.check_options(args.pipeline, arguments)
+    model_name = pipelines.preflight(args.pipeline, arguments, local=not args.host)
     if args.host:  # pragma: no cover - needs a KFP API server
         import kfp
 
@@ -223,6 +223,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     print(f"run directory: {run_dir}")
     print(f"log:           {log}")
+    if model_name:
+        print(f"model name:    {model_name}")
     if "mlflow_tracking_uri" in params:
         uri = arguments["mlflow_tracking_uri"]
         print(f"MLflow store:  {uri}")
