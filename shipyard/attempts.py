@@ -30,6 +30,7 @@ argument); called anywhere else, a decorated core is the plain function.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -196,7 +197,8 @@ def step(func: F) -> F:
             raise
         finally:
             _active -= 1
-        (directory / MARKER).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only mount: nothing was written there either
+            (directory / MARKER).unlink(missing_ok=True)
         return result
 
     return cast(F, wrapper)
