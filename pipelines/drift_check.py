@@ -27,7 +27,7 @@ def drift_check_pipeline(
     current_data: str,
     reference_uri: str,
     label: str = "target",
-    model_name: str = "breast-cancer",
+    model_name: str = "",
     ingest: dict = {},
     drift: dict = {},
     deploy_target: str = "kubernetes",
@@ -40,7 +40,7 @@ def drift_check_pipeline(
         reference_uri: URI of the reference: a validate_data schema artifact (with profile/), a
             profile directory, or a Dataset artifact.
         label: The label column (needed to retrain).
-        model_name: Registered model name for the retraining run.
+        model_name: Registered model name for the retraining run; empty derives it from current_data.
         ingest: ingest_data options.
         drift: drift_check options (drift_share, per_column, ...).
         deploy_target: Where the retrained model goes: kubernetes, local or render.

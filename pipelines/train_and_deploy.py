@@ -2,7 +2,9 @@
 
 Deploy runs only when evaluation blessed the model (``dsl.If``); an ``ExitHandler`` records the
 run's outcome whatever happens. Every choice is a run parameter, except the training step's GPU
-request, a compile-time setting in :mod:`shipyard.images`; this module only wires.
+request and the retries of tuning and training, compile-time settings in :mod:`shipyard.images`;
+this module only wires. An empty ``model_name`` is derived from ``data`` inside the steps that
+use it (:func:`shipyard.names.resolve_model_name`).
 """
 
 from kfp import dsl
@@ -32,8 +34,9 @@ OPTIONS = {
     "deploy": "components.deploy_model.core:DeployConfig",
 }
 
-#: Retry policy for steps that may lose their node (GPU/spot preemption).
-RETRIES = {"num_retries": 2, "backoff_duration": "30s", "backoff_factor": 2.0}
+#: Retry policy for steps that may lose their node (GPU/spot preemption); the count is the
+#: compile-time setting ``images.STEP_RETRIES`` (0: no retry policy).
+RETRIES = {"num_retries": images.STEP_RETRIES, "backoff_duration": "30s", "backoff_factor": 2.0}
 
 
 @dsl.pipeline(
@@ -44,7 +47,7 @@ RETRIES = {"num_retries": 2, "backoff_duration": "30s", "backoff_factor": 2.0}
 def train_and_deploy(
     data: str = "sklearn:breast_cancer",
     label: str = "target",
-    model_name: str = "breast-cancer",
+    model_name: str = "",
     seed: int = 0,
     ingest: dict = {},
     validation: dict = {},
@@ -63,7 +66,8 @@ def train_and_deploy(
     Args:
         data: CSV/Parquet path or gs:// URI, or sklearn:NAME (breast_cancer, wine, iris, digits, diabetes).
         label: The label column.
-        model_name: Registered model name; the InferenceService name derives from it.
+        model_name: Registered model name; the InferenceService name derives from it. Empty derives it
+            from data: the dataset name or the file stem as a DNS-1035 label (sklearn:diabetes → diabetes).
         seed: Seed for the split, the tuner and training.
         ingest: ingest_data options (id_columns, csv_delimiter).
         validation: validate_data options (min_rows, max_domain_size, severity, fail_on_error, model_ready).
@@ -77,14 +81,16 @@ def train_and_deploy(
         schema_uri: A validation schema.json (path or gs://) to enforce; empty infers one from the data.
         mlflow_tracking_uri: MLflow tracking URI; empty uses $MLFLOW_TRACKING_URI in the step's environment.
     """
-    outcome = record_outcome(model_name=model_name, tracking_uri=mlflow_tracking_uri).set_caching_options(False)
+    outcome = record_outcome(model_name=model_name, tracking_uri=mlflow_tracking_uri, data=data)
+    outcome.set_caching_options(False)
     with dsl.ExitHandler(outcome, name="train-and-deploy-run"):
         ingested = ingest_data(source=data, label=label, options=ingest)
         ingested.set_caching_options(False)  # the same URI may hold new data on the next run
         validated = validate_data(dataset=ingested.outputs["dataset"], options=validation, schema_uri=schema_uri)
         parts = split_data(dataset=ingested.outputs["dataset"], seed=seed, options=split).after(validated)
         tuned = tune_hyperparams(train=parts.outputs["train"], val=parts.outputs["val"], seed=seed, options=tune)
-        tuned.set_retry(**RETRIES)
+        if images.STEP_RETRIES:
+            tuned.set_retry(**RETRIES)
         trained = train_model(
             train=parts.outputs["train"],
             val=parts.outputs["val"],
@@ -93,7 +99,8 @@ def train_and_deploy(
         )
         if images.TRAIN_GPUS:
             trained.set_accelerator_type(images.ACCELERATOR_TYPE).set_accelerator_limit(images.TRAIN_GPUS)
-        trained.set_retry(**RETRIES)
+        if images.STEP_RETRIES:
+            trained.set_retry(**RETRIES)
         quantized = quantize_model(model=trained.outputs["model"], val=parts.outputs["val"], options=quantize)
         evaluated = evaluate_model(
             model=quantized.outputs["quantized"],
@@ -109,6 +116,7 @@ def train_and_deploy(
             params=tuned.outputs["best_params"],
             tracking_uri=mlflow_tracking_uri,
             kfp_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            data=data,
         ).set_caching_options(False)
         # Branch on the single `Output`: kfp.local 2.17 resolves only `<task>-Output` channels in conditions.
         with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not a Python test)
@@ -118,4 +126,5 @@ def train_and_deploy(
                 model_name=model_name,
                 target=deploy_target,
                 options=deploy,
+                data=data,
             ).set_caching_options(False)

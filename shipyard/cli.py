@@ -301,11 +301,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipeline = pipelines.load(args.pipeline)
     arguments = parse_sets(pipeline, args.sets)
     check_required(pipeline, arguments, args.pipeline)
-    pipelines.check_options(args.pipeline, arguments)
-    if isinstance(arguments.get("tune"), dict):  # Optuna and MLflow in one schema break each other
-        from components.tune_hyperparams.core import check_storage_apart
-
-        check_storage_apart(str(arguments["tune"].get("storage", "")), str(arguments.get("mlflow_tracking_uri", "")))
+    model_name = pipelines.preflight(args.pipeline, arguments, local=not args.host)
     if args.host:
         return submit(pipeline, arguments, args.host)
     # the steps inherit it: MLflow artifacts of a database store land under --output
@@ -334,6 +330,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     print(f"run directory: {run_dir}")
     print(f"log:           {log}")
+    if model_name:
+        print(f"model name:    {model_name}")
     if "mlflow_tracking_uri" in params:
         uri = arguments["mlflow_tracking_uri"]
         print(f"MLflow store:  {uri}")

@@ -1,12 +1,16 @@
 """Running a pipeline under ``kfp.local`` and summarizing what each stage produced.
 
 Component logs go to ``<output>/logs/<run>.log`` (shown with ``--verbose``); a failed run is
-turned into one line naming the failed task and its typed error, read from that log.
+turned into one line naming the failed task and its typed error, read from that log. Each
+task's final status (the exit handler's included) is read from the log too, so the summary
+shows every task that failed. A local run drops the compiled retry policies: a local process
+is not preempted, and kfp.local would sleep out every backoff before failing the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import io
 import json
@@ -92,24 +96,76 @@ def failure_reason(log_text: str) -> str:
     return f"{best.group(1).rsplit('.', 1)[-1]}: {best.group(2).strip()}"
 
 
+TASK_START = re.compile(r"Executing task '([^']+)'")
+
+
+def task_logs(log_text: str) -> dict[str, tuple[str, str]]:
+    """Each task's final status (``SUCCESS``/``FAILURE``) and the log of its last attempt, from a run log.
+
+    kfp.local logs ``Executing task 'X'`` before a task's own output and ``Task 'X' finished
+    with status S`` after it, once per attempt.
+    """
+    found: dict[str, tuple[str, str]] = {}
+    current: str | None = None
+    lines: list[str] = []
+    for line in ANSI.sub("", log_text).splitlines():
+        start = TASK_START.search(line)
+        if start:
+            current, lines = start.group(1), []
+            continue
+        done = TASK_DONE.search(line)
+        if done:
+            found[done.group(1)] = (done.group(2), "\n".join(lines) if done.group(1) == current else "")
+            current, lines = None, []
+        elif current is not None:
+            lines.append(line)
+    return found
+
+
+def without_retries(pipeline: Any) -> Any:
+    """A copy of a compiled pipeline whose tasks have no retry policy (the original is unchanged)."""
+    local_copy = copy.deepcopy(pipeline)
+    spec = local_copy.pipeline_spec
+    for dag in [spec.root.dag, *(c.dag for c in spec.components.values() if c.HasField("dag"))]:
+        for task in dag.tasks.values():
+            task.ClearField("retry_policy")
+    return local_copy
+
+
 @dataclasses.dataclass
 class RunResult:
-    """Where a local run left its artifacts and log, and what failed (if anything)."""
+    """Where a local run left its artifacts and log, what failed (if anything), and every task's status."""
 
     run_dir: Path
     log_path: Path
     failed_task: str | None = None
     error: str | None = None
+    #: Task → (final status, one-line error when it failed), as the log shows them.
+    tasks: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
     def raise_for_failure(self) -> None:
         """Raises PipelineFailedError naming the failed task and its error, if the run failed."""
         if self.error is not None:
             where = f"task {self.failed_task!r}" if self.failed_task else "the pipeline"
-            raise PipelineFailedError(f"{where} failed: {self.error} (log: {self.log_path})")
+            also = [
+                f"; task {task!r} failed too: {error}"
+                for task, (state, error) in self.tasks.items()
+                if state == "FAILURE" and task != self.failed_task
+            ]
+            raise PipelineFailedError(f"{where} failed: {self.error}{''.join(also)} (log: {self.log_path})")
 
 
-def run(pipeline: Any, arguments: dict[str, Any], output: Path, verbose: bool = False) -> RunResult:
+def run(
+    pipeline: Any, arguments: dict[str, Any], output: Path, verbose: bool = False, retries: bool = False
+) -> RunResult:
     """Runs ``pipeline`` with ``arguments`` under kfp.local (SubprocessRunner, no venv).
+
+    Args:
+        pipeline: The compiled pipeline (a ``@dsl.pipeline`` object).
+        arguments: Its run arguments.
+        output: Where the artifacts (``artifacts/``) and the log (``logs/``) go.
+        verbose: Also stream the components' logs to stdout.
+        retries: Keep the compiled retry policies (by default a local run drops them).
 
     Returns:
         The run's artifact directory, its log and, when a task failed, which and why.
@@ -120,20 +176,27 @@ def run(pipeline: Any, arguments: dict[str, Any], output: Path, verbose: bool = 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log_path = output / "logs" / f"{pipeline.name}-{stamp}.log"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    runnable = pipeline if retries else without_retries(pipeline)
     before = set(root.glob("*")) if root.exists() else set()
     failure: Exception | None = None
     with _captured(log_path, verbose):
         try:
-            pipeline(**arguments)
+            runnable(**arguments)
         except RuntimeError as exc:
             failure = exc
     new = sorted(set(root.glob("*")) - before, key=lambda p: p.stat().st_mtime)
     run_dir = new[-1] if new else root
+    log_text = log_path.read_text()
     result = RunResult(run_dir, log_path)
+    result.tasks = {
+        task: (state, failure_reason(text) if state != "SUCCESS" else "")
+        for task, (state, text) in task_logs(log_text).items()
+    }
     if failure is not None:
         task = re.search(r"Inner task failed: '([^']+)'", ANSI.sub("", str(failure)))
         result.failed_task = task.group(1) if task else None
-        result.error = failure_reason(log_path.read_text())
+        state, error = result.tasks.get(result.failed_task or "", ("", ""))
+        result.error = error if state == "FAILURE" else failure_reason(log_text)
     return result
 
 
@@ -187,9 +250,16 @@ FIGURES: dict[str, Callable[[Path, dict[str, Any]], str]] = {
     "evaluate-model": _fig_evaluate,
     "register-model": lambda d, p: f"version {p.get('version')} (run {str(p.get('run_id', ''))[:8]})",
     "deploy-model": _fig_deploy,
-    "record-outcome": lambda d, p: f"outcome {p.get('Output')}",
+    "record-outcome": lambda d, p: _fig_outcome(d, p),
     "drift-check": lambda d, p: _fig_drift(d),
 }
+
+
+def _fig_outcome(d: Path, p: dict[str, Any]) -> str:
+    outcome = _json(d / "outcome")
+    run = str(outcome.get("mlflow_run_id", ""))[:8]
+    recorded = f"recorded {outcome['failed_step']} failed" if outcome.get("failed_step") else "recorded"
+    return f"outcome {p.get('Output')}: {recorded} (MLflow run {run})"
 
 
 def _fig_drift(d: Path) -> str:
@@ -228,12 +298,19 @@ def planned_tasks(pipeline: Any) -> list[str]:
     return names
 
 
+def _take(pool: dict[str, Any], task: str) -> tuple[str, Any] | None:
+    """Removes and returns the entry for ``task`` (or ``task-N``, a nested repeat) from ``pool``."""
+    name = task if task in pool else next((n for n in pool if re.fullmatch(re.escape(task) + r"-\d+", n)), None)
+    return (name, pool.pop(name)) if name is not None else None
+
+
 def summarize(result: RunResult, planned: list[str]) -> list[StageRow]:
     """One row per planned task, in dependency order: its status, key figure and outputs.
 
     kfp.local names a task's directory after the task, with ``-2``, ``-3``... when a nested
-    pipeline repeats a name. A task that did not run is FAILED (the failed one), ``not run``
-    (after a failure) or ``skipped`` (its condition was false).
+    pipeline repeats a name. A task that did not finish is FAILED (the log shows it failed:
+    the failed step, or the exit handler itself), ``not run`` (after a failure) or ``skipped``
+    (its condition was false).
     """
     ran = (
         [d for d in result.run_dir.iterdir() if (d / "executor_output.json").is_file()]
@@ -241,16 +318,20 @@ def summarize(result: RunResult, planned: list[str]) -> list[StageRow]:
         else []
     )
     unused = {d.name: d for d in sorted(ran, key=lambda d: (d / "executor_output.json").stat().st_mtime)}
+    failed = {task: error for task, (state, error) in result.tasks.items() if state == "FAILURE"}
     rows = []
     for task in planned:
-        match = unused.pop(task, None) or next(
-            (unused.pop(n) for n in list(unused) if re.fullmatch(re.escape(task) + r"-\d+", n)), None
-        )
+        match = _take(unused, task)
         if match is not None:
-            figure = FIGURES.get(task, lambda d, p: "")(match, _params(match))
-            rows.append(StageRow(match.name, "done", figure, _artifact_names(match)))
-        elif task == result.failed_task:
-            rows.append(StageRow(task, "FAILED", (result.error or "")[:90], ""))
+            _take(failed, task)  # an attempt failed, a later one succeeded
+            directory = match[1]
+            figure = FIGURES.get(task, lambda d, p: "")(directory, _params(directory))
+            rows.append(StageRow(directory.name, "done", figure, _artifact_names(directory)))
+            continue
+        failure = _take(failed, task)
+        if failure is not None or task == result.failed_task:
+            name, error = failure if failure is not None else (task, result.error or "")
+            rows.append(StageRow(name, "FAILED", (error or "see the log")[:90], ""))
         elif result.failed_task is None:
             rows.append(StageRow(task, "skipped", "condition not met", ""))
         else:

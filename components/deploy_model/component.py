@@ -13,18 +13,20 @@ def deploy_model(
     report: Output[Markdown],
     target: str = "kubernetes",
     options: dict = {},
+    data: str = "",
 ) -> str:
     """Renders the KServe InferenceService (canaryTrafficPercent) and applies it, or smoke-tests it locally.
 
     Args:
         model: The blessed Model artifact; its URI becomes the storageUri.
         test: Test split: rows for the smoke requests.
-        model_name: Registered model name; the service name derives from it.
+        model_name: Registered model name (empty derives it from data); the service name derives from it.
         deployment: Output: inferenceservice.yaml (rendered), result.json and server.log (local).
         report: Output: Markdown deployment report.
         target: kubernetes (apply), local (serve on 127.0.0.1, smoke-test V1 and V2, stop) or render.
         options: service_name, namespace, canary_traffic_percent, service_account, min_replicas,
             max_replicas, ready_timeout_s, smoke_rows.
+        data: The run's data source (the model name derives from it when empty).
 
     Returns:
         The endpoint (the service URL, or the local URL that answered the smoke test).
@@ -39,4 +41,5 @@ def deploy_model(
         deployment.path,
         report.path,
         core.DeployConfig.from_dict({**options, "target": target}),
+        data,
     )["endpoint"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from serving.rollout.isvc import render_inference_service
+from shipyard import attempts, names
 from shipyard.artifacts import read_dataset, read_model_manifest, write_json, write_text
 from shipyard.config import Config, require
 from shipyard.errors import DeploymentError
@@ -88,11 +88,8 @@ def kserve_storage_uri(uri: str) -> str:
 
 
 def service_name_for(model_name: str) -> str:
-    """A DNS-1035 label derived from a model name (``Breast_Cancer`` → ``breast-cancer``)."""
-    name = re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
-    if not name or not name[0].isalpha():
-        name = f"m-{name}".rstrip("-")
-    return name[:63].rstrip("-")
+    """A DNS-1035 label derived from a model name (``Breast_Cancer`` → ``breast-cancer``); see :mod:`shipyard.names`."""
+    return names.service_name(model_name)
 
 
 def _free_port() -> int:
@@ -119,9 +116,7 @@ def _http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tup
 class LocalServer:
     """``shipyard serve`` in a child process on 127.0.0.1; a context manager that stops it by PID."""
 
-    def __init__(
-        self, model_dir: str, name: str, port: int = 0, log_path: str | None = None, args: Sequence[str] = ()
-    ):
+    def __init__(self, model_dir: str, name: str, port: int = 0, log_path: str | None = None, args: Sequence[str] = ()):
         self.model_dir, self.name, self.args = model_dir, name, list(args)
         self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -306,6 +301,7 @@ def apply_to_cluster(isvc: dict[str, Any], timeout_s: float, api: Any = None, po
         raise DeploymentError(f"{where}: Kubernetes API answered {exc.status} {exc.reason}: {exc.body}") from exc
 
 
+@attempts.step
 def deploy(
     model_dir: str,
     storage_uri: str,
@@ -314,6 +310,7 @@ def deploy(
     output_dir: str,
     report_md: str,
     config: DeployConfig,
+    source: str = "",
 ) -> dict[str, Any]:
     """Renders the InferenceService and deploys to the configured target.
 
@@ -321,21 +318,25 @@ def deploy(
         model_dir: The Model artifact (local path).
         storage_uri: Where the cluster reads the artifact (the KFP artifact URI).
         test_dir: Test Dataset artifact for the smoke requests.
-        model_name: Registered model name (the service name derives from it).
+        model_name: Registered model name (the service name derives from it); empty derives it
+            from ``source`` (:func:`shipyard.names.resolve_model_name`).
         output_dir: The deployment artifact directory: ``inferenceservice.yaml`` (rendered),
             ``result.json`` and, for local targets, ``server.log``.
         report_md: Markdown report path.
         config: Target and service options.
+        source: The run's data source, from which an empty ``model_name`` derives.
 
     Returns:
         ``{"target", "service", "endpoint", "smoke", "action"}`` (also written to ``result.json``).
 
     Raises:
+        ConfigError: ``model_name`` is not a URL path segment, or empty without a ``source``.
         DeploymentError: The server did not start, was not ready or answered wrongly, or the
             Kubernetes API refused the InferenceService.
     """
     import yaml
 
+    model_name = names.resolve_model_name(model_name, source)
     manifest = read_model_manifest(model_dir)
     name = config.service_name or service_name_for(model_name)
     isvc = render_inference_service(

@@ -53,6 +53,7 @@ from components.drift_check.stats import (  # noqa: F401 - re-exported
     psi,
     z_pvalue,
 )
+from shipyard import attempts
 from shipyard.config import Config, require
 from shipyard.errors import ArtifactError, ConfigError, DataValidationError
 from shipyard.report import html_page
@@ -318,6 +319,7 @@ def write_reports(
     write_text(report_html, render_html(result))
 
 
+@attempts.step
 def drift_check(
     reference: str, current: Any, report_json: str, report_md: str, report_html: str, config: DriftConfig
 ) -> dict[str, Any]:

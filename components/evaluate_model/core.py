@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from serving.formats import load_model
+from shipyard import attempts
 from shipyard import metrics as task_metrics
 from shipyard.artifacts import read_dataset, write_json, write_text
 from shipyard.config import Config, require
@@ -166,6 +167,7 @@ def compare_to_baseline(
     return row
 
 
+@attempts.step
 def evaluate(
     model_dir: str, test_dir: str, report_json: str, report_md: str, config: EvalConfig, baseline_dir: str | None = None
 ) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from shipyard import storage
+from shipyard import attempts, storage
 from shipyard.artifacts import infer_schema, write_dataset
 from shipyard.config import Config, require
 from shipyard.errors import DataValidationError
@@ -94,6 +94,7 @@ def _sklearn_frame(name: str) -> Any:
     return bunch.frame
 
 
+@attempts.step
 def ingest(source: str, output_dir: str, config: IngestConfig) -> dict[str, Any]:
     """Reads ``source`` and writes it as a Dataset artifact to ``output_dir``.
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from serving.formats import WEIGHTS_FILE, LoadedModel, load_model
+from shipyard import attempts
 from shipyard import metrics as task_metrics
 from shipyard.artifacts import ModelManifest, read_model_manifest, write_json, write_model, write_text
 from shipyard.config import Config, require
@@ -162,6 +163,7 @@ def _build_variant(name: str, source_dir: Path, manifest: ModelManifest, out: Pa
     write_model(out, variant_manifest, build)
 
 
+@attempts.step
 def quantize(
     model_dir: str, val_dir: str, output_dir: str, report_json: str, report_md: str, config: QuantizeConfig
 ) -> dict[str, Any]:

@@ -10,14 +10,16 @@ def record_outcome(
     model_name: str,
     outcome: Output[Artifact],
     tracking_uri: str = "",
+    data: str = "",
 ) -> str:
-    """Exit handler: records the run's final state (and error) as JSON and in MLflow.
+    """Exit handler: records the run's final state, the failing step and its one-line error, as JSON and in MLflow.
 
     Args:
         status: Final status of the pipeline (filled in by KFP).
-        model_name: Names the MLflow experiment.
+        model_name: Names the MLflow experiment; empty derives it from data.
         outcome: Output: the outcome JSON.
         tracking_uri: MLflow tracking URI (empty: default, see register_model).
+        data: The run's data source (the model name derives from it when empty).
 
     Returns:
         The final state.
@@ -32,4 +34,5 @@ def record_outcome(
         model_name,
         tracking_uri,
         outcome.path,
+        data,
     )["state"]

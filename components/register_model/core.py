@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from shipyard import rdb
+from shipyard import attempts, names, rdb
 from shipyard.artifacts import read_json, read_model_manifest
 from shipyard.errors import ConfigError
 
@@ -113,6 +113,7 @@ def mlflow_run(tracking_uri: str, experiment: str, run_name: str, tags: dict[str
     client.set_terminated(run.info.run_id, status="FINISHED")
 
 
+@attempts.step
 def register(
     model_dir: str,
     model_name: str,
@@ -122,6 +123,7 @@ def register(
     params: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
     extra_artifacts: dict[str, str] | None = None,
+    source: str = "",
 ) -> dict[str, Any]:
     """Logs the model and registers a new version.
 
@@ -134,12 +136,13 @@ def register(
         params: Hyperparameters to log.
         tags: Extra run and version tags (e.g. the KFP run id).
         extra_artifacts: ``{name: local file}`` logged under ``reports/``.
+        source: The run's data source; an empty ``model_name`` derives from it
+            (:func:`shipyard.names.resolve_model_name`).
 
     Returns:
         ``{"name", "version", "run_id", "alias", "tracking_uri", "source"}``.
     """
-    if not model_name or "/" in model_name:
-        raise ConfigError(f"register: model_name {model_name!r} must be a non-empty name without '/'")
+    model_name = names.resolve_model_name(model_name, source)
     manifest = read_model_manifest(model_dir)
     from mlflow.entities import Metric, Param
 

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
+from shipyard import attempts
 from shipyard.artifacts import read_dataset, write_dataset
 from shipyard.config import Config, require
 from shipyard.errors import DataValidationError
@@ -33,6 +34,7 @@ class SplitConfig(Config):
         )
 
 
+@attempts.step
 def split(dataset_dir: str, train_dir: str, val_dir: str, test_dir: str, config: SplitConfig) -> dict[str, Any]:
     """Splits a Dataset artifact into three, keeping its schema.
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from serving import codec
+from shipyard import attempts
 from shipyard.artifacts import ModelManifest, read_dataset, write_model
 from shipyard.config import Config, require
 from shipyard.errors import ConfigError, DataValidationError
@@ -369,6 +370,7 @@ def save_sklearn_model(
     return write_model(model_dir, manifest, lambda tmp: sio.dump(model, tmp / SKOPS_FILE))
 
 
+@attempts.step
 def train(train_dir: str, val_dir: str, model_dir: str, baseline_dir: str, config: TrainConfig) -> dict[str, Any]:
     """Trains the MLP and the baseline and writes both Model artifacts.
 

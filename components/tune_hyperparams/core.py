@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from shipyard import rdb
+from shipyard import attempts, rdb
 from shipyard.artifacts import atomic_dir, write_json, write_text
 from shipyard.config import Config, require
 from shipyard.errors import ConfigError, DataValidationError
@@ -138,6 +138,7 @@ def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return params
 
 
+@attempts.step
 def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: TuneConfig) -> dict[str, Any]:
     """Runs the study and writes the study artifact (``trials.json``, SQLite study) and a report.
 

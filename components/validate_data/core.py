@@ -23,6 +23,7 @@ from components.validate_data.stats import (
     float_values,
     frame_stats,
 )
+from shipyard import attempts
 from shipyard.artifacts import read_dataset, write_json, write_text
 from shipyard.config import Config, require
 from shipyard.errors import ConfigError, DataValidationError
@@ -44,6 +45,7 @@ ANOMALY_SEVERITY = {
     "constant_label": "error",
     "duplicate_rows": "warning",
     "unusable_feature": "error",
+    "rare_class": "error",
     "duplicate_id": "error",
 }
 
@@ -61,8 +63,13 @@ class ValidateConfig(Config):
             later ``drift_check`` compares new data with this data in about one pass over it
             (only when no error-severity anomaly was found).
         model_ready: Also check what ``train_model`` needs: every feature column numeric or bool
-            and free of nulls (``unusable_feature``), so such data fails here, once, and not in
-            a retried training step.
+            and free of nulls (``unusable_feature``), and every class of a classification label
+            with at least ``min_class_rows`` rows (``rare_class``), so such data fails here,
+            once, and not in a retried tuning or training step.
+        min_class_rows: Rows each class of a classification label needs (``model_ready``). The
+            default 7 is what split_data's default 15 % validation and test fractions need to
+            stratify (7 x 0.15 >= 1), so that every class is in train, validation and test;
+            with fewer, a class can be missing from the training split and tuning fails on it.
     """
 
     section = "validation"  # the pipeline parameter, so messages name what to fix
@@ -72,10 +79,12 @@ class ValidateConfig(Config):
     column_severity: dict = dataclasses.field(default_factory=dict)
     fail_on_error: bool = True
     model_ready: bool = True
+    min_class_rows: int = 7
     profile: bool = True
 
     def validate(self) -> None:
         require(self.min_rows >= 1, self.section, "min_rows must be >= 1")
+        require(self.min_class_rows >= 1, self.section, "min_class_rows must be >= 1")
         unknown = sorted(set(self.severity) - set(ANOMALY_SEVERITY))
         require(
             not unknown, self.section, f"severity: unknown anomaly type(s) {unknown}; known: {sorted(ANOMALY_SEVERITY)}"
@@ -179,6 +188,8 @@ def find_anomalies(
             _check_column(df[name], name, spec, add, stats[name])
             if config.model_ready and spec.get("role", "feature") == "feature":
                 _check_model_input(df[name], name, add, stats[name])
+            if config.model_ready and spec.get("role") == "label":
+                _check_classes(df[name], name, add, stats[name], config.min_class_rows)
     dup = duplicate_rows(df)
     if dup:
         add("duplicate_rows", None, dup, f"{dup} duplicate row(s)")
@@ -258,6 +269,39 @@ def _check_model_input(s: Any, name: str, add: Any, st: ColumnStats) -> None:
             st.nulls,
             f"feature {name!r} has {st.nulls} null(s); train_model needs complete rows",
         )
+
+
+def _check_classes(s: Any, name: str, add: Any, st: ColumnStats, min_rows: int) -> None:
+    """Classes of a classification label (as train_model infers the task) with fewer than ``min_rows`` rows."""
+    from shipyard.tasks import infer_task
+
+    if st.counts is not None:  # a text label always means classes
+        counts = st.counts
+    elif st.kind in NUMERIC_KINDS:
+        values = float_values(s)
+        values = values[np.isfinite(values)]
+        try:
+            task = infer_task(values, column=name)
+        except DataValidationError:
+            return  # a missing or constant label has its own anomaly
+        if task == "regression":
+            return
+        classes, tally = np.unique(values, return_counts=True)
+        counts = {str(int(c)): int(k) for c, k in zip(classes.tolist(), tally.tolist(), strict=True)}
+    else:
+        return
+    rare = sorted(((k, c) for c, k in counts.items() if k < min_rows), key=lambda kc: (kc[0], kc[1]))
+    if len(counts) < 2 or not rare:
+        return
+    add(
+        "rare_class",
+        name,
+        sum(k for k, _ in rare),
+        f"label {name!r}: {len(rare)} of {len(counts)} classes have fewer than {min_rows} rows "
+        f"(fewest: {rare[0][0]}); every class needs {min_rows} (min_class_rows) so that the split "
+        "puts it in train, validation and test",
+        [c for _, c in rare],
+    )
 
 
 def check_frame(
@@ -375,6 +419,7 @@ def check_dataset(
     return summary, anomalies
 
 
+@attempts.step
 def validate(
     dataset_dir: str,
     schema_out_dir: str,

@@ -120,6 +120,39 @@ def test_a_bad_service_name_is_rejected_before_anything_is_written(artifacts, tm
     assert not (tmp_path / "deployment").exists()
 
 
+def test_an_empty_model_name_is_derived_from_the_data(artifacts, tmp_path, validate_isvc):
+    out = tmp_path / "deployment"
+    result = deploy(
+        str(artifacts["quantized"]),
+        "gs://bucket/models/churn/1",
+        str(artifacts["test"]),
+        "",
+        str(out),
+        str(tmp_path / "deploy.md"),
+        DeployConfig(target="render"),
+        "gs://b/x/Churn Export.csv",
+    )
+    isvc = yaml.safe_load((out / ISVC_FILE).read_text())
+    validate_isvc(isvc)
+    assert result["service"] == "churn-export" and isvc["metadata"]["name"] == "churn-export"
+
+
+@pytest.mark.parametrize(("model_name", "source"), [("team/churn", "x.csv"), ("", "")])
+def test_an_unusable_model_name_is_rejected_before_anything_is_written(artifacts, tmp_path, model_name, source):
+    with pytest.raises(ConfigError, match=f"model_name {model_name!r}"):
+        deploy(
+            str(artifacts["quantized"]),
+            "gs://b/m",
+            str(artifacts["test"]),
+            model_name,
+            str(tmp_path / "deployment"),
+            str(tmp_path / "deploy.md"),
+            DeployConfig(target="render"),
+            source,
+        )
+    assert not (tmp_path / "deployment").exists()
+
+
 @pytest.mark.parametrize(
     ("values", "fragment"),
     [

@@ -7,6 +7,8 @@ import json
 import pytest
 
 from components.record_outcome.core import record
+from shipyard import attempts
+from shipyard.errors import DataValidationError, DeploymentError
 
 
 @pytest.fixture
@@ -46,7 +48,11 @@ def test_failed_run_is_recorded_in_json_and_mlflow(store, tmp_path):
         "state": "FAILED",
         "pipeline_job": "projects/p/pipelineJobs/job-1",
         "task": "train-model",
+        "failed_step": "",
         "error": "train: validation loss became nan",
+        "status_error": "train: validation loss became nan",
+        "failures": [],
+        "model_name": "bc",
         "mlflow_run_id": outcome["mlflow_run_id"],
     }
     run, experiment = _run(store, outcome["mlflow_run_id"])
@@ -106,3 +112,59 @@ def test_default_store_is_under_shipyard_home(monkeypatch, tmp_path):
     assert (tmp_path / "home" / "mlflow.db").is_file()
     run, _ = _run(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}", outcome["mlflow_run_id"])
     assert run.data.tags["shipyard.outcome"] == "CANCELED"
+
+
+def test_the_failing_step_and_its_one_line_error_come_from_the_run_markers(store, tmp_path):
+    run_dir = tmp_path / "run"
+    attempts.write_failure(run_dir / "validate-data", DataValidationError("1 error-severity anomaly; rare_class"))
+    attempts.write_failure(run_dir / "deploy-model", DeploymentError("later failure\nwith a second line"))
+    (run_dir / "ingest-data").mkdir()  # a task that succeeded: no marker
+
+    outcome = record(
+        "FAILED",
+        "job-4",
+        "exit-handler-1",
+        "Task exit-handler-1 failed.",
+        "bc",
+        store,
+        str(tmp_path / "o.json"),
+        "",
+        str(run_dir),
+    )
+
+    assert outcome["failed_step"] == "validate-data"
+    assert outcome["error"] == "DataValidationError: 1 error-severity anomaly; rare_class"
+    assert outcome["status_error"] == "Task exit-handler-1 failed." and outcome["task"] == "exit-handler-1"
+    assert outcome["failures"] == [
+        {"task": "validate-data", "error": "DataValidationError: 1 error-severity anomaly; rare_class"},
+        {"task": "deploy-model", "error": "DeploymentError: later failure"},
+    ]
+    tags = _run(store, outcome["mlflow_run_id"])[0].data.tags
+    assert tags["shipyard.failed_step"] == "validate-data"
+    assert tags["shipyard.error"] == "DataValidationError: 1 error-severity anomaly; rare_class"
+    assert tags["kfp.status_error"] == "Task exit-handler-1 failed."
+
+
+def test_a_succeeded_run_reports_no_failure_even_with_a_marker_left(store, tmp_path):
+    run_dir = tmp_path / "run"
+    attempts.write_failure(run_dir / "train-model", RuntimeError("preempted once"))
+
+    outcome = record(
+        "SUCCEEDED", "job-5", "exit-handler-1", "", "bc", store, str(tmp_path / "o.json"), "", str(run_dir)
+    )
+
+    assert outcome["failed_step"] == "" and outcome["error"] == "" and outcome["failures"] == []
+
+
+def test_an_empty_model_name_is_derived_from_the_data(store, tmp_path):
+    outcome = record("FAILED", "job-6", "", "", "", store, str(tmp_path / "o.json"), "sklearn:diabetes")
+
+    _, experiment = _run(store, outcome["mlflow_run_id"])
+    assert outcome["model_name"] == "diabetes" and experiment.name == "shipyard/diabetes"
+
+
+def test_an_unusable_model_name_is_still_recorded(store, tmp_path):
+    outcome = record("FAILED", "job-7", "", "", "team/Churn", store, str(tmp_path / "o.json"), "x.csv")
+
+    _, experiment = _run(store, outcome["mlflow_run_id"])
+    assert experiment.name == "shipyard/team-churn" and outcome["state"] == "FAILED"

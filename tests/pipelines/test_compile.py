@@ -113,6 +113,27 @@ def test_retries_on_tune_and_train(ir):
     assert "retryPolicy" not in tasks["deploy-model"]
 
 
+def test_step_retries_zero_compiles_no_retry_policy(tmp_path):
+    tasks = _all_tasks(_compile(tmp_path, {"SHIPYARD_STEP_RETRIES": "0"}))
+    assert not [name for name, task in tasks.items() if "retryPolicy" in task]
+
+
+def test_bad_step_retries_variable_is_one_line(tmp_path):
+    cmd = [sys.executable, "-m", "shipyard.cli", "compile", "--output", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "SHIPYARD_STEP_RETRIES": "-1"})
+    assert proc.returncode != 0 and "SHIPYARD_STEP_RETRIES='-1'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_model_name_defaults_to_derived_and_the_data_reaches_every_step_that_names_the_model(ir):
+    params = ir["root"]["inputDefinitions"]["parameters"]
+    assert params["model_name"]["defaultValue"] == ""
+    tasks = _all_tasks(ir)
+    for name in ("register-model", "deploy-model", "record-outcome"):
+        inputs = tasks[name]["inputs"]["parameters"]
+        assert inputs["model_name"]["componentInputParameter"].endswith("model_name"), name
+        assert inputs["data"]["componentInputParameter"] in ("data", "pipelinechannel--data"), name
+
+
 def test_pipeline_parameters_have_defaults(ir):
     params = ir["root"]["inputDefinitions"]["parameters"]
     assert params["data"]["defaultValue"] == "sklearn:breast_cancer"

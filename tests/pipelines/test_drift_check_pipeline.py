@@ -31,6 +31,10 @@ def test_compiled_structure(tmp_path, cli):
     nested = ir["components"][root["condition-1"]["componentRef"]["name"]]["dag"]["tasks"]
     assert list(nested) == ["train-and-deploy"]
     assert root["drift-check"]["cachingOptions"].get("enableCache") is not True
+    assert ir["root"]["inputDefinitions"]["parameters"]["model_name"]["defaultValue"] == ""
+    retrain = nested["train-and-deploy"]["inputs"]["parameters"]
+    assert retrain["data"]["componentInputParameter"].endswith("current_data")  # the name derives from the new data
+    assert retrain["model_name"]["componentInputParameter"].endswith("model_name")
 
 
 @pytest.mark.local
@@ -82,3 +86,10 @@ def test_drift_retrains_and_deploys(reference, tmp_path, cli):
     run_dir = next((tmp_path / "out" / "artifacts").glob("drift-check-*"))
     outcome = json.loads((run_dir / "record-outcome" / "outcome").read_text())
     assert outcome["state"] == "SUCCEEDED" and (run_dir / "train-model" / "model" / "model.json").is_file()
+    # No model_name given: the retraining run registers under the name derived from the new data.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
+    assert outcome["model_name"] == "drifted"
+    assert [m.name for m in client.search_registered_models()] == ["drifted"]
+    assert "model name:    drifted" in proc.stdout

@@ -1,4 +1,8 @@
-"""The flagship pipeline end to end under kfp.local, checking each stage's artifacts against the contracts."""
+"""The flagship pipeline end to end under kfp.local, checking each stage's artifacts against the contracts.
+
+The run reads breast cancer from a CSV named ``Tumour Scans.csv`` and gives no model name, so
+every step that names the model uses the one derived from the file: ``tumour-scans``.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,16 @@ from shipyard.artifacts import read_dataset, read_model_manifest
 pytestmark = [pytest.mark.local, pytest.mark.slow]
 
 
+NAME = "tumour-scans"
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, cli) -> dict:
+    from sklearn.datasets import load_breast_cancer
+
     out = tmp_path_factory.mktemp("local-run")
+    data = out / "Tumour Scans.csv"
+    load_breast_cancer(as_frame=True).frame.to_csv(data, index=False)
     proc = cli(
         "run",
         "train_and_deploy",
@@ -23,9 +34,9 @@ def run(tmp_path_factory: pytest.TempPathFactory, cli) -> dict:
         "--output",
         str(out),
         "--set",
-        'tune={"n_trials": 3}',
+        f"data={data}",
         "--set",
-        "model_name=bc-test",
+        'tune={"n_trials": 3}',
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_dir = next((out / "artifacts").glob("train-and-deploy-*"))
@@ -36,6 +47,7 @@ def test_summary_table_names_every_stage(run):
     for stage in FLAGSHIP_STAGES:
         assert stage in run["stdout"]
     assert "MLflow UI:" in run["stdout"] and "mlflow.db" in run["stdout"]
+    assert f"model name:    {NAME}" in run["stdout"]
 
 
 def test_dataset_contracts(run):
@@ -72,11 +84,12 @@ def test_registered_in_mlflow(run):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{run['out'] / 'mlflow.db'}")
-    versions = client.search_model_versions("name='bc-test'")
+    assert [m.name for m in client.search_registered_models()] == [NAME]  # derived from the file name
+    versions = client.search_model_versions(f"name='{NAME}'")
     assert len(versions) == 1
     evaluation = json.loads((run["dir"] / "evaluate-model" / "evaluation").read_text())
     if evaluation["blessed"]:
-        assert client.get_model_version_by_alias("bc-test", "challenger").version == versions[0].version
+        assert client.get_model_version_by_alias(NAME, "challenger").version == versions[0].version
     run_data = client.get_run(versions[0].run_id).data
     assert "test_roc_auc" in run_data.metrics and run_data.tags["shipyard.format"] in ("onnx", "torchscript")
 
@@ -92,12 +105,19 @@ def test_deploy_smoke_and_isvc(run, isvc_schema):
     report = json.loads((deploy / "deployment" / "result.json").read_text())
     assert report["smoke"]["v1"] == "passed" and report["smoke"]["v2"] == "passed"
     assert report["endpoint"].startswith("http://127.0.0.1:")
+    assert report["endpoint"].endswith(f"/v2/models/{NAME}/infer") and report["service"] == NAME
     isvc = yaml.safe_load((deploy / "deployment" / "inferenceservice.yaml").read_text())
     jsonschema.validate(isvc, isvc_schema)
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 10
-    assert isvc["metadata"]["name"] == "bc-test"
+    assert isvc["metadata"]["name"] == NAME
 
 
 def test_outcome_recorded(run):
+    from mlflow.tracking import MlflowClient
+
     outcome = json.loads((run["dir"] / "record-outcome" / "outcome").read_text())
     assert outcome["state"] == "SUCCEEDED" and outcome["mlflow_run_id"]
+    assert outcome["model_name"] == NAME and outcome["failed_step"] == "" and outcome["failures"] == []
+    client = MlflowClient(f"sqlite:///{run['out'] / 'mlflow.db'}")
+    experiment = client.get_experiment(client.get_run(outcome["mlflow_run_id"]).info.experiment_id)
+    assert experiment.name == f"shipyard/{NAME}"
