@@ -45,8 +45,13 @@ for m in snapshot.dict()["metrics"]:
 print(json.dumps({"seconds": seconds, "columns": columns}))
 """
 
-METHOD_NAMES = {"Wasserstein distance (normed)": "wasserstein", "Jensen-Shannon distance": "jensenshannon",
-                "K-S p_value": "ks", "chi-square p_value": "chisquare", "Z-test p_value": "z"}
+METHOD_NAMES = {
+    "Wasserstein distance (normed)": "wasserstein",
+    "Jensen-Shannon distance": "jensenshannon",
+    "K-S p_value": "ks",
+    "chi-square p_value": "chisquare",
+    "Z-test p_value": "z",
+}
 
 
 def make_frames(seed: int = 0) -> tuple:
@@ -97,8 +102,12 @@ def main(cycles: int = 3) -> dict:
     ours_s, theirs_s, ratios = [], [], []
     ours = theirs = None
     for _ in range(cycles):
-        out = subprocess.run([str(python), str(script), str(work / "ref.parquet"), str(work / "cur.parquet")],
-                             check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [str(python), str(script), str(work / "ref.parquet"), str(work / "cur.parquet")],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         theirs = json.loads(out.stdout.strip().splitlines()[-1])
         t0 = time.perf_counter()
         ours = drift.check(profile, cur, drift.DriftConfig())
@@ -108,18 +117,25 @@ def main(cycles: int = 3) -> dict:
     assert ours is not None and theirs is not None
     mine = {c["column"]: c for c in ours["columns"]}
     disagreements = [
-        name for name, col in theirs["columns"].items()
+        name
+        for name, col in theirs["columns"].items()
         if col["drifted"] != mine[name]["drifted"] or METHOD_NAMES[col["method"]] != mine[name]["method"]
     ]
     max_score_gap = max(abs(col["score"] - mine[name]["score"]) for name, col in theirs["columns"].items())
     result = {
-        "rows": ROWS, "columns": NUMERIC + CATEGORICAL, "shifted": SHIFTED, "cycles": cycles,
-        "ours_check_s": [round(x, 4) for x in ours_s], "evidently_run_s": [round(x, 3) for x in theirs_s],
+        "rows": ROWS,
+        "columns": NUMERIC + CATEGORICAL,
+        "shifted": SHIFTED,
+        "cycles": cycles,
+        "ours_check_s": [round(x, 4) for x in ours_s],
+        "evidently_run_s": [round(x, 3) for x in theirs_s],
         "ours_profile_s": round(profile_s, 3),
         "ratio_ours_over_evidently": round(statistics.median(ratios), 4),
         "ratio_incl_profile": round((statistics.median(ours_s) + profile_s) / statistics.median(theirs_s), 4),
-        "same_decisions": not disagreements, "disagreements": disagreements,
-        "drifted_columns": sorted(ours["drifted_columns"]), "max_abs_score_gap": max_score_gap,
+        "same_decisions": not disagreements,
+        "disagreements": disagreements,
+        "drifted_columns": sorted(ours["drifted_columns"]),
+        "max_abs_score_gap": max_score_gap,
     }
     save("drift", result)
     return result

@@ -67,22 +67,42 @@ def main(cycles: int = 3) -> dict:
             pd.read_parquet(dataset / "data.parquet")
             read_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            core.validate(str(dataset), str(work / f"schema{i}"), str(work / f"v{i}.json"), str(work / f"v{i}.md"),
-                          core.ValidateConfig(model_ready=False))
+            core.validate(
+                str(dataset),
+                str(work / f"schema{i}"),
+                str(work / f"v{i}.json"),
+                str(work / f"v{i}.md"),
+                core.ValidateConfig(model_ready=False),
+            )
             validate_s.append(time.perf_counter() - t0)
         ratios = [r / v for r, v in zip(read_s, validate_s, strict=True)]  # (rows/validate_s) / (rows/read_s)
         out = subprocess.run(
-            [sys.executable, "-c", MEASURE_RSS, str(dataset), str(work / "rss-schema"), str(work / "rss.json"),
-             str(work / "rss.md")], check=True, capture_output=True, text=True)
+            [
+                sys.executable,
+                "-c",
+                MEASURE_RSS,
+                str(dataset),
+                str(work / "rss-schema"),
+                str(work / "rss.json"),
+                str(work / "rss.md"),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         rss = json.loads(out.stdout.strip().splitlines()[-1])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     peak_bytes = rss["peak_kib"] * 1024
     result = {
-        "rows": ROWS, "columns": 25, "cycles": cycles,
-        "read_parquet_s": [round(x, 3) for x in read_s], "validate_s": [round(x, 3) for x in validate_s],
+        "rows": ROWS,
+        "columns": 25,
+        "cycles": cycles,
+        "read_parquet_s": [round(x, 3) for x in read_s],
+        "validate_s": [round(x, 3) for x in validate_s],
         "throughput_ratio": round(statistics.median(ratios), 3),
-        "frame_mib": round(rss["frame_bytes"] / 2**20, 1), "peak_rss_mib": round(peak_bytes / 2**20, 1),
+        "frame_mib": round(rss["frame_bytes"] / 2**20, 1),
+        "peak_rss_mib": round(peak_bytes / 2**20, 1),
         "memory_ratio": round(peak_bytes / rss["frame_bytes"], 2),
     }
     save("validation", result)

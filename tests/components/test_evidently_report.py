@@ -209,8 +209,9 @@ def test_drift_check_option_puts_evidentlys_page_in_html_report(tmp_path):
     write_dataset(tmp_path / "ref", ref, infer_schema(ref, None))
     config = drift.DriftConfig.from_dict({"html_report": "evidently", "columns": CHECKED})
     out = {name: tmp_path / name for name in ("d.json", "d.md", "d.html")}
-    result = drift.drift_check(str(tmp_path / "ref"), cur, str(out["d.json"]), str(out["d.md"]), str(out["d.html"]),
-                               config)
+    result = drift.drift_check(
+        str(tmp_path / "ref"), cur, str(out["d.json"]), str(out["d.md"]), str(out["d.html"]), config
+    )
     verdict, table = _drift_table(out["d.html"].read_text(encoding="utf-8"))
     assert sorted(table) == sorted(CHECKED)
     assert {c["column"]: c["drifted"] for c in result["columns"]} == {
@@ -226,8 +227,9 @@ def test_drift_check_option_needs_a_reference_dataset_and_writes_nothing_without
     config = drift.DriftConfig.from_dict({"html_report": "evidently"})
     html = tmp_path / "d.html"
     with pytest.raises(ConfigError, match="reference must be a Dataset"):
-        drift.drift_check(str(tmp_path / "profile"), cur, str(tmp_path / "d.json"), str(tmp_path / "d.md"), str(html),
-                          config)
+        drift.drift_check(
+            str(tmp_path / "profile"), cur, str(tmp_path / "d.json"), str(tmp_path / "d.md"), str(html), config
+        )
     assert not html.exists() and not (tmp_path / "d.json").exists()
 
 
@@ -244,7 +246,8 @@ def test_drift_check_option_with_every_column_skipped_keeps_our_page(tmp_path):
     write_dataset(tmp_path / "ref", ref[["x"]], infer_schema(ref[["x"]], None))
     config = drift.DriftConfig.from_dict({"html_report": "evidently"})
     html = tmp_path / "d.html"
-    result = drift.drift_check(str(tmp_path / "ref"), cur.assign(x=np.nan), str(tmp_path / "d.json"),
-                               str(tmp_path / "d.md"), str(html), config)
+    result = drift.drift_check(
+        str(tmp_path / "ref"), cur.assign(x=np.nan), str(tmp_path / "d.json"), str(tmp_path / "d.md"), str(html), config
+    )
     assert result["columns"] == [] and result["dataset_drift"] is False
     assert "no dataset drift" in html.read_text()
