@@ -185,7 +185,7 @@ def ensure_env() -> Path:
 
 
 def build_models(work: Path) -> Models:
-    """Trains the MLP and the scikit-learn baseline with the project's cores; writes MLServer's copy.
+    """The reference artifacts (MLP and scikit-learn baseline, components.reference); writes MLServer's copy.
 
     The MLServer copy is a joblib dump of the estimator loaded from the verified skops artifact, so
     both servers hold the same fitted model.
@@ -193,21 +193,11 @@ def build_models(work: Path) -> Models:
     import joblib
     import skops.io as sio
 
-    from components.ingest_data import core as ingest
-    from components.split_data import core as split
+    from components.reference import build_reference
     from components.train_model import core as train
     from shipyard.artifacts import read_dataset, read_model_manifest
 
-    paths = {name: work / name for name in ("dataset", "train", "val", "test", "mlp", "baseline")}
-    ingest.ingest("sklearn:breast_cancer", str(paths["dataset"]), ingest.IngestConfig())
-    split.split(str(paths["dataset"]), str(paths["train"]), str(paths["val"]), str(paths["test"]), split.SplitConfig())
-    train.train(
-        str(paths["train"]),
-        str(paths["val"]),
-        str(paths["mlp"]),
-        str(paths["baseline"]),
-        train.TrainConfig(max_epochs=30, patience=5),
-    )
+    paths = build_reference(work, mlp=train.TrainConfig(max_epochs=30, patience=5))
     manifest = read_model_manifest(paths["baseline"], verify=True)
     weights = paths["baseline"] / train.SKOPS_FILE
     estimator = sio.load(weights, trusted=sio.get_untrusted_types(file=weights))
@@ -229,7 +219,7 @@ def build_models(work: Path) -> Models:
     }
     body_file = work / "request.json"
     body_file.write_text(json.dumps(body))
-    return Models(paths["baseline"], paths["mlp"], repo, body_file, manifest.label_names)
+    return Models(paths["baseline"], paths["model"], repo, body_file, manifest.label_names)
 
 
 def free_port() -> int:
