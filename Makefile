@@ -21,16 +21,18 @@ $(STAMP): requirements.lock setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/shipyard run train_and_deploy --local --output $(DEMO_OUTPUT)
 
-## test: the whole test suite (unit, local pipeline run, real HTTP serving, PostgreSQL when present)
+## test: the whole test suite (unit, local pipeline runs, real HTTP serving, PostgreSQL when present, slow)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## test-fast: everything but the end-to-end pipeline runs
+## test-fast: no kfp.local run, no HTTP server, no PostgreSQL, no trained MLP (markers: tests/tiers.py)
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not local" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not local and not serving and not integration and not slow" $(PYTEST_ARGS)
 
+## lint: ruff (lint and format check) and mypy
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 ## compile: KFP IR YAML for every pipeline into compiled/
