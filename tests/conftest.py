@@ -1,45 +1,57 @@
-"""Shared fixtures: real artifacts built once per session from scikit-learn's breast cancer data."""
+"""Shared fixtures. Each slow or external resource is reached through a fixture that declares its tier.
+
+Resources and the marker a test using them must carry (checked at collection, see ``tiers.py``):
+
+- ``artifacts``: the breast-cancer reference with the trained MLP and its quantized variant → ``slow``
+- ``local_cli``, ``kfp_local``: a pipeline run under kfp.local → ``local``
+- ``model_server``, ``started_servers``: ``shipyard serve`` processes on 127.0.0.1 → ``serving``
+- ``postgres``, ``scratch_postgres``: PostgreSQL on 127.0.0.1:5432 → ``integration``
+
+``baseline_artifacts`` (the reference data split three ways and the scikit-learn baseline, fitted in
+well under a second) and ``cli`` (the command line, for anything but a kfp.local run) are fast.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+from tiers import pytest_make_collect_report, resource  # noqa: F401  (the hook is registered from here)
+
+pytest_plugins = ("pytester",)
+
+TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="session")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Ingested, split, trained (MLP + baseline) and quantized artifacts, built with the real cores."""
-    from components.ingest_data import core as ingest
-    from components.quantize_model import core as quantize
-    from components.split_data import core as split
-    from components.train_model import core as train
+def baseline_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The reference data ingested and split, and the scikit-learn baseline fitted on it (no MLP)."""
+    from components.reference import build_reference
 
-    root = tmp_path_factory.mktemp("artifacts")
-    paths = {name: root / name for name in ("dataset", "train", "val", "test", "model", "baseline", "quantized")}
-    ingest.ingest("sklearn:breast_cancer", str(paths["dataset"]), ingest.IngestConfig())
-    split.split(str(paths["dataset"]), str(paths["train"]), str(paths["val"]), str(paths["test"]), split.SplitConfig())
-    train.train(
-        str(paths["train"]),
-        str(paths["val"]),
-        str(paths["model"]),
-        str(paths["baseline"]),
-        train.TrainConfig(max_epochs=60, patience=10),
+    return build_reference(tmp_path_factory.mktemp("baseline-artifacts"))
+
+
+@resource("slow", scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The reference with the TorchScript MLP trained (``model``) and quantized (``quantized``) too."""
+    from components.quantize_model.core import QuantizeConfig
+    from components.reference import build_reference
+    from components.train_model.core import TrainConfig
+
+    return build_reference(
+        tmp_path_factory.mktemp("artifacts"),
+        mlp=TrainConfig(max_epochs=60, patience=10),
+        quantize=QuantizeConfig(latency_repeats=20),
     )
-    quantize.quantize(
-        str(paths["model"]),
-        str(paths["val"]),
-        str(paths["quantized"]),
-        str(root / "q.json"),
-        str(root / "q.md"),
-        quantize.QuantizeConfig(latency_repeats=20),
-    )
-    return paths
 
 
 @pytest.fixture
@@ -54,17 +66,107 @@ def copy_artifact(tmp_path: Path):
     return copy
 
 
-def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """Runs ``shipyard ARGS...`` in a fresh interpreter and returns the finished process."""
+def run_cli(
+    *args: str, timeout: float = 900, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs ``shipyard ARGS...`` in a fresh interpreter (in ``cwd``, with ``env``) and returns the finished process."""
     return subprocess.run(
-        [sys.executable, "-m", "shipyard.cli", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "shipyard.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=None if env is None else dict(env),
     )
 
 
+def _run_logs(args: tuple[str, ...], cwd: Path | None = None) -> Path | None:
+    """Where ``shipyard run ... --local`` writes its run logs (``None``: not a local run)."""
+    if not args or args[0] != "run" or "--local" not in args:
+        return None
+    output = args[args.index("--output") + 1] if "--output" in args[:-1] else "shipyard-output"
+    return (cwd or Path.cwd()) / output / "logs"
+
+
+def cli_without_local_runs(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """:func:`run_cli`, failing the test when the command started a kfp.local run (that is ``local_cli``'s)."""
+    logs = _run_logs(args, kwargs.get("cwd"))
+    existed = logs is not None and logs.exists()
+    proc = run_cli(*args, **kwargs)
+    if logs is not None and not existed and logs.exists():
+        pytest.fail(
+            f"`shipyard {' '.join(args)}` started a kfp.local run (it wrote {logs}): "
+            "use the local_cli fixture and mark the test local",
+            pytrace=False,
+        )
+    return proc
+
+
 @pytest.fixture(scope="session")
-def cli():
-    """The :func:`run_cli` helper, as a fixture."""
+def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The command line in a fresh interpreter, for anything but a pipeline run (usage errors of ``run`` are fine)."""
+    return cli_without_local_runs
+
+
+@resource("local", scope="session")
+def local_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The command line for ``shipyard run ... --local``: pipeline runs under kfp.local."""
     return run_cli
+
+
+@resource("local")
+def kfp_local(tmp_path: Path) -> Path:
+    """kfp.local set up in this process (SubprocessRunner, no venv); returns the pipeline root."""
+    from kfp import local
+
+    root = tmp_path / "pipeline-root"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    return root
+
+
+@resource("serving", scope="session")
+def model_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., contextlib.AbstractContextManager]]:
+    """Starts ``shipyard serve`` on 127.0.0.1 (a ``LocalServer``), waits until it is ready, stops it by PID.
+
+    Call it as ``with model_server(model_dir, name, args=[...]) as server:``; a server still running at the
+    end of the session (a test that failed half-way) is stopped then.
+    """
+    from components.deploy_model.core import LocalServer
+
+    running: list[LocalServer] = []
+
+    @contextlib.contextmanager
+    def start(model_dir: Path | str, name: str, args: tuple[str, ...] | list[str] = (), ready_s: float = 90):
+        log = tmp_path_factory.mktemp("server") / "server.log"
+        server = LocalServer(str(model_dir), name, log_path=str(log), args=list(args))
+        running.append(server)
+        with server:
+            server.wait_ready(ready_s)
+            yield server
+
+    yield start
+    for server in running:
+        server.__exit__(None, None, None)
+
+
+@resource("serving")
+def started_servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
+    """Every ``LocalServer`` the code under test starts (deploy_model's local target), in order; stopped at the end."""
+    from components.deploy_model import core
+
+    servers: list[core.LocalServer] = []
+
+    class Recording(core.LocalServer):
+        def __enter__(self):
+            servers.append(self)
+            return super().__enter__()
+
+    monkeypatch.setattr(core, "LocalServer", Recording)
+    yield servers
+    for server in servers:
+        server.__exit__(None, None, None)
 
 
 def postgres_available() -> bool:
@@ -74,6 +176,24 @@ def postgres_available() -> bool:
             return True
     except OSError:
         return False
+
+
+@resource("integration", scope="session")
+def postgres() -> str:
+    """The URL of the ``test`` database on 127.0.0.1:5432 (user postgres, trust auth); skips when it does not answer."""
+    from scratch_postgres import ADMIN_URL
+
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not answering on 127.0.0.1:5432")
+    return ADMIN_URL
+
+
+@resource("integration", scope="session")
+def scratch_postgres(postgres: str) -> Callable[[str], contextlib.AbstractContextManager[str]]:
+    """``with scratch_postgres(prefix) as url:`` a database of its own, dropped afterwards (scratch_postgres.py)."""
+    from scratch_postgres import scratch_database
+
+    return scratch_database
 
 
 #: The flagship's executor tasks, in pipeline order (the exit handler's record-outcome last).
@@ -90,16 +210,30 @@ FLAGSHIP_STAGES = (
     "record-outcome",
 )
 
-CRD_PATH = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "kserve-inferenceservice-crd.json"
+CRD_NAME = "kserve-inferenceservice-crd.json"
+#: The shared schema beside the checkout (``../shared/schemas``), the copy committed under tests/.
+CRD_SHARED = TESTS.parents[1] / "shared" / "schemas" / CRD_NAME
+CRD_COPY = TESTS / "schemas" / CRD_NAME
+
+
+def crd_path(environ: dict[str, str] | os._Environ[str] = os.environ, shared: Path = CRD_SHARED) -> Path:
+    """The InferenceService CRD to check against: ``SHIPYARD_ISVC_CRD``, else the shared one, else the copy."""
+    if environ.get("SHIPYARD_ISVC_CRD"):
+        return Path(environ["SHIPYARD_ISVC_CRD"])
+    return shared if shared.is_file() else CRD_COPY
 
 
 @pytest.fixture(scope="session")
 def isvc_schema() -> dict:
-    """The InferenceService openAPIV3Schema from ../shared/schemas (skips when absent)."""
-    import json
-
-    path = Path(os.environ.get("SHIPYARD_ISVC_CRD", CRD_PATH))
-    if not path.is_file():
-        pytest.skip(f"KServe InferenceService CRD not found at {path}")
-    crd = json.loads(path.read_text())
+    """The InferenceService openAPIV3Schema (from :func:`crd_path`; never skipped)."""
+    crd = json.loads(crd_path().read_text())
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+@pytest.fixture(scope="session")
+def validate_isvc(isvc_schema: dict) -> Callable[[dict], None]:
+    """Validates an InferenceService against the CRD schema (the schema is checked once: it is large)."""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(isvc_schema)(isvc_schema)
+    return validator.validate

@@ -23,16 +23,18 @@ def test_help(command, cli):
     assert "usage: shipyard" in proc.stdout
 
 
-def test_run_missing_file(tmp_path, cli):
-    proc = cli("run", "train_and_deploy", "--local", "--output", str(tmp_path), "--set", "data=/no/such/file.csv")
+@pytest.mark.local
+def test_run_missing_file(tmp_path, local_cli):
+    proc = local_cli("run", "train_and_deploy", "--local", "--output", str(tmp_path), "--set", "data=/no/such/file.csv")
     line = _one_line_error(proc)
     assert "ingest-data" in line and "/no/such/file.csv" in line and "no such file" in line
 
 
-def test_run_dataset_without_label(tmp_path, cli):
+@pytest.mark.local
+def test_run_dataset_without_label(tmp_path, local_cli):
     data = tmp_path / "nolabel.csv"
     data.write_text("a,b\n1,2\n3,4\n")
-    proc = cli("run", "train_and_deploy", "--local", "--output", str(tmp_path / "out"), "--set", f"data={data}")
+    proc = local_cli("run", "train_and_deploy", "--local", "--output", str(tmp_path / "out"), "--set", f"data={data}")
     line = _one_line_error(proc)
     assert "DataValidationError" in line and "'target'" in line and "a, b" in line
 
@@ -61,8 +63,8 @@ def test_serve_not_a_model_artifact(tmp_path, cli):
     assert "model.json" in line and str(tmp_path) in line
 
 
-def test_serve_tampered_artifact(artifacts, copy_artifact, cli):
-    model = copy_artifact(artifacts["baseline"])
+def test_serve_tampered_artifact(baseline_artifacts, copy_artifact, cli):
+    model = copy_artifact(baseline_artifacts["baseline"])
     weights = model / "model.skops"
     weights.write_bytes(weights.read_bytes() + b"\0")
     line = _one_line_error(cli("serve", str(model), "--name", "x", "--port", "1"))
@@ -111,15 +113,16 @@ def test_output_that_cannot_be_created_is_one_line(tmp_path, cli):
     assert str(blocker) in line
 
 
-def test_serve_rejects_a_name_that_is_not_a_url_segment(artifacts, cli):
-    proc = cli("serve", str(artifacts["baseline"]), "--name", "a/b")
+def test_serve_rejects_a_name_that_is_not_a_url_segment(baseline_artifacts, cli):
+    proc = cli("serve", str(baseline_artifacts["baseline"]), "--name", "a/b")
     assert proc.returncode == 2 and "'a/b'" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_failed_run_still_prints_the_table_and_records_the_outcome(tmp_path, cli):
+@pytest.mark.local
+def test_failed_run_still_prints_the_table_and_records_the_outcome(tmp_path, local_cli):
     data = tmp_path / "tiny.csv"
     data.write_text("a,target\n1,0\n2,1\n")
-    proc = cli("run", "train_and_deploy", "--local", "--output", str(tmp_path / "out"), "--set", f"data={data}")
+    proc = local_cli("run", "train_and_deploy", "--local", "--output", str(tmp_path / "out"), "--set", f"data={data}")
     line = _one_line_error(proc)
     assert "task 'validate-data' failed: DataValidationError" in line and "too_few_rows" in line
     rows = {row.split()[0]: row.split()[1] for row in proc.stdout.splitlines() if row[:1].isalpha() and "-" in row}
@@ -146,6 +149,7 @@ def halves(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_validate_exit_codes_and_reports(halves, tmp_path, cli):
     same = cli("validate", str(halves / "cur.csv"), "--reference", str(halves / "ref.csv"))
     assert same.returncode == 0, same.stdout + same.stderr
@@ -419,9 +423,9 @@ def test_validate_label_options_and_unusable_input_exit_2(tmp_path, cli):
 
 @pytest.mark.local
 @pytest.mark.slow
-def test_validate_writes_the_schema_a_kfp_local_run_of_the_components_writes(tmp_path, cli):
+def test_validate_writes_the_schema_a_kfp_local_run_of_the_components_writes(tmp_path, cli, kfp_local):
     """The components themselves under kfp.local (options through KFP's protobuf Struct), not only their cores."""
-    from kfp import dsl, local
+    from kfp import dsl
 
     from components.ingest_data.component import ingest_data
     from components.validate_data.component import validate_data
@@ -436,10 +440,8 @@ def test_validate_writes_the_schema_a_kfp_local_run_of_the_components_writes(tmp
     steps.__annotations__ = {"source": str, "options": dict}  # real types: this module has postponed annotations
     probe = dsl.pipeline(name="validate-probe")(steps)
 
-    root = tmp_path / "kfp"
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     probe(source=str(data), options=VALIDATION)
-    step = next(root.glob("validate-probe-*")) / "validate-data"
+    step = next(kfp_local.glob("validate-probe-*")) / "validate-data"
     proc = cli(
         "validate",
         str(data),

@@ -1,4 +1,7 @@
-"""Tests for components.deploy_model.core and serving.rollout.isvc: names, rendering, a local smoke test."""
+"""Tests for components.deploy_model.core: service names, the render target, a local smoke test.
+
+The InferenceService rendering itself (serving.rollout.isvc) is tested in tests/serving/rollout/.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.deploy_model import core
 from components.deploy_model.core import ISVC_FILE, RESULT_FILE, DeployConfig, deploy, service_name_for
-from serving.rollout.isvc import DNS_LABEL, SERVED_FORMATS, render_inference_service, render_serving_runtime
+from serving.rollout.isvc import DNS_LABEL
 from shipyard.artifacts import read_model_manifest
 from shipyard.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[2]
-GENERATED_RUNTIME = REPO / "manifests" / "generated" / "cluster-serving-runtime.yaml"
 
 
 @pytest.mark.parametrize(
@@ -44,26 +43,7 @@ def test_service_name_for(model_name, expected):
 # --- render ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def validate_isvc(isvc_schema):
-    """Validates against the CRD schema (the schema itself is checked once, not per call: it is large)."""
-    import jsonschema
-
-    validator = jsonschema.validators.validator_for(isvc_schema)(isvc_schema)
-    return validator.validate
-
-
-def test_the_crd_schema_rejects_a_malformed_service(validate_isvc):
-    import jsonschema
-
-    isvc = render_inference_service("bc", "gs://b/m", "onnx")
-    validate_isvc(isvc)
-    isvc["spec"]["predictor"]["canaryTrafficPercent"] = "ten"
-    with pytest.raises(jsonschema.ValidationError, match="canaryTrafficPercent|'ten'"):
-        validate_isvc(isvc)
-
-
-def _deploy(artifacts, tmp_path: Path, model: str = "quantized", **values) -> tuple[dict, Path]:
+def _deploy(artifacts, tmp_path: Path, model: str = "baseline", **values) -> tuple[dict, Path]:
     out = tmp_path / "deployment"
     result = deploy(
         str(artifacts[model]),
@@ -77,14 +57,14 @@ def _deploy(artifacts, tmp_path: Path, model: str = "quantized", **values) -> tu
     return result, out
 
 
-def test_render_target_writes_a_valid_inference_service(artifacts, tmp_path, validate_isvc):
-    result, out = _deploy(artifacts, tmp_path, target="render", canary_traffic_percent=25, namespace="ml")
+def test_render_target_writes_a_valid_inference_service(baseline_artifacts, tmp_path, validate_isvc):
+    result, out = _deploy(baseline_artifacts, tmp_path, target="render", canary_traffic_percent=25, namespace="ml")
 
     text = (out / ISVC_FILE).read_text()
     assert text.startswith("# Rendered by shipyard deploy_model\n")
     isvc = yaml.safe_load(text)
     validate_isvc(isvc)
-    fmt = read_model_manifest(artifacts["quantized"]).format
+    fmt = read_model_manifest(baseline_artifacts["baseline"]).format
     predictor = isvc["spec"]["predictor"]
     assert isvc["apiVersion"] == "serving.kserve.io/v1beta1" and isvc["kind"] == "InferenceService"
     assert isvc["metadata"]["name"] == "breast-cancer" and isvc["metadata"]["namespace"] == "ml"
@@ -104,7 +84,8 @@ def test_render_target_writes_a_valid_inference_service(artifacts, tmp_path, val
     assert "# Deployment: breast-cancer" in report and "canary traffic 25%" in report and "```yaml" in report
 
 
-@pytest.mark.parametrize("model", ["baseline", "model"])
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["model", "quantized"])
 def test_rendered_model_format_follows_the_artifact(artifacts, tmp_path, validate_isvc, model):
     _, out = _deploy(artifacts, tmp_path, model=model, target="render", service_name="bc-canary")
     isvc = yaml.safe_load((out / ISVC_FILE).read_text())
@@ -114,18 +95,18 @@ def test_rendered_model_format_follows_the_artifact(artifacts, tmp_path, validat
     assert isvc["metadata"]["name"] == "bc-canary"
 
 
-def test_a_bad_service_name_is_rejected_before_anything_is_written(artifacts, tmp_path):
+def test_a_bad_service_name_is_rejected_before_anything_is_written(baseline_artifacts, tmp_path):
     with pytest.raises(ConfigError, match="service name 'BC_1' must be a DNS-1035 label"):
-        _deploy(artifacts, tmp_path, target="render", service_name="BC_1")
+        _deploy(baseline_artifacts, tmp_path, target="render", service_name="BC_1")
     assert not (tmp_path / "deployment").exists()
 
 
-def test_an_empty_model_name_is_derived_from_the_data(artifacts, tmp_path, validate_isvc):
+def test_an_empty_model_name_is_derived_from_the_data(baseline_artifacts, tmp_path, validate_isvc):
     out = tmp_path / "deployment"
     result = deploy(
-        str(artifacts["quantized"]),
+        str(baseline_artifacts["baseline"]),
         "gs://bucket/models/churn/1",
-        str(artifacts["test"]),
+        str(baseline_artifacts["test"]),
         "",
         str(out),
         str(tmp_path / "deploy.md"),
@@ -138,12 +119,14 @@ def test_an_empty_model_name_is_derived_from_the_data(artifacts, tmp_path, valid
 
 
 @pytest.mark.parametrize(("model_name", "source"), [("team/churn", "x.csv"), ("", "")])
-def test_an_unusable_model_name_is_rejected_before_anything_is_written(artifacts, tmp_path, model_name, source):
+def test_an_unusable_model_name_is_rejected_before_anything_is_written(
+    baseline_artifacts, tmp_path, model_name, source
+):
     with pytest.raises(ConfigError, match=f"model_name {model_name!r}"):
         deploy(
-            str(artifacts["quantized"]),
+            str(baseline_artifacts["baseline"]),
             "gs://b/m",
-            str(artifacts["test"]),
+            str(baseline_artifacts["test"]),
             model_name,
             str(tmp_path / "deployment"),
             str(tmp_path / "deploy.md"),
@@ -175,90 +158,22 @@ def test_deploy_config_errors(values, fragment):
 
 
 @pytest.mark.serving
-def test_local_target_smoke_tests_and_stops_the_server(artifacts, tmp_path, monkeypatch):
-    servers: list[core.LocalServer] = []
-
-    class Recording(core.LocalServer):
-        def __enter__(self):
-            servers.append(self)
-            return super().__enter__()
-
-    monkeypatch.setattr(core, "LocalServer", Recording)
-
-    result, out = _deploy(artifacts, tmp_path, model="baseline", target="local", smoke_rows=4, ready_timeout_s=90)
+def test_local_target_smoke_tests_and_stops_the_server(baseline_artifacts, tmp_path, started_servers):
+    result, out = _deploy(
+        baseline_artifacts, tmp_path, model="baseline", target="local", smoke_rows=4, ready_timeout_s=90
+    )
 
     smoke = result["smoke"]
     assert (smoke["v1"], smoke["v2"], smoke["rows"]) == ("passed", "passed", 4)
     assert result["action"] == "smoke-tested locally"
-    assert result["endpoint"] == f"{servers[0].url}/v2/models/breast-cancer/infer"
-    (server,) = servers
+    (server,) = started_servers
+    assert result["endpoint"] == f"{server.url}/v2/models/breast-cancer/infer"
     assert server.proc is not None and server.proc.returncode is not None
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
     assert (out / "server.log").is_file()
     assert json.loads((out / RESULT_FILE).read_text()) == result
     assert "server stopped" in (tmp_path / "deploy.md").read_text()
-
-
-# --- render_inference_service / render_serving_runtime ---------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "fragment"),
-    [
-        ({"name": "Bad_Name"}, "service name 'Bad_Name' must be a DNS-1035 label"),
-        ({"name": "1bc"}, "service name '1bc'"),
-        ({"name": "bc-"}, "service name 'bc-'"),
-        ({"name": "b" * 64}, "must be a DNS-1035 label"),
-        ({"model_format": "keras"}, "model format 'keras' cannot be served"),
-        ({"model_format": "tflite"}, "model format 'tflite' cannot be served"),
-        ({"canary_traffic_percent": 101}, "canary_traffic_percent must be in 0..100, got 101"),
-        ({"min_replicas": 4, "max_replicas": 3}, "min_replicas <= max_replicas"),
-        ({"min_replicas": 0, "max_replicas": 0}, "max_replicas >= 1"),
-        ({"storage_uri": ""}, "storage_uri is empty"),
-    ],
-)
-def test_render_inference_service_errors(kwargs, fragment):
-    args = {"name": "bc", "storage_uri": "gs://b/m", "model_format": "onnx", **kwargs}
-    with pytest.raises(ConfigError) as exc:
-        render_inference_service(**args)
-    assert fragment in str(exc.value)
-
-
-def test_render_inference_service_without_canary_omits_it(validate_isvc):
-    isvc = render_inference_service(
-        "bc",
-        "pvc://models/bc",
-        "torchscript",
-        canary_traffic_percent=None,
-        service_account="reader",
-        annotations={"serving.kserve.io/deploymentMode": "Raw"},
-    )
-    validate_isvc(isvc)
-    assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
-    assert isvc["spec"]["predictor"]["serviceAccountName"] == "reader"
-    assert isvc["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Raw"}
-
-
-def test_render_serving_runtime_lists_the_three_formats():
-    runtime = render_serving_runtime(image="registry.example/shipyard:test")
-    formats = runtime["spec"]["supportedModelFormats"]
-    assert [f["name"] for f in formats] == [f"shipyard-{f}" for f in SERVED_FORMATS]
-    assert [f["name"] for f in formats] == ["shipyard-sklearn-skops", "shipyard-torchscript", "shipyard-onnx"]
-    assert all(f["autoSelect"] is True and f["version"] == "1" for f in formats)
-    (container,) = runtime["spec"]["containers"]
-    assert container["image"] == "registry.example/shipyard:test"
-    assert container["args"][:2] == ["serve", "/mnt/models"] and "{{.Name}}" in container["args"]
-    assert runtime["kind"] == "ClusterServingRuntime" and runtime["metadata"]["name"] == "shipyard"
-    assert runtime["spec"]["protocolVersions"] == ["v1", "v2"]
-
-
-def test_committed_serving_runtime_is_not_stale():
-    if not GENERATED_RUNTIME.is_file():
-        pytest.skip(f"{GENERATED_RUNTIME} is not committed")
-    assert yaml.safe_load(GENERATED_RUNTIME.read_text()) == render_serving_runtime(), (
-        "manifests/generated is stale; regenerate with `make manifests`"
-    )
 
 
 @pytest.mark.parametrize(

@@ -115,6 +115,7 @@ def test_dataset_drift_needs_half_the_columns():
     assert two["drift_share"] == 0.5 and two["dataset_drift"]
 
 
+@pytest.mark.slow
 def test_random_halves_rarely_drift():
     """Two random halves of the same data are flagged in at most 5% of 100 seeded splits."""
     from sklearn.datasets import load_breast_cancer

@@ -7,8 +7,8 @@ import pytest
 pytestmark = [pytest.mark.local, pytest.mark.slow]
 
 
-def test_drift_check_branches_on_a_local_run(tmp_path):
-    from kfp import dsl, local
+def test_drift_check_branches_on_a_local_run(kfp_local):
+    from kfp import dsl
 
     from components.drift_check.component import drift_check
     from components.ingest_data.component import ingest_data
@@ -21,9 +21,8 @@ def test_drift_check_branches_on_a_local_run(tmp_path):
         current = ingest_data(source=current_data, label="target")
         drift_check(reference=validated.outputs["schema"], current=current.outputs["dataset"])
 
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path), raise_on_error=True)
     probe(reference_data="sklearn:breast_cancer", current_data="sklearn:breast_cancer")
-    run_dir = next(tmp_path.glob("drift-probe-*"))
+    run_dir = next(kfp_local.glob("drift-probe-*"))
     outputs = json.loads((run_dir / "drift-check" / "executor_output.json").read_text())["parameterValues"]
     assert outputs == {"Output": False}
     result = json.loads((run_dir / "drift-check" / "drift").read_text())

@@ -31,12 +31,12 @@ def _evaluate(
 
 
 @pytest.fixture(scope="module")
-def constant_model(artifacts, tmp_path_factory) -> Path:
+def constant_model(baseline_artifacts, tmp_path_factory) -> Path:
     """A DummyClassifier artifact that predicts the class prior for every row."""
     from sklearn.dummy import DummyClassifier
     from sklearn.pipeline import make_pipeline
 
-    data = load_split(str(artifacts["train"]))
+    data = load_split(str(baseline_artifacts["train"]))
     model = make_pipeline(DummyClassifier(strategy="prior")).fit(data.x, data.y)
     path = tmp_path_factory.mktemp("dummy") / "model"
     save_sklearn_model(str(path), model, data, {}, {"role": "test-dummy"})
@@ -48,6 +48,7 @@ def _baseline_check(result: dict) -> dict:
     return row
 
 
+@pytest.mark.slow
 def test_report_has_metrics_checks_confusion_matrix_and_roc(tmp_path, artifacts):
     result, report = _evaluate(tmp_path, artifacts["quantized"], artifacts["test"], artifacts["baseline"])
 
@@ -81,8 +82,10 @@ def test_report_has_metrics_checks_confusion_matrix_and_roc(tmp_path, artifacts)
     assert markdown.startswith("# Evaluation: ") and f"{rows} test rows" in markdown and "roc_auc" in markdown
 
 
-def test_unreachable_threshold_is_not_blessed(tmp_path, artifacts):
-    result, _ = _evaluate(tmp_path, artifacts["quantized"], artifacts["test"], thresholds={"roc_auc": {"min": 1.01}})
+def test_unreachable_threshold_is_not_blessed(tmp_path, baseline_artifacts):
+    result, _ = _evaluate(
+        tmp_path, baseline_artifacts["baseline"], baseline_artifacts["test"], thresholds={"roc_auc": {"min": 1.01}}
+    )
 
     assert result["blessed"] is False
     (check,) = result["checks"]
@@ -91,11 +94,11 @@ def test_unreachable_threshold_is_not_blessed(tmp_path, artifacts):
     assert "NOT blessed" in (tmp_path / "eval.md").read_text()
 
 
-def test_max_threshold(tmp_path, artifacts):
+def test_max_threshold(tmp_path, baseline_artifacts):
     result, _ = _evaluate(
         tmp_path,
-        artifacts["quantized"],
-        artifacts["test"],
+        baseline_artifacts["baseline"],
+        baseline_artifacts["test"],
         thresholds={"log_loss": {"max": 5.0}, "accuracy": {"min": 0.5, "max": 0.1}},
     )
     checks = {c["check"]: c for c in result["checks"]}
@@ -111,20 +114,20 @@ def test_max_threshold(tmp_path, artifacts):
         ({"primary_metric": "rmse"}, "primary_metric 'rmse' is not a binary metric"),
     ],
 )
-def test_metrics_of_another_task_are_config_errors(tmp_path, artifacts, values, fragment):
+def test_metrics_of_another_task_are_config_errors(tmp_path, baseline_artifacts, values, fragment):
     with pytest.raises(ConfigError) as exc:
-        _evaluate(tmp_path, artifacts["quantized"], artifacts["test"], **values)
+        _evaluate(tmp_path, baseline_artifacts["baseline"], baseline_artifacts["test"], **values)
     assert fragment in str(exc.value)
     assert not (tmp_path / "eval.json").exists()
 
 
 @pytest.mark.parametrize("comparison", ["point", "bootstrap", "noninferiority"])
-def test_clearly_worse_candidate_is_not_blessed(tmp_path, artifacts, constant_model, comparison):
+def test_clearly_worse_candidate_is_not_blessed(tmp_path, baseline_artifacts, constant_model, comparison):
     result, _ = _evaluate(
         tmp_path,
         constant_model,
-        artifacts["test"],
-        artifacts["baseline"],
+        baseline_artifacts["test"],
+        baseline_artifacts["baseline"],
         comparison=comparison,
         thresholds={"accuracy": {"min": 0.0}},
     )
@@ -140,6 +143,7 @@ def test_clearly_worse_candidate_is_not_blessed(tmp_path, artifacts, constant_mo
         assert baseline["interval"][1] < -0.01
 
 
+@pytest.mark.slow
 def test_noninferiority_is_stricter_than_bootstrap(tmp_path, artifacts):
     """The quantized MLP vs the baseline on 86 rows: its CI straddles -0.01, so only the lenient mode passes."""
     results = {
@@ -162,9 +166,13 @@ def test_noninferiority_is_stricter_than_bootstrap(tmp_path, artifacts):
 
 
 @pytest.mark.parametrize("comparison", ["point", "bootstrap", "noninferiority"])
-def test_identical_models_are_blessed(tmp_path, artifacts, comparison):
+def test_identical_models_are_blessed(tmp_path, baseline_artifacts, comparison):
     result, _ = _evaluate(
-        tmp_path, artifacts["baseline"], artifacts["test"], artifacts["baseline"], comparison=comparison
+        tmp_path,
+        baseline_artifacts["baseline"],
+        baseline_artifacts["test"],
+        baseline_artifacts["baseline"],
+        comparison=comparison,
     )
 
     assert result["blessed"] is True
@@ -173,18 +181,20 @@ def test_identical_models_are_blessed(tmp_path, artifacts, comparison):
     assert result["metrics"] == result["baseline_metrics"]
 
 
-def test_baseline_comparison_is_reversed_for_the_dummy_as_baseline(tmp_path, artifacts, constant_model):
-    result, _ = _evaluate(tmp_path, artifacts["baseline"], artifacts["test"], constant_model, comparison="point")
+def test_baseline_comparison_is_reversed_for_the_dummy_as_baseline(tmp_path, baseline_artifacts, constant_model):
+    result, _ = _evaluate(
+        tmp_path, baseline_artifacts["baseline"], baseline_artifacts["test"], constant_model, comparison="point"
+    )
     baseline = _baseline_check(result)
     assert baseline["passed"] is True and baseline["value"] > 0.3
 
 
-def test_lower_is_better_primary_metric(tmp_path, artifacts, constant_model):
+def test_lower_is_better_primary_metric(tmp_path, baseline_artifacts, constant_model):
     result, _ = _evaluate(
         tmp_path,
         constant_model,
-        artifacts["test"],
-        artifacts["baseline"],
+        baseline_artifacts["test"],
+        baseline_artifacts["baseline"],
         comparison="point",
         primary_metric="log_loss",
         thresholds={"accuracy": {"min": 0.0}},

@@ -155,6 +155,7 @@ def quantized(artifacts, tmp_path_factory) -> dict:
     return {"result": result, "root": root, "config": config}
 
 
+@pytest.mark.slow
 def test_quantize_writes_the_chosen_variant_with_a_parent(quantized, artifacts):
     result, out = quantized["result"], quantized["root"] / "out"
     source = artifacts["model"]
@@ -177,6 +178,7 @@ def test_quantize_writes_the_chosen_variant_with_a_parent(quantized, artifacts):
         assert manifest.details["variant"] == result["variant"]
 
 
+@pytest.mark.slow
 def test_quantized_model_scores_like_the_source(quantized, artifacts):
     val = load_split(str(artifacts["val"]), "binary", [0, 1])
     source = load_model(artifacts["model"]).scores(val.x)
@@ -185,6 +187,7 @@ def test_quantized_model_scores_like_the_source(quantized, artifacts):
     np.testing.assert_allclose(out, source, atol=0.05)
 
 
+@pytest.mark.slow
 def test_quantize_report_is_consistent_with_the_rule(quantized):
     result, root, config = quantized["result"], quantized["root"], quantized["config"]
     report = json.loads((root / "q.json").read_text())
@@ -202,12 +205,12 @@ def test_quantize_report_is_consistent_with_the_rule(quantized):
     assert all(v in markdown for v in VARIANTS)
 
 
-def test_sklearn_model_passes_through_unchanged(artifacts, tmp_path):
-    source = artifacts["baseline"]
+def test_sklearn_model_passes_through_unchanged(baseline_artifacts, tmp_path):
+    source = baseline_artifacts["baseline"]
 
     result = quantize(
         str(source),
-        str(artifacts["val"]),
+        str(baseline_artifacts["val"]),
         str(tmp_path / "out"),
         str(tmp_path / "q.json"),
         str(tmp_path / "q.md"),

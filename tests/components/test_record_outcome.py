@@ -87,10 +87,10 @@ def test_long_values_are_cut_in_tags_but_kept_in_the_json(store, tmp_path):
     assert run.data.tags["kfp.pipeline_job"] == job[:250]
 
 
-def test_outcomes_share_the_experiment_with_registered_models(store, tmp_path, artifacts):
+def test_outcomes_share_the_experiment_with_registered_models(store, tmp_path, baseline_artifacts):
     from components.register_model.core import register
 
-    registered = register(str(artifacts["baseline"]), "bc", None, True, store)
+    registered = register(str(baseline_artifacts["baseline"]), "bc", None, True, store)
     outcome = record("SUCCEEDED", "job-2", "register-model", "", "bc", store, str(tmp_path / "o.json"))
 
     run, experiment = _run(store, outcome["mlflow_run_id"])

@@ -55,6 +55,7 @@ def _runs(uri: str) -> list:
     return [] if experiment is None else client.search_runs([experiment.experiment_id])
 
 
+@pytest.mark.slow
 def test_versions_count_up_and_challenger_moves_only_when_blessed(artifacts, store, eval_json):
     first = register(str(artifacts["baseline"]), NAME, eval_json, True, store)
     second = register(str(artifacts["baseline"]), NAME, eval_json, False, store)
@@ -73,9 +74,9 @@ def test_versions_count_up_and_challenger_moves_only_when_blessed(artifacts, sto
     assert len(_runs(store)) == 3
 
 
-def test_tags_params_and_metrics_are_logged(artifacts, store, eval_json):
+def test_tags_params_and_metrics_are_logged(baseline_artifacts, store, eval_json):
     result = register(
-        str(artifacts["baseline"]),
+        str(baseline_artifacts["baseline"]),
         NAME,
         eval_json,
         True,
@@ -85,7 +86,7 @@ def test_tags_params_and_metrics_are_logged(artifacts, store, eval_json):
     )
 
     run = _client(store).get_run(result["run_id"])
-    manifest = read_model_manifest(artifacts["baseline"])
+    manifest = read_model_manifest(baseline_artifacts["baseline"])
     assert run.data.tags["shipyard.format"] == "sklearn-skops"
     assert run.data.tags["shipyard.task"] == "binary"
     assert run.data.tags["shipyard.blessed"] == "true"
@@ -99,9 +100,9 @@ def test_tags_params_and_metrics_are_logged(artifacts, store, eval_json):
     assert version.source == result["source"]
 
 
-def test_the_artifact_is_copied_under_the_run_beside_the_database(artifacts, store, eval_json, tmp_path):
+def test_the_artifact_is_copied_under_the_run_beside_the_database(baseline_artifacts, store, eval_json, tmp_path):
     result = register(
-        str(artifacts["baseline"]),
+        str(baseline_artifacts["baseline"]),
         NAME,
         eval_json,
         True,
@@ -112,31 +113,31 @@ def test_the_artifact_is_copied_under_the_run_beside_the_database(artifacts, sto
     assert result["source"].startswith("file://") and result["source"].endswith("/model")
     copied = _local(result["source"])
     assert copied.is_relative_to(tmp_path / "mlartifacts")
-    assert sorted(p.name for p in copied.iterdir()) == sorted(p.name for p in artifacts["baseline"].iterdir())
-    assert read_model_manifest(copied).files == read_model_manifest(artifacts["baseline"]).files
+    assert sorted(p.name for p in copied.iterdir()) == sorted(p.name for p in baseline_artifacts["baseline"].iterdir())
+    assert read_model_manifest(copied).files == read_model_manifest(baseline_artifacts["baseline"]).files
     reports = copied.parent / "reports"
     assert (reports / "eval" / "eval.json").is_file()
     assert not (reports / "absent").exists()
 
 
-def test_without_eval_json_only_the_manifest_metrics_are_logged(artifacts, store):
-    result = register(str(artifacts["baseline"]), NAME, None, False, store)
+def test_without_eval_json_only_the_manifest_metrics_are_logged(baseline_artifacts, store):
+    result = register(str(baseline_artifacts["baseline"]), NAME, None, False, store)
     assert set(_client(store).get_run(result["run_id"]).data.metrics) == {"val_loss"}
 
 
 @pytest.mark.parametrize("name", ["", "team/bc"])
-def test_bad_model_name_is_a_config_error_before_anything_is_created(artifacts, store, tmp_path, name):
+def test_bad_model_name_is_a_config_error_before_anything_is_created(baseline_artifacts, store, tmp_path, name):
     with pytest.raises(ConfigError) as exc:
-        register(str(artifacts["baseline"]), name, None, True, store)
+        register(str(baseline_artifacts["baseline"]), name, None, True, store)
     assert f"model_name {name!r}" in str(exc.value)
     assert ("no '/'" if name else "no data source") in str(exc.value)
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_tampered_model_fails_integrity_before_anything_is_logged(artifacts, store, eval_json, tmp_path):
-    register(str(artifacts["baseline"]), NAME, eval_json, True, store)
+def test_tampered_model_fails_integrity_before_anything_is_logged(baseline_artifacts, store, eval_json, tmp_path):
+    register(str(baseline_artifacts["baseline"]), NAME, eval_json, True, store)
     tampered = tmp_path / "tampered"
-    shutil.copytree(artifacts["baseline"], tampered)
+    shutil.copytree(baseline_artifacts["baseline"], tampered)
     with open(tampered / "model.skops", "ab") as f:
         f.write(b"\0")
 
@@ -149,9 +150,9 @@ def test_tampered_model_fails_integrity_before_anything_is_logged(artifacts, sto
     assert int(_client(store).get_model_version_by_alias(NAME, CHALLENGER).version) == 1
 
 
-def test_tampered_model_on_a_fresh_store_creates_no_database(artifacts, store, tmp_path):
+def test_tampered_model_on_a_fresh_store_creates_no_database(baseline_artifacts, store, tmp_path):
     tampered = tmp_path / "tampered"
-    shutil.copytree(artifacts["baseline"], tampered)
+    shutil.copytree(baseline_artifacts["baseline"], tampered)
     (tampered / "extra.bin").write_bytes(b"x")
     with pytest.raises(IntegrityError, match="not listed"):
         register(str(tampered), NAME, None, True, store)
@@ -188,9 +189,9 @@ def test_home_directory_is_the_last_resort(monkeypatch, tmp_path):
     assert resolve_tracking_uri() == f"sqlite:///{tmp_path.resolve()}/.shipyard/mlflow.db"
 
 
-def test_register_uses_the_resolved_default_store(artifacts, mlflow_env, monkeypatch, tmp_path):
+def test_register_uses_the_resolved_default_store(baseline_artifacts, mlflow_env, monkeypatch, tmp_path):
     monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
-    result = register(str(artifacts["baseline"]), NAME, None, True)
+    result = register(str(baseline_artifacts["baseline"]), NAME, None, True)
     assert result["tracking_uri"] == f"sqlite:///{(tmp_path / 'home').resolve()}/mlflow.db"
     assert (tmp_path / "home" / "mlflow.db").is_file()
     assert _local(result["source"]).is_relative_to((tmp_path / "home" / "mlartifacts").resolve())

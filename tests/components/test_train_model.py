@@ -19,11 +19,11 @@ SMALL = {"max_epochs": 4, "patience": 4, "width": 16, "depth": 1}
 
 
 @pytest.fixture(scope="module")
-def trained(artifacts, tmp_path_factory) -> dict:
+def trained(baseline_artifacts, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("train")
     summary = core.train(
-        str(artifacts["train"]),
-        str(artifacts["val"]),
+        str(baseline_artifacts["train"]),
+        str(baseline_artifacts["val"]),
         str(root / "model"),
         str(root / "baseline"),
         core.TrainConfig.from_dict(SMALL),
@@ -87,9 +87,9 @@ def test_train_writes_a_torchscript_artifact_and_a_skops_baseline(trained):
     assert baseline.metrics == {"val_loss": summary["baseline_val_loss"]}
 
 
-def test_torchscript_equals_the_rebuilt_state_dict_module(trained, artifacts):
+def test_torchscript_equals_the_rebuilt_state_dict_module(trained, baseline_artifacts):
     manifest = read_model_manifest(trained["model"])
-    val = core.load_split(str(artifacts["val"]), manifest.task, list(manifest.label_names))
+    val = core.load_split(str(baseline_artifacts["val"]), manifest.task, list(manifest.label_names))
     x = torch.from_numpy(val.x)
 
     scripted = torch.jit.load(str(trained["model"] / core.TORCHSCRIPT_FILE))
@@ -105,17 +105,17 @@ def test_torchscript_equals_the_rebuilt_state_dict_module(trained, artifacts):
     np.testing.assert_allclose(load_model(trained["model"]).scores(val.x), a, atol=1e-6, rtol=0)
 
 
-def test_baseline_val_loss_is_its_log_loss_on_val(trained, artifacts):
+def test_baseline_val_loss_is_its_log_loss_on_val(trained, baseline_artifacts):
     from sklearn.metrics import log_loss
 
-    val = core.load_split(str(artifacts["val"]), "binary", [0, 1])
+    val = core.load_split(str(baseline_artifacts["val"]), "binary", [0, 1])
     scores = load_model(trained["baseline"]).scores(val.x)
     assert log_loss(val.y, scores) == pytest.approx(trained["summary"]["baseline_val_loss"], rel=1e-6)
 
 
-def test_early_stopping_stops_patience_epochs_after_the_best(artifacts):
-    tr = core.load_split(str(artifacts["train"]))
-    va = core.load_split(str(artifacts["val"]), tr.task, tr.label_names)
+def test_early_stopping_stops_patience_epochs_after_the_best(baseline_artifacts):
+    tr = core.load_split(str(baseline_artifacts["train"]))
+    va = core.load_split(str(baseline_artifacts["val"]), tr.task, tr.label_names)
     losses: list[float] = []
     config = core.TrainConfig(max_epochs=40, patience=1, lr=0.05, width=16, depth=1)
 
@@ -126,9 +126,9 @@ def test_early_stopping_stops_patience_epochs_after_the_best(artifacts):
     assert info["best_val_loss"] == min(losses) < losses[-1]
 
 
-def test_best_epoch_weights_are_restored(artifacts):
-    tr = core.load_split(str(artifacts["train"]))
-    va = core.load_split(str(artifacts["val"]), tr.task, tr.label_names)
+def test_best_epoch_weights_are_restored(baseline_artifacts):
+    tr = core.load_split(str(baseline_artifacts["train"]))
+    va = core.load_split(str(baseline_artifacts["val"]), tr.task, tr.label_names)
     config = core.TrainConfig(max_epochs=40, patience=1, lr=0.05, width=16, depth=1)
 
     mlp, info = core.fit_mlp(tr, va, config)
@@ -169,11 +169,11 @@ def test_regression_on_diabetes(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is available")
-def test_cuda_without_a_gpu_is_a_config_error(tmp_path, artifacts):
+def test_cuda_without_a_gpu_is_a_config_error(tmp_path, baseline_artifacts):
     with pytest.raises(ConfigError, match="device 'cuda' requested but no CUDA device"):
         core.train(
-            str(artifacts["train"]),
-            str(artifacts["val"]),
+            str(baseline_artifacts["train"]),
+            str(baseline_artifacts["val"]),
             str(tmp_path / "model"),
             str(tmp_path / "baseline"),
             core.TrainConfig(device="cuda", max_epochs=1),

@@ -8,8 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import postgres_available
-from scratch_postgres import in_schema, scratch_database, tables
+from scratch_postgres import in_schema, tables
 
 from components.train_model.core import TrainConfig
 from components.tune_hyperparams.core import DEFAULT_SPACE, TuneConfig, check_storage_apart, tune
@@ -25,13 +24,13 @@ def _tune(artifacts, out: Path, **overrides) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(artifacts, tmp_path_factory) -> dict:
+def runs(baseline_artifacts, tmp_path_factory) -> dict:
     """The same seeded study run twice into two directories, and once with another seed."""
     root = tmp_path_factory.mktemp("tune")
     return {
-        "a": (_tune(artifacts, root / "a"), root / "a"),
-        "b": (_tune(artifacts, root / "b"), root / "b"),
-        "other": (_tune(artifacts, root / "other", seed=1), root / "other"),
+        "a": (_tune(baseline_artifacts, root / "a"), root / "a"),
+        "b": (_tune(baseline_artifacts, root / "b"), root / "b"),
+        "other": (_tune(baseline_artifacts, root / "other", seed=1), root / "other"),
     }
 
 
@@ -89,10 +88,10 @@ def test_report_markdown_lists_every_trial(runs):
         assert name in report
 
 
-def test_categorical_space_draws_only_the_choices(artifacts, tmp_path):
+def test_categorical_space_draws_only_the_choices(baseline_artifacts, tmp_path):
     space = {"width": {"type": "categorical", "choices": [8, 24]}, "depth": {"type": "int", "low": 1, "high": 2}}
 
-    result = _tune(artifacts, tmp_path, n_trials=3, search_space=space)
+    result = _tune(baseline_artifacts, tmp_path, n_trials=3, search_space=space)
 
     assert result["best_params"]["width"] in (8, 24)
     trials = json.loads((tmp_path / "study" / "trials.json").read_text())["trials"]
@@ -100,10 +99,10 @@ def test_categorical_space_draws_only_the_choices(artifacts, tmp_path):
     assert all(set(t["params"]) == {"width", "depth"} for t in trials)
 
 
-def test_diverging_trials_fail_and_the_study_goes_on(artifacts, tmp_path):
+def test_diverging_trials_fail_and_the_study_goes_on(baseline_artifacts, tmp_path):
     space = {"lr": {"type": "categorical", "choices": [1e12, 1e-3]}}
 
-    result = _tune(artifacts, tmp_path, n_trials=6, search_space=space)
+    result = _tune(baseline_artifacts, tmp_path, n_trials=6, search_space=space)
 
     trials = json.loads((tmp_path / "study" / "trials.json").read_text())["trials"]
     states = {t["params"]["lr"]: t["state"] for t in trials}
@@ -111,10 +110,10 @@ def test_diverging_trials_fail_and_the_study_goes_on(artifacts, tmp_path):
     assert result["best_params"]["lr"] == 1e-3 and result["trials"] == 6
 
 
-def test_no_completed_trial_is_a_config_error_and_writes_no_artifact(artifacts, tmp_path):
+def test_no_completed_trial_is_a_config_error_and_writes_no_artifact(baseline_artifacts, tmp_path):
     space = {"lr": {"type": "categorical", "choices": [1e12]}}
     with pytest.raises(ConfigError, match="no trial completed"):
-        _tune(artifacts, tmp_path, n_trials=2, search_space=space)
+        _tune(baseline_artifacts, tmp_path, n_trials=2, search_space=space)
     assert not (tmp_path / "study").exists() and not (tmp_path / "report.md").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".study")]
 
@@ -164,9 +163,9 @@ def test_tune_config_rejects_zero_trials():
         TuneConfig.from_dict({"n_trials": 0})
 
 
-def test_unreachable_storage_is_a_config_error_and_writes_no_artifact(artifacts, tmp_path):
+def test_unreachable_storage_is_a_config_error_and_writes_no_artifact(baseline_artifacts, tmp_path):
     with pytest.raises(ConfigError) as exc:
-        _tune(artifacts, tmp_path, n_trials=1, storage="nosuchdb://nowhere/x")
+        _tune(baseline_artifacts, tmp_path, n_trials=1, storage="nosuchdb://nowhere/x")
     assert "cannot open Optuna storage 'nosuchdb://nowhere/x'" in str(exc.value)
     assert not (tmp_path / "study").exists() and not (tmp_path / "report.md").exists()
 
@@ -175,10 +174,8 @@ PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PG_URL_PSYCOPG2 = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
 
-def _require_postgres() -> None:
+def _require_psycopg2() -> None:
     pytest.importorskip("psycopg2", reason="psycopg2 is not installed; needed for PostgreSQL storage")
-    if not postgres_available():
-        pytest.skip("PostgreSQL is not answering on 127.0.0.1:5432")
 
 
 def _check_study_in_postgres(artifacts, tmp_path: Path, url: str) -> None:
@@ -201,33 +198,35 @@ def _check_study_in_postgres(artifacts, tmp_path: Path, url: str) -> None:
 
 
 @pytest.mark.integration
-def test_postgresql_storage_with_explicit_psycopg2_driver_holds_the_study(artifacts, tmp_path):
-    _require_postgres()
-    _check_study_in_postgres(artifacts, tmp_path, PG_URL_PSYCOPG2)
+def test_postgresql_storage_with_explicit_psycopg2_driver_holds_the_study(baseline_artifacts, tmp_path, postgres):
+    _require_psycopg2()
+    _check_study_in_postgres(baseline_artifacts, tmp_path, PG_URL_PSYCOPG2)
 
 
 @pytest.mark.integration
-def test_postgresql_storage_url_holds_the_study(artifacts, tmp_path):
-    _require_postgres()
-    _check_study_in_postgres(artifacts, tmp_path, PG_URL)
+def test_postgresql_storage_url_holds_the_study(baseline_artifacts, tmp_path, postgres):
+    _require_psycopg2()
+    _check_study_in_postgres(baseline_artifacts, tmp_path, PG_URL)
 
 
-def test_shared_storage_gets_a_new_study_per_run_unless_named(artifacts, tmp_path):
+def test_shared_storage_gets_a_new_study_per_run_unless_named(baseline_artifacts, tmp_path):
     import optuna
 
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
-    first = _tune(artifacts, tmp_path / "a", n_trials=1, storage=storage)
-    second = _tune(artifacts, tmp_path / "b", n_trials=1, storage=storage)
+    first = _tune(baseline_artifacts, tmp_path / "a", n_trials=1, storage=storage)
+    second = _tune(baseline_artifacts, tmp_path / "b", n_trials=1, storage=storage)
     assert first["study_name"] != second["study_name"]
-    named = [_tune(artifacts, tmp_path / f"n{i}", n_trials=1, storage=storage, study_name="bc") for i in range(2)]
+    named = [
+        _tune(baseline_artifacts, tmp_path / f"n{i}", n_trials=1, storage=storage, study_name="bc") for i in range(2)
+    ]
     assert named[1]["trials"] == 2, "a named study is resumed"
     names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
     assert names == sorted([first["study_name"], second["study_name"], "bc"])
 
 
-def test_storage_errors_are_one_line_without_the_password(artifacts, tmp_path):
+def test_storage_errors_are_one_line_without_the_password(baseline_artifacts, tmp_path):
     with pytest.raises(ConfigError) as exc:  # port 1 refuses at once: no PostgreSQL is needed
-        _tune(artifacts, tmp_path, n_trials=1, storage="postgresql://u:s3cret@127.0.0.1:1/x")
+        _tune(baseline_artifacts, tmp_path, n_trials=1, storage="postgresql://u:s3cret@127.0.0.1:1/x")
     message = str(exc.value)
     assert message.startswith("tune: cannot open Optuna storage 'postgresql://u:***@127.0.0.1:1/x': ")
     assert "s3cret" not in message and "\n" not in message
@@ -274,19 +273,21 @@ def test_shipyard_run_refuses_one_schema_for_both_before_any_step(cli, tmp_path,
 
 
 @pytest.fixture
-def postgres_db():
-    with scratch_database("shipyard_optuna") as url:
+def postgres_db(scratch_postgres):
+    with scratch_postgres("shipyard_optuna") as url:
         yield url
 
 
 @pytest.mark.integration
-def test_a_schema_holding_an_mlflow_store_is_refused_before_optuna_touches_it(artifacts, tmp_path, postgres_db):
+def test_a_schema_holding_an_mlflow_store_is_refused_before_optuna_touches_it(
+    baseline_artifacts, tmp_path, postgres_db
+):
     from mlflow.tracking import MlflowClient
 
     MlflowClient(postgres_db).search_experiments()  # creates and migrates MLflow's store in public
     before = tables(postgres_db)
     with pytest.raises(ConfigError) as exc:
-        _tune(artifacts, tmp_path, n_trials=1, storage=postgres_db)
+        _tune(baseline_artifacts, tmp_path, n_trials=1, storage=postgres_db)
     message = str(exc.value)
     assert message.startswith(f"tune: {postgres_db!r} is the schema public of PostgreSQL database")
     assert "holds MLflow's revision" in message and "?options=-csearch_path%3Doptuna" in message
@@ -295,11 +296,11 @@ def test_a_schema_holding_an_mlflow_store_is_refused_before_optuna_touches_it(ar
 
 
 @pytest.mark.integration
-def test_storage_in_its_own_schema_creates_the_schema(artifacts, tmp_path, postgres_db):
+def test_storage_in_its_own_schema_creates_the_schema(baseline_artifacts, tmp_path, postgres_db):
     import optuna
 
     storage = in_schema(postgres_db, "optuna")
-    result = _tune(artifacts, tmp_path, n_trials=2, storage=storage, study_name="bc")
+    result = _tune(baseline_artifacts, tmp_path, n_trials=2, storage=storage, study_name="bc")
     assert result["storage"] == storage
     assert len(optuna.load_study(study_name="bc", storage=storage).trials) == 2
     found = tables(postgres_db)
@@ -307,7 +308,7 @@ def test_storage_in_its_own_schema_creates_the_schema(artifacts, tmp_path, postg
 
 
 @pytest.mark.integration
-def test_a_schema_that_cannot_be_created_is_a_config_error(artifacts, tmp_path, postgres_db):
+def test_a_schema_that_cannot_be_created_is_a_config_error(baseline_artifacts, tmp_path, postgres_db):
     import psycopg
 
     role = f"shipyard_no_create_{uuid.uuid4().hex[:10]}"  # may connect (trust), may not create schemas
@@ -316,7 +317,7 @@ def test_a_schema_that_cannot_be_created_is_a_config_error(artifacts, tmp_path, 
     storage = in_schema(postgres_db.replace("postgres@", f"{role}@"), "optuna")
     try:
         with pytest.raises(ConfigError, match=r"^tune: cannot create schema 'optuna' for .*permission denied"):
-            _tune(artifacts, tmp_path, n_trials=1, storage=storage)
+            _tune(baseline_artifacts, tmp_path, n_trials=1, storage=storage)
     finally:
         with psycopg.connect(postgres_db, autocommit=True) as conn:
             conn.execute(f'DROP OWNED BY "{role}"')

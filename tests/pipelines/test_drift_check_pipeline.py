@@ -38,8 +38,8 @@ def test_compiled_structure(tmp_path, cli):
 
 
 @pytest.mark.local
-def test_no_drift_skips_the_retrain(reference, tmp_path, cli):
-    proc = cli(
+def test_no_drift_skips_the_retrain(reference, tmp_path, local_cli):
+    proc = local_cli(
         "run",
         "drift_check",
         "--local",
@@ -60,7 +60,7 @@ def test_no_drift_skips_the_retrain(reference, tmp_path, cli):
 
 @pytest.mark.local
 @pytest.mark.slow
-def test_drift_retrains_and_deploys(reference, tmp_path, cli):
+def test_drift_retrains_and_deploys(reference, tmp_path, local_cli):
     import pandas as pd
     from sklearn.datasets import load_breast_cancer
 
@@ -68,7 +68,7 @@ def test_drift_retrains_and_deploys(reference, tmp_path, cli):
     for column in list(frame.columns)[:25]:
         frame[column] = frame[column] * 1.3
     frame.to_csv(tmp_path / "drifted.csv", index=False)
-    proc = cli(
+    proc = local_cli(
         "run",
         "drift_check",
         "--local",

@@ -29,7 +29,7 @@ def _rows(stdout: str) -> dict[str, tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def labelled_by_name(tmp_path_factory, cli) -> dict:
+def labelled_by_name(tmp_path_factory, local_cli) -> dict:
     import numpy as np
     import pandas as pd
 
@@ -46,7 +46,7 @@ def labelled_by_name(tmp_path_factory, cli) -> dict:
     data = root / "Customer Scores.csv"
     frame.to_csv(data, index=False)
     out = root / "out"
-    proc = cli(
+    proc = local_cli(
         "run", "train_and_deploy", "--local", "--output", str(out), "--set", f"data={data}", "--set", "label=customer"
     )
     run_dir = next((out / "artifacts").glob("train-and-deploy-*"))
@@ -87,12 +87,12 @@ def test_the_outcome_names_the_failing_step_and_its_error(labelled_by_name):
     assert run.data.tags["shipyard.error"] == outcome["error"]
 
 
-def test_an_exit_handler_that_fails_is_shown_failed_with_its_own_error(tmp_path, cli):
+def test_an_exit_handler_that_fails_is_shown_failed_with_its_own_error(tmp_path, local_cli):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     data = tmp_path / "tiny.csv"
     data.write_text("a,target\n1,0\n2,1\n")
-    proc = cli(
+    proc = local_cli(
         "run",
         "train_and_deploy",
         "--local",

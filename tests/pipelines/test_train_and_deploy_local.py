@@ -21,13 +21,13 @@ NAME = "tumour-scans"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, cli) -> dict:
+def run(tmp_path_factory: pytest.TempPathFactory, local_cli) -> dict:
     from sklearn.datasets import load_breast_cancer
 
     out = tmp_path_factory.mktemp("local-run")
     data = out / "Tumour Scans.csv"
     load_breast_cancer(as_frame=True).frame.to_csv(data, index=False)
-    proc = cli(
+    proc = local_cli(
         "run",
         "train_and_deploy",
         "--local",

@@ -9,36 +9,32 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-from scratch_postgres import alembic_version, in_schema, scratch_database, tables
+from scratch_postgres import alembic_version, in_schema, tables
 
 pytestmark = [pytest.mark.local, pytest.mark.integration, pytest.mark.slow]
 
 
-def test_optuna_and_mlflow_share_one_database_in_a_local_run(tmp_path):
+def test_optuna_and_mlflow_share_one_database_in_a_local_run(tmp_path, local_cli, scratch_postgres):
     import optuna
     from mlflow.tracking import MlflowClient
 
-    with scratch_database("shipyard_flagship") as db:
+    with scratch_postgres("shipyard_flagship") as db:
         storage, tracking = in_schema(db, "optuna"), in_schema(db, "mlflow")
         out, cwd = tmp_path / "out", tmp_path / "cwd"
         cwd.mkdir()
         tune = {"storage": storage, "study_name": "bc", "n_trials": 2, "base": {"max_epochs": 5, "patience": 2}}
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SHIPYARD_MLFLOW"))}
-        proc = subprocess.run(
-            [sys.executable, "-m", "shipyard.cli", "run", "train_and_deploy", "--local", "--output", str(out)]
-            + ["--set", f"mlflow_tracking_uri={tracking}", "--set", f"tune={json.dumps(tune)}"]
-            + ["--set", 'quantize={"variants": ["fp32-onnx"], "latency_repeats": 5}', "--set", "deploy_target=render"]
-            + ["--set", "model_name=bc-pg"],
+        proc = local_cli(
+            *["run", "train_and_deploy", "--local", "--output", str(out)],
+            *["--set", f"mlflow_tracking_uri={tracking}", "--set", f"tune={json.dumps(tune)}"],
+            *["--set", 'quantize={"variants": ["fp32-onnx"], "latency_repeats": 5}', "--set", "deploy_target=render"],
+            *["--set", "model_name=bc-pg"],
             cwd=cwd,
             env=env,
-            capture_output=True,
-            text=True,
             timeout=600,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -9,7 +9,6 @@ import httpx
 import numpy as np
 import pytest
 
-from components.deploy_model.core import LocalServer
 from serving import codec
 from serving.formats import load_model
 from shipyard.artifacts import read_dataset
@@ -32,11 +31,9 @@ def onnx_model(artifacts, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module", params=["baseline", "model", "onnx"])
-def served(request, artifacts, tmp_path_factory):
+def served(request, artifacts, model_server):
     model_dir = request.getfixturevalue("onnx_model") if request.param == "onnx" else artifacts[request.param]
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with LocalServer(str(model_dir), NAME, log_path=str(log), args=["--max-body-bytes", str(BODY_LIMIT)]) as server:
-        server.wait_ready(90)
+    with model_server(model_dir, NAME, args=["--max-body-bytes", str(BODY_LIMIT)]) as server:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             yield {
                 "client": client,
@@ -319,9 +316,8 @@ def test_metrics_count_requests_batches_classes_and_features(served, rows):
     assert highest >= float(rows[feature].max()) * (1 - 1e-6)
 
 
-def test_sigterm_stops_the_server(artifacts, tmp_path):
-    with LocalServer(str(artifacts["baseline"]), NAME) as server:
-        server.wait_ready(90)
+def test_sigterm_stops_the_server(artifacts, model_server):
+    with model_server(artifacts["baseline"], NAME) as server:
         proc = server.proc
     assert proc is not None and proc.poll() is not None, "server still running after SIGTERM"
 
@@ -362,15 +358,14 @@ def test_concurrent_clients_get_their_own_answers(served, rows):
         assert calls < 16 * 15 and alone < calls
 
 
-def test_sigterm_drains_readiness_first_and_finishes_in_flight_requests(artifacts, rows):
+def test_sigterm_drains_readiness_first_and_finishes_in_flight_requests(artifacts, rows, model_server):
     """SIGTERM: readiness turns 503 while predictions still succeed; the process then exits 0."""
     import signal
     import threading
     import time
 
     body = {"instances": rows.to_numpy().tolist()}
-    with LocalServer(str(artifacts["model"]), NAME, args=["--shutdown-delay", "1.5"]) as server:
-        server.wait_ready(90)
+    with model_server(artifacts["model"], NAME, args=["--shutdown-delay", "1.5"]) as server:
         assert server.proc is not None
         results: list[int] = []
         stop = threading.Event()
@@ -401,13 +396,12 @@ def test_sigterm_drains_readiness_first_and_finishes_in_flight_requests(artifact
     assert results and set(results) == {200}, "every request that got an answer succeeded"
 
 
-def test_payload_log_records_what_was_served_for_a_later_drift_check(artifacts, rows, tmp_path):
+def test_payload_log_records_what_was_served_for_a_later_drift_check(artifacts, rows, tmp_path, model_server):
     from components.drift_check import core as drift
     from serving.payload_log import read_payloads
 
     logs = tmp_path / "payloads"
-    with LocalServer(str(artifacts["baseline"]), NAME, args=["--payload-log", str(logs)]) as server:
-        server.wait_ready(90)
+    with model_server(artifacts["baseline"], NAME, args=["--payload-log", str(logs)]) as server:
         with httpx.Client(base_url=server.url, timeout=30) as c:
             for _ in range(3):
                 assert c.post(URLS["v1"], json={"instances": rows.to_dict(orient="records")}).status_code == 200

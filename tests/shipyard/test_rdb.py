@@ -118,11 +118,11 @@ def test_prepare_leaves_a_missing_sqlite_file_and_non_databases_alone(tmp_path):
 
 
 @pytest.mark.integration
-def test_prepare_creates_the_first_schema_of_the_path_even_when_a_later_one_exists():
+def test_prepare_creates_the_first_schema_of_the_path_even_when_a_later_one_exists(scratch_postgres):
     import sqlalchemy
-    from scratch_postgres import scratch_database, tables
+    from scratch_postgres import tables
 
-    with scratch_database("shipyard_rdb") as db:
+    with scratch_postgres("shipyard_rdb") as db:
         uri = f"{db}?options=-csearch_path%3DFirst,public"  # unquoted: PostgreSQL folds it to first
         rdb.prepare(uri, "optuna", "tune")
         rdb.prepare(uri, "optuna", "tune")  # already there: nothing to do
