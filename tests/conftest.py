@@ -216,7 +216,7 @@ CRD_SHARED = TESTS.parents[1] / "shared" / "schemas" / CRD_NAME
 CRD_COPY = TESTS / "schemas" / CRD_NAME
 
 
-def crd_path(environ: dict[str, str] | os._Environ[str] = os.environ, shared: Path = CRD_SHARED) -> Path:
+def crd_path(environ: Mapping[str, str] = os.environ, shared: Path = CRD_SHARED) -> Path:
     """The InferenceService CRD to check against: ``SHIPYARD_ISVC_CRD``, else the shared one, else the copy."""
     if environ.get("SHIPYARD_ISVC_CRD"):
         return Path(environ["SHIPYARD_ISVC_CRD"])
