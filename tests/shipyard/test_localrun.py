@@ -1,4 +1,4 @@
-"""Tests for shipyard.localrun without running a pipeline: the failure line, the task plan, the summary, the log tee.
+"""Tests for shipyard.localrun without running a pipeline: failure lines, task statuses, the plan, the summary, the tee.
 
 (kfp.local runs themselves are the local tier's: tests/test_cli.py and tests/pipelines/.)
 No ``from __future__ import annotations`` here: KFP reads the probe components' annotations.
@@ -16,7 +16,15 @@ from kfp import dsl
 
 from shipyard import localrun
 from shipyard.errors import ShipyardError
-from shipyard.localrun import PipelineFailedError, RunResult, StageRow, failure_reason, planned_tasks, summarize
+from shipyard.localrun import (
+    PipelineFailedError,
+    RunResult,
+    StageRow,
+    failure_reason,
+    planned_tasks,
+    summarize,
+    task_logs,
+)
 
 # --- failure_reason --------------------------------------------------------------------------------
 
@@ -68,6 +76,51 @@ def test_a_failed_task_raises_a_shipyard_error_naming_task_error_and_log(tmp_pat
 def test_a_failure_outside_any_task_names_the_pipeline(tmp_path):
     with pytest.raises(PipelineFailedError, match=r"^the pipeline failed: RuntimeError: boom"):
         RunResult(tmp_path, tmp_path / "run.log", None, "RuntimeError: boom").raise_for_failure()
+
+
+def test_a_second_failed_task_is_named_too(tmp_path):
+    result = RunResult(tmp_path, tmp_path / "run.log", "validate-data", "DataValidationError: too_few_rows")
+    result.tasks = {
+        "ingest-data": ("SUCCESS", ""),
+        "validate-data": ("FAILURE", "DataValidationError: too_few_rows"),
+        "record-outcome": ("FAILURE", "ConfigError: mlflow: cannot create the store"),
+    }
+    with pytest.raises(PipelineFailedError) as exc:
+        result.raise_for_failure()
+    assert str(exc.value).startswith(
+        "task 'validate-data' failed: DataValidationError: too_few_rows; "
+        "task 'record-outcome' failed too: ConfigError: mlflow: cannot create the store (log: "
+    )
+
+
+# --- task_logs -------------------------------------------------------------------------------------
+
+RUN_LOG = """\
+Executing task 'ingest-data'
+reading sklearn:breast_cancer
+Task 'ingest-data' finished with status SUCCESS
+Executing task 'validate-data'
+\x1b[31mshipyard.errors.DataValidationError: first attempt\x1b[0m
+Task 'validate-data' finished with status FAILURE
+Executing task 'validate-data'
+second attempt's output
+Task 'validate-data' finished with status SUCCESS
+Executing task 'record-outcome'
+shipyard.errors.ConfigError: no store
+Task 'record-outcome' finished with status FAILURE
+"""
+
+
+def test_task_logs_keep_each_tasks_last_status_and_the_log_of_that_attempt():
+    assert task_logs(RUN_LOG) == {
+        "ingest-data": ("SUCCESS", "reading sklearn:breast_cancer"),
+        "validate-data": ("SUCCESS", "second attempt's output"),
+        "record-outcome": ("FAILURE", "shipyard.errors.ConfigError: no store"),
+    }
+
+
+def test_task_logs_of_a_finish_without_its_start_have_no_lines():
+    assert task_logs("orphan line\nTask 'a' finished with status FAILURE\n") == {"a": ("FAILURE", "")}
 
 
 # --- _Tee and _captured ----------------------------------------------------------------------------
@@ -251,3 +304,29 @@ def test_a_missing_or_broken_report_gives_placeholders_not_an_error(tmp_path):
     rows = summarize(RunResult(run, tmp_path / "run.log"), ["validate-data", "evaluate-model"])
     assert rows[0].figure == "10 rows validated, ? errors, ? warnings"
     assert rows[1].figure == "test ? nan; blessed no"
+
+
+def test_summarize_shows_a_failed_exit_handler_and_a_retried_task_as_done(tmp_path):
+    run = tmp_path / "run"
+    _task(run, "ingest-data", 10, {"Output": 9})
+    result = RunResult(run, tmp_path / "run.log", "validate-data", "DataValidationError: too_few_rows")
+    result.tasks = {
+        "ingest-data": ("FAILURE", "OSError: first attempt"),  # a later attempt succeeded: its directory is there
+        "validate-data": ("FAILURE", "DataValidationError: too_few_rows"),
+        "record-outcome": ("FAILURE", "ConfigError: no store"),
+    }
+    rows = summarize(result, ["ingest-data", "validate-data", "split-data", "record-outcome"])
+    assert [(r.task, r.status, r.figure) for r in rows] == [
+        ("ingest-data", "done", "9 rows"),
+        ("validate-data", "FAILED", "DataValidationError: too_few_rows"),
+        ("split-data", "not run", ""),
+        ("record-outcome", "FAILED", "ConfigError: no store"),
+    ]
+
+
+def test_the_outcome_figure_names_the_failed_step_it_recorded(tmp_path):
+    run = tmp_path / "run"
+    task = _task(run, "record-outcome", 10, {"Output": "FAILED"})
+    (task / "outcome").write_text(json.dumps({"failed_step": "validate-data", "mlflow_run_id": "0123456789abcdef"}))
+    (row,) = summarize(RunResult(run, tmp_path / "run.log"), ["record-outcome"])
+    assert row.figure == "outcome FAILED: recorded validate-data failed (MLflow run 01234567)"
