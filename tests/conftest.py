@@ -3,7 +3,7 @@
 Resources and the marker a test using them must carry (checked at collection, see ``tiers.py``):
 
 - ``artifacts``: the breast-cancer reference with the trained MLP and its quantized variant → ``slow``
-- ``local_cli``, ``kfp_local``: a pipeline run under kfp.local → ``local``
+- ``local_cli``, ``local_run``, ``kfp_local``: a pipeline run under kfp.local → ``local``
 - ``model_server``, ``started_servers``: ``shipyard serve`` processes on 127.0.0.1 → ``serving``
 - ``postgres``, ``scratch_postgres``: PostgreSQL on 127.0.0.1:5432 → ``integration``
 
@@ -112,6 +112,14 @@ def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
 def local_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     """The command line for ``shipyard run ... --local``: pipeline runs under kfp.local."""
     return run_cli
+
+
+@resource("local", scope="session")
+def local_run() -> Callable[..., Any]:
+    """:func:`shipyard.localrun.run`: a pipeline run in this process under kfp.local."""
+    from shipyard import localrun
+
+    return localrun.run
 
 
 @resource("local")

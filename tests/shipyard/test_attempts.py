@@ -167,9 +167,7 @@ MODES = ("killed", "flaky", "deterministic")
 
 
 @pytest.fixture(scope="module")
-def probe_run(tmp_path_factory):
-    from shipyard import localrun
-
+def probe_run(tmp_path_factory, local_run):
     root = tmp_path_factory.mktemp("attempts")
     ledgers = {mode: root / f"{mode}.ledger" for mode in MODES}
 
@@ -182,7 +180,7 @@ def probe_run(tmp_path_factory):
             task.set_caching_options(False)
             done.append(task)
 
-    result = localrun.run(probe_pipeline, {}, root / "out", retries=True)
+    result = local_run(probe_pipeline, {}, root / "out", retries=True)
     tasks = {mode: f"attempt-probe-{i + 1}" if i else "attempt-probe" for i, mode in enumerate(MODES)}
     return {"result": result, "ledgers": ledgers, "tasks": tasks, "log": result.log_path.read_text()}
 
