@@ -162,21 +162,28 @@ class FrozenClock:
 def test_flushes_flush_seconds_after_the_first_pending_record(tmp_path, monkeypatch):
     clock = FrozenClock()
     monkeypatch.setattr(payload_log, "time", clock)
+
+    def as_time_passes(condition):  # each poll moves the writer's clock on by flush_seconds
+        def poll() -> bool:
+            clock.now += 0.05
+            return condition()
+
+        return poll
+
     logger = PayloadLogger(str(tmp_path), MODEL, flush_rows=1000, flush_seconds=0.05)
     try:
         for i in range(3):
             logger.log(make_record(i, [[i, i, i]]))
         wait_for(logger._queue.empty, "the writer to take the records")
         assert finished(tmp_path) == [] and logger.written == 0, "written before flush_seconds passed"
-        clock.now += 0.05
         wait_for(
-            lambda: len(finished(tmp_path)) == 1 and logger.written == 3, "a file flush_seconds after the first record"
+            as_time_passes(lambda: len(finished(tmp_path)) == 1 and logger.written == 3),
+            "a file flush_seconds after the first record",
         )
         logger.log(make_record(3, [[3, 3, 3]]))
         wait_for(logger._queue.empty, "the writer to take the later record")
         assert len(finished(tmp_path)) == 1 and logger.written == 3
-        clock.now += 0.05
-        wait_for(lambda: len(finished(tmp_path)) == 2, "a second file for a later record")
+        wait_for(as_time_passes(lambda: len(finished(tmp_path)) == 2), "a second file for a later record")
         assert [len(lines_of(p)) for p in finished(tmp_path)] == [3, 1]
     finally:
         logger.close()
