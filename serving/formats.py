@@ -240,16 +240,20 @@ class LinearFold:
         Returns:
             Absolute tolerances ``[n, outputs]`` (``[n, 2]`` for binary: both columns).
         """
-        k = x.shape[1]
-        carried = (np.abs(x.astype(np.float64)) + np.abs(self.mean)) / self.scale
-        magnitude = carried @ np.abs(self.coef).T + np.abs(self.intercept)
-        dz = (_gamma(k + 5, UNIT_ROUNDOFF_32) + _gamma(2 * k + 5, UNIT_ROUNDOFF_64)) * magnitude
+        dz = self.decision_tolerance(x)
         if self.kind == "regression":
             return dz
         if self.kind == "binary":
             return np.repeat(dz / 4 + 4 * UNIT_ROUNDOFF_32, 2, axis=1)
         classes = self.coef.shape[0]
         return np.repeat(2 * dz.max(axis=1, keepdims=True) + (classes + 4) * UNIT_ROUNDOFF_32, classes, axis=1)
+
+    def decision_tolerance(self, x: np.ndarray) -> np.ndarray:
+        """The bound on the decision (logit or value) ``|Δz|`` of :meth:`tolerance`, ``[n, outputs]``."""
+        k = x.shape[1]
+        carried = (np.abs(x.astype(np.float64)) + np.abs(self.mean)) / self.scale
+        magnitude = carried @ np.abs(self.coef).T + np.abs(self.intercept)
+        return (_gamma(k + 5, UNIT_ROUNDOFF_32) + _gamma(2 * k + 5, UNIT_ROUNDOFF_64)) * magnitude
 
     def disagreement(self, reference: Scorer, rows: int = 256, one_rows: int = 16) -> float:
         """The largest ``|fold - reference| / tolerance`` on :meth:`probe` rows: numpy path on all of

@@ -37,6 +37,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, local_cli) -> dict:
         f"data={data}",
         "--set",
         'tune={"n_trials": 3}',
+        "--set",  # blessing (and so deploying) must not hang on how this machine's MLP compares with the
+        'evaluate={"baseline_tolerance": 1.0}',  # baseline; the roc_auc threshold still applies
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_dir = next((out / "artifacts").glob("train-and-deploy-*"))
@@ -88,8 +90,8 @@ def test_registered_in_mlflow(run):
     versions = client.search_model_versions(f"name='{NAME}'")
     assert len(versions) == 1
     evaluation = json.loads((run["dir"] / "evaluate-model" / "evaluation").read_text())
-    if evaluation["blessed"]:
-        assert client.get_model_version_by_alias(NAME, "challenger").version == versions[0].version
+    assert evaluation["blessed"], evaluation["checks"]
+    assert client.get_model_version_by_alias(NAME, "challenger").version == versions[0].version
     run_data = client.get_run(versions[0].run_id).data
     assert "test_roc_auc" in run_data.metrics and run_data.tags["shipyard.format"] in ("onnx", "torchscript")
 
@@ -99,9 +101,7 @@ def test_deploy_smoke_and_isvc(run, isvc_schema):
 
     deploy = run["dir"] / "deploy-model"
     evaluation = json.loads((run["dir"] / "evaluate-model" / "evaluation").read_text())
-    if not evaluation["blessed"]:
-        assert not deploy.exists()
-        pytest.skip("model not blessed in this run; deploy correctly skipped")
+    assert evaluation["blessed"], evaluation["checks"]
     report = json.loads((deploy / "deployment" / "result.json").read_text())
     assert report["smoke"]["v1"] == "passed" and report["smoke"]["v2"] == "passed"
     assert report["endpoint"].startswith("http://127.0.0.1:")

@@ -142,16 +142,48 @@ def test_flushes_when_flush_rows_are_pending(tmp_path):
     assert [len(lines_of(p)) for p in finished(tmp_path)] == [10, 10, 5]
 
 
-def test_flushes_flush_seconds_after_the_first_pending_record(tmp_path):
+class FrozenClock:
+    """payload_log's ``time`` module, with a monotonic clock that moves only when the test moves it.
+
+    The writer decides when ``flush_seconds`` have passed by this clock, so which records share a
+    file does not depend on how the threads were scheduled; the rest of ``time`` is the real one.
+    """
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def test_flushes_flush_seconds_after_the_first_pending_record(tmp_path, monkeypatch):
+    clock = FrozenClock()
+    monkeypatch.setattr(payload_log, "time", clock)
+
+    def as_time_passes(condition):  # each poll moves the writer's clock on by flush_seconds
+        def poll() -> bool:
+            clock.now += 0.05
+            return condition()
+
+        return poll
+
     logger = PayloadLogger(str(tmp_path), MODEL, flush_rows=1000, flush_seconds=0.05)
     try:
         for i in range(3):
             logger.log(make_record(i, [[i, i, i]]))
+        wait_for(logger._queue.empty, "the writer to take the records")
+        assert finished(tmp_path) == [] and logger.written == 0, "written before flush_seconds passed"
         wait_for(
-            lambda: len(finished(tmp_path)) == 1 and logger.written == 3, "a file flush_seconds after the first record"
+            as_time_passes(lambda: len(finished(tmp_path)) == 1 and logger.written == 3),
+            "a file flush_seconds after the first record",
         )
         logger.log(make_record(3, [[3, 3, 3]]))
-        wait_for(lambda: len(finished(tmp_path)) == 2, "a second file for a later record")
+        wait_for(logger._queue.empty, "the writer to take the later record")
+        assert len(finished(tmp_path)) == 1 and logger.written == 3
+        wait_for(as_time_passes(lambda: len(finished(tmp_path)) == 2), "a second file for a later record")
         assert [len(lines_of(p)) for p in finished(tmp_path)] == [3, 1]
     finally:
         logger.close()
@@ -195,7 +227,7 @@ def test_nan_and_inf_are_written_as_null(tmp_path):
 
 def test_a_file_is_visible_only_when_complete(tmp_path, pause):
     entered, release = pause("_publish")
-    logger = PayloadLogger(str(tmp_path), MODEL, flush_rows=3)
+    logger = PayloadLogger(str(tmp_path), MODEL, flush_rows=3, flush_seconds=3600)
     for i in range(3):
         logger.log(make_record(i, [[i, i, i]]))
     assert entered.wait(WAIT), "the writer never published a file"
@@ -222,7 +254,7 @@ def test_writer_errors_are_counted_and_the_writer_lives_on(tmp_path, monkeypatch
         return original(self, tmp, name)
 
     monkeypatch.setattr(PayloadLogger, "_publish", fail_once)
-    logger = PayloadLogger(str(tmp_path), MODEL, flush_rows=2)
+    logger = PayloadLogger(str(tmp_path), MODEL, flush_rows=2, flush_seconds=3600)
     logger.log(make_record(0, [[0, 0, 0]]))
     logger.log(make_record(1, [[1, 1, 1]]))
     wait_for(lambda: logger.failed == 2, "the failed write to be counted")
@@ -385,7 +417,7 @@ def fake_bucket(monkeypatch, tmp_path) -> dict[str, bytes]:
 
 
 def test_gcs_destination_stages_locally_and_uploads_finished_files(fake_bucket):
-    logger = PayloadLogger("gs://bucket/payloads/", MODEL, flush_rows=4)
+    logger = PayloadLogger("gs://bucket/payloads/", MODEL, flush_rows=4, flush_seconds=3600)
     staging = logger._dir
     for i in range(4):
         logger.log(make_record(i, [[i, i, i]]))

@@ -329,7 +329,21 @@ def test_concurrent_clients_get_their_own_answers(served, rows):
     model = served["model"]
     df, _ = read_dataset(served["test_dir"])
     x = df.drop(columns=["target"])
-    expected = model.labels(model.scores(codec.from_frame(x, model.manifest.feature_names)))
+    scores = model.scores(codec.from_frame(x, model.manifest.feature_names))
+    expected = model.labels(scores)
+    # A batched row is computed beside other rows (another kernel path): its probabilities agree to
+    # float32 rounding, so its label is compared only where the two highest are further apart than that.
+    clear = np.diff(np.sort(scores, axis=1)[:, -2:], axis=1)[:, 0] > 2e-5
+
+    def answers_its_rows(r: httpx.Response, rows: slice) -> bool:
+        if r.status_code != 200:
+            return False
+        got = r.json()
+        if not len(got["predictions"]) == len(got["probabilities"]) == len(expected[rows]):
+            return False
+        pairs = zip(got["predictions"], expected[rows], clear[rows], strict=True)
+        labels_agree = all(a == b for a, b, is_clear in pairs if is_clear)
+        return labels_agree and np.allclose(got["probabilities"], scores[rows], atol=1e-5, rtol=0)
 
     def client(k: int) -> list[str]:
         failures = []
@@ -337,7 +351,7 @@ def test_concurrent_clients_get_their_own_answers(served, rows):
             for i in range(15):
                 start, n = (k * 15 + i) % (len(x) - 5), 1 + (k + i) % 5
                 r = c.post(URLS["v1"], json={"instances": x.iloc[start : start + n].to_numpy().tolist()})
-                if r.status_code != 200 or r.json()["predictions"] != expected[start : start + n]:
+                if not answers_its_rows(r, slice(start, start + n)):
                     failures.append(f"client {k} request {i}: {r.status_code} {r.text[:100]}")
         return failures
 
@@ -352,10 +366,11 @@ def test_concurrent_clients_get_their_own_answers(served, rows):
 
     calls = delta(f'shipyard_batch_requests_count{{model="{NAME}"}}')
     alone = delta(f'shipyard_batch_requests_bucket{{le="1.0",model="{NAME}"}}')
+    assert delta(f'shipyard_batch_requests_sum{{model="{NAME}"}}') == 16 * 15, "every request in one model call"
     if served["kind"] == "baseline":  # scikit-learn: unbatched, one call per request
         assert calls == alone == 16 * 15
-    else:  # TorchScript and ONNX are batched by default: concurrent requests shared calls
-        assert calls < 16 * 15 and alone < calls
+    else:  # batched: how many requests shared a call is the scheduler's doing (test_runtime checks the sharing)
+        assert 1 <= calls <= 16 * 15 and alone <= calls
 
 
 def test_sigterm_drains_readiness_first_and_finishes_in_flight_requests(artifacts, rows, model_server):
@@ -365,7 +380,8 @@ def test_sigterm_drains_readiness_first_and_finishes_in_flight_requests(artifact
     import time
 
     body = {"instances": rows.to_numpy().tolist()}
-    with model_server(artifacts["model"], NAME, args=["--shutdown-delay", "1.5"]) as server:
+    # Events, not sleeps, order the steps below; the drain window only has to outlast a few requests.
+    with model_server(artifacts["model"], NAME, args=["--shutdown-delay", "5"]) as server:
         assert server.proc is not None
         results: list[int] = []
         stop = threading.Event()
@@ -381,10 +397,14 @@ def test_sigterm_drains_readiness_first_and_finishes_in_flight_requests(artifact
         workers = [threading.Thread(target=keep_predicting) for _ in range(4)]
         for w in workers:
             w.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 30
+        while not results and time.monotonic() < deadline:  # the clients are being answered
+            time.sleep(0.01)
+        assert results, "no prediction was answered before SIGTERM"
         server.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
         with httpx.Client(base_url=server.url, timeout=5) as c:
+            while c.get("/v2/health/ready").status_code == 200 and time.monotonic() < deadline:
+                time.sleep(0.01)  # until the server has handled the signal
             assert c.get("/v2/health/ready").status_code == 503
             assert c.get(f"/v2/models/{NAME}/ready").status_code == 503
             assert c.get("/v2/health/live").status_code == 200
