@@ -394,19 +394,41 @@ def test_the_fold_agrees_with_every_float32_evaluation_order(task):
             assert linear_scorer(model, manifest, variant) is not None
 
 
+def _pinned_ridge(mean, scale, coef, intercept):
+    """A ``StandardScaler → Ridge`` pipeline with exactly these parameters, not fitted: a fit differs
+    in its last bits from machine to machine, and the test below needs one model everywhere."""
+    from sklearn.linear_model import Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler()
+    scaler.mean_, scaler.scale_ = np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64)
+    scaler.var_, scaler.n_features_in_, scaler.n_samples_seen_ = scaler.scale_**2, len(coef), 100
+    ridge = Ridge()
+    ridge.coef_, ridge.intercept_, ridge.n_features_in_ = np.asarray(coef, np.float32), np.float32(intercept), len(coef)
+    return make_pipeline(scaler, ridge)
+
+
 def test_a_constant_tolerance_would_refuse_a_legitimate_evaluation_order():
-    """Why the bound is derived, not tuned: on diabetes (values ~25–350, terms of a few hundred), adding
-    the intercept last moves scikit-learn's float32 answer further than a 1e-5 absolute-or-relative
-    rule allows, while the rounding bound holds with room to spare."""
+    """Why the bound is derived, not a constant: where large terms cancel (1000·x0 - 1000·x1 with x1 the
+    next float32 after x0), every float32 evaluation, scikit-learn's included, lies further from the
+    exact value than a 1e-5 absolute-or-relative rule allows, yet within the rounding bound."""
     from serving.formats import fold_linear
 
-    model, manifest = _reference_model("regression")
+    model = _pinned_ridge([0.0, 0.0], [1.0, 1.0], [1000.25, -1000.25], 0.0)
+    manifest = ModelManifest(
+        format="sklearn-skops",
+        task="regression",
+        input_schema=(Column("a", "float32"), Column("b", "float32")),
+        label="y",
+    )
     fold = fold_linear(model, manifest)
-    x = fold.probe()
-    folded = fold.scorer(x)
-    variant = _float32_sklearn(model, "intercept-last", False)(x)
-    assert not np.allclose(folded, variant, rtol=1e-5, atol=1e-5), "a 1e-5 rule would accept this order"
-    assert fold.disagreement(_float32_sklearn(model, "intercept-last", False)) < 0.5
+    x0 = np.linspace(1, 2, 200, dtype=np.float32)
+    x = np.stack([x0, np.nextafter(x0, np.float32(3))], axis=1)
+    exact, tolerance = fold.scorer(x), fold.tolerance(x)[:, 0]
+    for order in ("forward", "reverse", "fma", "intercept-last"):
+        variant = _float32_sklearn(model, order, False)(x)
+        assert not np.allclose(exact, variant, rtol=1e-5, atol=1e-5), f"{order}: a 1e-5 rule would accept it"
+        assert np.all(np.abs(exact - variant) <= tolerance), f"{order}: outside the rounding bound"
 
 
 def test_a_fold_off_by_more_than_rounding_is_refused():
