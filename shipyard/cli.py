@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--output", default="compiled", help="directory for the YAML files (default: %(default)s)")
     c.add_argument("--pipeline", action="append", help="only this pipeline (repeatable; default: all)")
     c.add_argument("--train-gpus", type=_count, help="GPUs the training step requests (default 1; 0 for CPU only)")
+    c.add_argument(
+        "--step-retries",
+        type=_count,
+        help="retries of the tune and train steps after a preemption (default 2; 0 for none)",
+    )
     c.add_argument("--image-tag", help="tag of the Shipyard images (default: the package version)")
     c.add_argument("--image-registry", help="registry of the Shipyard images (default: ghcr.io/shipyard-ml)")
 
@@ -277,6 +282,7 @@ def _root_cause(exc: BaseException) -> str:
 def cmd_compile(args: argparse.Namespace) -> int:
     for flag, env in (
         ("train_gpus", "SHIPYARD_TRAIN_GPUS"),
+        ("step_retries", "SHIPYARD_STEP_RETRIES"),
         ("image_tag", "SHIPYARD_IMAGE_TAG"),
         ("image_registry", "SHIPYARD_IMAGE_REGISTRY"),
     ):

@@ -77,6 +77,21 @@ def test_compile_writes_yaml(tmp_path, cli):
     assert (tmp_path / "train_and_deploy.yaml").stat().st_size > 1000
 
 
+def test_compile_step_retries_flag_sets_the_retry_policy(tmp_path, cli):
+    import yaml
+
+    for retries, expected in (("0", None), ("5", 5)):
+        out = tmp_path / retries
+        assert (
+            cli("compile", "--output", str(out), "--pipeline", "train_and_deploy", "--step-retries", retries).returncode
+            == 0
+        )
+        ir = yaml.safe_load((out / "train_and_deploy.yaml").read_text())
+        tasks = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+        got = tasks["train-model"].get("retryPolicy", {}).get("maxRetryCount")
+        assert got == expected, f"--step-retries {retries}: retry policy {tasks['train-model'].get('retryPolicy')}"
+
+
 def test_parse_sets_types():
     import pipelines
     from shipyard.cli import parse_sets
