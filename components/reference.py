@@ -96,3 +96,30 @@ def _baseline_only(train_dir: Path, val_dir: Path, baseline_dir: Path) -> None:
     baseline = train.fit_baseline(tr, config.seed)
     loss = train.validation_loss(baseline, va)
     train.save_sklearn_model(str(baseline_dir), baseline, tr, {"val_loss": loss}, {"role": "baseline"})
+
+
+def sklearn_data(task: str, label_names: list | None = None):  # -> TabularData (import kept lazy)
+    """A scikit-learn dataset as ``TabularData`` with features ``f0, f1, ...``, no split.
+
+    Args:
+        task: ``binary`` (breast cancer), ``multiclass`` (wine) or ``regression`` (diabetes).
+        label_names: Class names in label order (default: the integer classes).
+    """
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
+
+    from components.train_model.core import TabularData
+    from shipyard.artifacts import Column
+
+    bunch = {"binary": load_breast_cancer, "multiclass": load_wine, "regression": load_diabetes}[task]()
+    names = [f"f{i}" for i in range(bunch.data.shape[1])]
+    classes = [] if task == "regression" else sorted(set(bunch.target.tolist()))
+    return TabularData(
+        x=bunch.data.astype(np.float32),
+        y=bunch.target.astype(np.float32 if task == "regression" else np.int64),
+        feature_names=names,
+        label="y",
+        label_names=classes if label_names is None else label_names,
+        task=task,
+        input_schema=tuple(Column(f, "float32") for f in names),
+    )

@@ -278,19 +278,9 @@ def test_a_torch_save_archive_that_needs_weights_only_false_is_refused(tmp_path)
 
 
 def _wine_data():
-    from sklearn.datasets import load_wine
+    from components.reference import sklearn_data
 
-    bunch = load_wine()
-    names = [f"f{i}" for i in range(bunch.data.shape[1])]
-    return TabularData(
-        x=bunch.data.astype(np.float32),
-        y=bunch.target.astype(np.int64),
-        feature_names=names,
-        label="y",
-        label_names=["a", "b", "c"],
-        task="multiclass",
-        input_schema=tuple(Column(f, "float32") for f in names),
-    )
+    return sklearn_data("multiclass", ["a", "b", "c"])
 
 
 def _within(got, want, tolerance):
@@ -361,19 +351,9 @@ def _float32_sklearn(model, order, cast_statistics):
 
 def _reference_model(task):
     """The training step's baseline on a dataset that ships with scikit-learn, and its manifest."""
-    from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
+    from components.reference import sklearn_data
 
-    bunch = {"binary": load_breast_cancer, "multiclass": load_wine, "regression": load_diabetes}[task]()
-    names = [f"f{i}" for i in range(bunch.data.shape[1])]
-    data = TabularData(
-        x=bunch.data.astype(np.float32),
-        y=bunch.target.astype(np.float32 if task == "regression" else np.int64),
-        feature_names=names,
-        label="y",
-        label_names=[] if task == "regression" else sorted(set(bunch.target.tolist())),
-        task=task,
-        input_schema=tuple(Column(f, "float32") for f in names),
-    )
+    data = sklearn_data(task)
     return fit_baseline(data), data.manifest("sklearn-skops", {}, {})
 
 

@@ -23,22 +23,10 @@ def _run(coro):
 def _linear_artifact(path, task):
     """A standardized linear scikit-learn artifact (the training step's baseline) on breast cancer
     (binary, integer labels), wine (multiclass, string labels) or diabetes (regression), and its rows."""
-    from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
+    from components.reference import sklearn_data
+    from components.train_model.core import fit_baseline, save_sklearn_model
 
-    from components.train_model.core import TabularData, fit_baseline, save_sklearn_model
-    from shipyard.artifacts import Column
-
-    bunch = {"binary": load_breast_cancer, "multiclass": load_wine, "regression": load_diabetes}[task]()
-    names = [f"f{i}" for i in range(bunch.data.shape[1])]
-    data = TabularData(
-        x=bunch.data.astype(np.float32),
-        y=bunch.target.astype(np.float32 if task == "regression" else np.int64),
-        feature_names=names,
-        label="y",
-        label_names={"binary": [0, 1], "multiclass": ["a", "b", "c"], "regression": []}[task],
-        task=task,
-        input_schema=tuple(Column(f, "float32") for f in names),
-    )
+    data = sklearn_data(task, ["a", "b", "c"] if task == "multiclass" else None)
     save_sklearn_model(str(path), fit_baseline(data), data, {}, {})
     return path, data.x
 
