@@ -413,6 +413,7 @@ def test_validate_rejects_what_the_pipeline_rejects(tmp_path, cli):
     assert relaxed.returncode == 1 and "null_fraction" in relaxed.stdout and "unusable_feature" not in relaxed.stdout
 
 
+@pytest.mark.slow  # three CLI subprocesses, each importing the stack
 def test_validate_label_options_and_unusable_input_exit_2(tmp_path, cli):
     data = tmp_path / "d.csv"
     _labelled_csv(data).drop(columns="target").to_csv(data, index=False)

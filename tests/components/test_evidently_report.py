@@ -82,6 +82,7 @@ def _drift_table(html: str) -> tuple[str, dict[str, dict]]:
     return verdicts[0], {row["column_name"]: row for row in tables[0]["params"]["data"]}
 
 
+@pytest.mark.slow  # Evidently imports in several seconds
 @needs_evidently
 def test_report_compares_the_checked_columns_with_the_decisions_verdicts(tmp_path):
     ref, cur = _frames()

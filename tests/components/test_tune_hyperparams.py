@@ -253,6 +253,7 @@ def test_storage_apart_from_the_tracking_store_passes(storage, tracking):
     check_storage_apart(storage, tracking)
 
 
+@pytest.mark.slow  # the CLI in a subprocess, twice (pipelines.preflight is tested in-process in test_preflight)
 @pytest.mark.parametrize("where", [["--local", "--output", "{out}"], ["--host", "http://127.0.0.1:1"]])
 def test_shipyard_run_refuses_one_schema_for_both_before_any_step(cli, tmp_path, where):
     out = tmp_path / "out"
