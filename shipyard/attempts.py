@@ -9,8 +9,11 @@ in the task's output directory (the parent of its output artifacts)::
 
 and the next attempt of the same task reads it first: when the recorded error is
 deterministic (:data:`DETERMINISTIC`: a bad configuration, bad data, a bad artifact, which
-fail the same way however often they are tried), it raises the same error at once, without
-doing the work again. Any other error (an unreachable server, a bug) and a killed process
+fail the same way however often they are tried), it raises the same error as soon as it starts
+(after KFP's backoff), without doing the work again. An error caused by an I/O error or a lost
+database connection is not deterministic (:func:`is_deterministic`), and a marker older than
+:data:`MAX_MARKER_AGE_S` is from an earlier run and not trusted. Any other error (an unreachable
+server, a bug) and a killed process
 (preemption: SIGKILL leaves no marker at all) do not stop the retry, which redoes the work; a
 successful attempt removes the marker. The exit handler reads the markers of the whole run
 (:func:`run_failures`) to record which step failed and with which one-line error.
@@ -48,6 +51,8 @@ from shipyard.errors import ArtifactError, ConfigError, DataValidationError
 MARKER = ".shipyard-failure.json"
 #: Errors that fail every attempt the same way: a retry finding one of these fails at once.
 DETERMINISTIC: tuple[type[Exception], ...] = (ConfigError, DataValidationError, ArtifactError)
+#: A marker older than this is not trusted by a retry (KFP's longest backoff is an hour).
+MAX_MARKER_AGE_S = 3600.0
 #: Longest one-line error kept in a marker.
 MAX_ERROR = 2000
 
@@ -148,7 +153,7 @@ def write_failure(directory: str | os.PathLike[str], exc: BaseException, compone
         component=component,
         type=kind,
         message=message,
-        deterministic=isinstance(exc, DETERMINISTIC),
+        deterministic=is_deterministic(exc),
         time=time.time(),
     )
     try:
@@ -156,6 +161,28 @@ def write_failure(directory: str | os.PathLike[str], exc: BaseException, compone
     except OSError as err:
         print(f"shipyard: could not write the failure marker in {directory}: {err}", file=sys.stderr)
     return failure
+
+
+#: Exception class names (in a cause chain) of a failure that may pass: a lost connection, a
+#: flaky mount. Matched by name so that no database driver has to be imported here.
+TRANSIENT_CAUSES = frozenset({"OperationalError", "InterfaceError", "DisconnectionError", "TimeoutError"})
+
+
+def is_deterministic(exc: BaseException) -> bool:
+    """Whether a retry would fail the same way: a :data:`DETERMINISTIC` error that was not caused by
+    an I/O error or a lost database connection (a ``DataValidationError`` wrapping an ``EIO`` of a
+    FUSE mount may pass; one naming a missing column will not)."""
+    if not isinstance(exc, DETERMINISTIC):
+        return False
+    cause = exc.__cause__ or exc.__context__
+    seen = 0
+    while cause is not None and seen < 20:
+        if (isinstance(cause, OSError) and not isinstance(cause, errors.ShipyardError)) or any(
+            cls.__name__ in TRANSIENT_CAUSES for cls in type(cause).__mro__
+        ):
+            return False
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return True
 
 
 def run_failures(run_dir: str | os.PathLike[str]) -> list[Failure]:
@@ -180,7 +207,9 @@ def step(func: F) -> F:
         if directory is None:
             return func(*args, **kwargs)
         previous = read_failure(directory)
-        if previous is not None and previous.deterministic:
+        # Only a retry of the same failure: a marker older than the longest retry backoff is from an
+        # earlier run (a rerun after the user fixed something outside it) and is not trusted.
+        if previous is not None and previous.deterministic and time.time() - previous.time < MAX_MARKER_AGE_S:
             print(
                 f"shipyard: an earlier attempt of task {previous.task!r} failed with a deterministic error; "
                 "failing again at once instead of redoing the work",

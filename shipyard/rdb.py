@@ -223,6 +223,17 @@ def prepare(uri: str, owner: str, label: str) -> None:
     )
 
 
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether a database error means the server could not be reached or the connection was lost
+    (SQLAlchemy's ``OperationalError``/``InterfaceError``, e.g. connection refused, a restart),
+    which may pass, rather than a bad URL, a missing permission or a bad statement."""
+    try:
+        from sqlalchemy.exc import InterfaceError, OperationalError
+    except ImportError:  # pragma: no cover - sqlalchemy comes with optuna and mlflow
+        return False
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
 def _ensure_schema(conn: Any, where: Place, uri: str, label: str) -> None:
     """Creates the URL's first search_path schema when it is missing.
 
@@ -243,6 +254,8 @@ def _ensure_schema(conn: Any, where: Place, uri: str, label: str) -> None:
         conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {conn.dialect.identifier_preparer.quote(where.schema)}"))
         conn.commit()
     except DBAPIError as exc:
+        if is_unreachable(exc):  # the connection was lost: not the user's configuration
+            raise
         cause = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
         raise ConfigError(f"{label}: cannot create schema {where.schema!r} for {redact(uri)!r}: {cause}") from exc
 

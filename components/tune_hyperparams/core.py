@@ -18,7 +18,7 @@ from typing import Any
 from shipyard import attempts, rdb
 from shipyard.artifacts import atomic_dir, write_json, write_text
 from shipyard.config import Config, require
-from shipyard.errors import ConfigError, DataValidationError
+from shipyard.errors import ConfigError, DataValidationError, StorageError
 from shipyard.report import markdown_table
 
 #: The default search space over TrainConfig fields.
@@ -195,9 +195,12 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
             )
         except ConfigError:
             raise
-        except Exception as exc:  # bad URL, unreachable database
+        except Exception as exc:  # a bad URL (ConfigError), or a database that cannot be reached (may pass)
             cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # SQLAlchemy appends SQL and a link
-            raise ConfigError(f"tune: cannot open Optuna storage {rdb.redact(config.storage)!r}: {cause}") from exc
+            message = f"tune: cannot open Optuna storage {rdb.redact(config.storage)!r}: {cause}"
+            if rdb.is_unreachable(exc):  # a StorageError: a retry of the step tries again
+                raise StorageError(message) from exc
+            raise ConfigError(message) from exc
         # A trial that diverges (NaN loss) is recorded as FAIL and the study goes on.
         study.optimize(
             objective, n_trials=config.n_trials, timeout=config.timeout_s or None, catch=(DataValidationError,)

@@ -98,6 +98,57 @@ def test_a_transient_error_is_retried_and_a_success_removes_the_marker(in_task):
     assert not (in_task / attempts.MARKER).exists()
 
 
+def test_a_typed_error_caused_by_io_or_a_lost_connection_is_not_deterministic(in_task):
+    """A DataValidationError wrapping an EIO of a FUSE mount, or a ConfigError over a database that went
+    away, may pass: the retry redoes the work instead of repeating the error."""
+
+    class OperationalError(Exception):  # SQLAlchemy's name: matched by name, no driver imported
+        pass
+
+    def wrapped(error: Exception, cause: BaseException) -> Exception:
+        try:
+            raise error from cause
+        except Exception as exc:
+            return exc
+
+    assert not attempts.is_deterministic(wrapped(DataValidationError("x.csv: cannot read"), OSError(5, "EIO")))
+    assert not attempts.is_deterministic(wrapped(ConfigError("cannot open storage"), OperationalError("gone")))
+    assert attempts.is_deterministic(wrapped(ConfigError("bad option"), KeyError("n_trialz")))
+    assert attempts.is_deterministic(DataValidationError("column 'city' is string"))
+    assert not attempts.is_deterministic(StorageError("gs://b: connection reset"))
+    calls = []
+
+    @attempts.step
+    def work() -> None:
+        calls.append(1)
+        raise wrapped(DataValidationError("x.csv: cannot read"), OSError(5, "EIO"))
+
+    for _ in range(2):
+        with pytest.raises(DataValidationError):
+            work()
+    assert len(calls) == 2, "the retry redid the work"
+
+
+def test_a_marker_from_an_earlier_run_is_not_trusted(in_task):
+    """A deterministic marker older than the longest backoff is an earlier run's: the work runs again."""
+    calls = []
+
+    @attempts.step
+    def work() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConfigError("schema 'optuna': permission denied")
+        return "done"
+
+    with pytest.raises(ConfigError):
+        work()
+    marker_path = in_task / attempts.MARKER
+    data = json.loads(marker_path.read_text())
+    data["time"] -= attempts.MAX_MARKER_AGE_S + 1
+    marker_path.write_text(json.dumps(data))
+    assert work() == "done" and len(calls) == 2
+
+
 def test_only_the_outermost_decorated_call_keeps_the_marker(in_task):
     @attempts.step
     def inner() -> None:
