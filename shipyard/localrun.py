@@ -323,8 +323,8 @@ def summarize(result: RunResult, planned: list[str]) -> list[StageRow]:
     for task in planned:
         match = _take(unused, task)
         if match is not None:
-            _take(failed, task)  # an attempt failed, a later one succeeded
             directory = match[1]
+            failed.pop(directory.name, None)  # this task's own (not a nested repeat's): a later attempt succeeded
             figure = FIGURES.get(task, lambda d, p: "")(directory, _params(directory))
             rows.append(StageRow(directory.name, "done", figure, _artifact_names(directory)))
             continue

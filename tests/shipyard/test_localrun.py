@@ -260,6 +260,19 @@ def test_summarize_matches_repeated_task_names_in_the_order_they_ran(tmp_path):
     ]
 
 
+def test_a_nested_repeat_that_failed_is_not_hidden_by_the_outer_task_that_succeeded(tmp_path):
+    """drift_check: the outer ingest-data succeeded, the retrain's ingest-data-2 failed."""
+    run = tmp_path / "run"
+    _task(run, "ingest-data", 10, {"Output": 569})
+    result = RunResult(run, tmp_path / "run.log", "ingest-data-2", "DataValidationError: bad")
+    result.tasks = {"ingest-data": ("SUCCESS", ""), "ingest-data-2": ("FAILURE", "DataValidationError: bad")}
+    rows = summarize(result, ["ingest-data", "ingest-data"])
+    assert [(r.task, r.status, r.figure) for r in rows] == [
+        ("ingest-data", "done", "569 rows"),
+        ("ingest-data-2", "FAILED", "DataValidationError: bad"),
+    ]
+
+
 def test_summarize_lists_tasks_that_ran_outside_the_plan_last(tmp_path):
     run = tmp_path / "run"
     _task(run, "ingest-data", 10, {"Output": 5})
