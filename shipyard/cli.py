@@ -40,7 +40,9 @@ def _port(text: str) -> int:
 
 def _name(text: str) -> str:
     """argparse type: a model name usable in a URL path."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", text):
+    from shipyard.names import GIVEN_NAME
+
+    if not GIVEN_NAME.fullmatch(text):
         raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits, '-', '_' and '.' (it becomes a URL path)")
     return text
 
@@ -311,7 +313,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.host:
         return submit(pipeline, arguments, args.host)
     # the steps inherit it: MLflow artifacts of a database store land under --output
-    os.environ["SHIPYARD_MLFLOW_ARTIFACT_ROOT"] = str(Path(args.output).resolve() / "mlartifacts")
+    os.environ.setdefault("SHIPYARD_MLFLOW_ARTIFACT_ROOT", str(Path(args.output).resolve() / "mlartifacts"))
     from shipyard import localrun
     from shipyard.report import text_table
 

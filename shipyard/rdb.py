@@ -127,7 +127,7 @@ def check_apart(optuna_storage: str, mlflow_uri: str, optuna_field: str, mlflow_
     """Refuses an Optuna storage and an MLflow tracking store in the same database namespace.
 
     Judged from the URLs alone (nothing is opened), so it can run before a pipeline is submitted.
-    Two PostgreSQL URLs that name no schema both count as the default schema.
+    A PostgreSQL URL that names no schema counts as naming ``public``, the server's default.
 
     Args:
         optuna_storage: The Optuna storage URL.
@@ -139,7 +139,11 @@ def check_apart(optuna_storage: str, mlflow_uri: str, optuna_field: str, mlflow_
         ConfigError: Both name the same PostgreSQL schema, MySQL database or SQLite file.
     """
     a, b = place(optuna_storage), place(mlflow_uri)
-    if a is None or b is None or a != b:
+    if a is None or b is None:
+        return
+    if a.backend == b.backend == "postgresql":  # no schema named: the server's default, public
+        a, b = (dataclasses.replace(p, schema=p.schema or "public") for p in (a, b))
+    if a != b:
         return
     if a.backend == "postgresql":
         fix = (

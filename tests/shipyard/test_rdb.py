@@ -66,6 +66,11 @@ def test_same_named_schema_is_refused_too():
         rdb.check_apart(uri, uri.replace("127.0.0.1", "localhost"), "a", "b")
 
 
+def test_no_schema_and_an_explicit_public_are_the_same_schema():
+    with pytest.raises(ConfigError, match="schema public of PostgreSQL database"):
+        rdb.check_apart(PG, f"{PG}?options=-csearch_path%3Dpublic", "a", "b")
+
+
 @pytest.mark.parametrize(
     ("storage", "tracking"),
     [
