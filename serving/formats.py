@@ -166,21 +166,23 @@ def fold_linear(model: Any, manifest: ModelManifest) -> LinearFold | None:
     ):
         return None
     k = len(manifest.input_schema)
-    coef = np.atleast_2d(np.asarray(last.coef_, dtype=np.float64))
+    coef = np.atleast_2d(np.array(last.coef_, dtype=np.float64))  # copies: the fold never aliases the model
     if coef.shape[1] != k or (not isinstance(last, LogisticRegression) and coef.shape[0] != 1):
         return None  # fitted on other inputs, or several regression targets
     intercept = np.broadcast_to(np.asarray(last.intercept_, dtype=np.float64), (coef.shape[0],)).copy()
+    # float32 rows times float32 coefficients stay float32; float64 coefficients widen the product
+    decision_unit = UNIT_ROUNDOFF_32 if np.asarray(last.coef_).dtype == np.float32 else UNIT_ROUNDOFF_64
     mean, scale, center, spread = np.zeros(k), np.ones(k), np.zeros(k), np.ones(k)
     if scalers:
         scaler = scalers[0]
         if scaler.mean_ is not None:  # the data's centre and spread place the probe rows, applied or not
-            center = mean = np.asarray(scaler.mean_, dtype=np.float64)
+            center = mean = np.array(scaler.mean_, dtype=np.float64)
         if scaler.scale_ is not None:
-            spread = scale = np.asarray(scaler.scale_, dtype=np.float64)  # zero variances are 1 in scale_
+            spread = scale = np.array(scaler.scale_, dtype=np.float64)  # zero variances are 1 in scale_
         mean = mean if scaler.with_mean else np.zeros(k)
         scale = scale if scaler.with_std else np.ones(k)
     kind = "regression" if not isinstance(last, LogisticRegression) else "binary" if coef.shape[0] == 1 else "softmax"
-    return LinearFold(mean, scale, coef, intercept, kind, center, spread)
+    return LinearFold(mean, scale, coef, intercept, kind, center, spread, decision_unit)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -195,6 +197,8 @@ class LinearFold:
         kind: ``regression``, ``binary`` or ``softmax`` (see :class:`LinearScorer`).
         center: Where the probe rows are centred (the data's mean).
         spread: Their spread per feature (the data's standard deviation).
+        decision_unit: Unit roundoff of scikit-learn's decision ``X @ coef_ + intercept_``: float32's
+            for coefficients fitted on float32 (Shipyard's training), float64's for float64 ones.
     """
 
     mean: np.ndarray
@@ -204,6 +208,7 @@ class LinearFold:
     kind: str
     center: np.ndarray
     spread: np.ndarray
+    decision_unit: float = 2.0**-24
 
     @functools.cached_property
     def scorer(self) -> LinearScorer:
@@ -226,10 +231,12 @@ class LinearFold:
           statistics in float64, or cast to float32 first): each ``z_j`` is within
           ``4u (|x_j| + |mean_j|) / scale_j`` of its exact value;
         - the decision ``Σ_j coef_j z_j + intercept`` is k products and k additions, within
-          ``γ_{k+1}`` of the sum of the terms' magnitudes;
+          ``γ_{k+1}(u_d)`` of the sum of the terms' magnitudes, ``u_d`` the roundoff of its arithmetic
+          (float32 for float32 coefficients, float64 for float64 ones: :attr:`decision_unit`);
 
-        together ``|Δz| ≤ γ_{k+5}(u32) · T`` with ``T = Σ_j |coef_j| (|x_j| + |mean_j|) / scale_j +
-        |intercept|``, plus ``γ_{2k+5}(u64) · T`` for the fold's own float64 folding and evaluation.
+        together ``|Δz| ≤ (4u32 + γ_{k+1}(u_d))(1 + 4u32) · T`` (``≈ γ_{k+5}(u32) · T`` for a
+        float32 model) with ``T = Σ_j |coef_j| (|x_j| + |mean_j|) / scale_j + |intercept|``, plus
+        ``γ_{2k+5}(u64) · T`` for the fold's own float64 folding and evaluation.
         A logistic output moves by at most ``|Δz| / 4`` (the slope of expit) plus 4 float32 roundings
         of ``p`` and ``1 - p``; a softmax output by at most ``2 max |Δz|`` plus ``classes + 4``
         roundings (exp, sum, divide).
@@ -253,7 +260,8 @@ class LinearFold:
         k = x.shape[1]
         carried = (np.abs(x.astype(np.float64)) + np.abs(self.mean)) / self.scale
         magnitude = carried @ np.abs(self.coef).T + np.abs(self.intercept)
-        return (_gamma(k + 5, UNIT_ROUNDOFF_32) + _gamma(2 * k + 5, UNIT_ROUNDOFF_64)) * magnitude
+        scaling, decision = 4 * UNIT_ROUNDOFF_32, _gamma(k + 1, self.decision_unit)
+        return ((scaling + decision) * (1 + scaling) + _gamma(2 * k + 5, UNIT_ROUNDOFF_64)) * magnitude
 
     def disagreement(self, reference: Scorer, rows: int = 256, one_rows: int = 16) -> float:
         """The largest ``|fold - reference| / tolerance`` on :meth:`probe` rows: numpy path on all of

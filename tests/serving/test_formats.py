@@ -8,9 +8,9 @@ import zipfile
 import numpy as np
 import pytest
 import skops.io as sio
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from components.train_model.core import TabularData, fit_baseline, save_sklearn_model
 from serving.formats import load_model
@@ -423,6 +423,23 @@ def test_a_fold_off_by_more_than_rounding_is_refused():
     assert nudged.disagreement(model.predict) > 1.0 and fold.disagreement(model.predict) <= 1.0
     uncentered = model.predict(np.zeros((1, fold.coef.shape[1]), dtype=np.float32))
     assert linear_scorer(model, manifest, lambda x: model.predict(x) - uncentered) is None
+
+
+def test_a_model_fitted_on_float64_is_bounded_by_float64_decision_arithmetic():
+    """Float64 coefficients widen scikit-learn's product to float64: only its scaler rounds in float32,
+    so the bound is the tighter one, and it still holds. The fold copies, never aliases, the model."""
+    from components.reference import sklearn_data
+    from serving.formats import UNIT_ROUNDOFF_64, fold_linear, linear_scorer
+
+    data = sklearn_data("regression")
+    wide = make_pipeline(StandardScaler(), Ridge()).fit(data.x.astype(np.float64), data.y.astype(np.float64))
+    narrow, manifest = _reference_model("regression")
+    fold, narrow_fold = fold_linear(wide, manifest), fold_linear(narrow, manifest)
+    assert fold.decision_unit == UNIT_ROUNDOFF_64 and narrow_fold.decision_unit > UNIT_ROUNDOFF_64
+    x = fold.probe()
+    assert np.all(fold.decision_tolerance(x) < narrow_fold.decision_tolerance(x) / 2)
+    assert linear_scorer(wide, manifest, wide.predict) is not None
+    assert not np.shares_memory(fold.coef, wide[-1].coef_) and not np.shares_memory(fold.mean, wide[0].mean_)
 
 
 @pytest.mark.parametrize("scaler", [{"with_mean": False}, {"with_std": False}, None])
