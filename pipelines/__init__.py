@@ -90,24 +90,42 @@ def preflight(name: str, arguments: dict[str, Any], local: bool) -> str | None:
         from components.tune_hyperparams.core import check_storage_apart
 
         check_storage_apart(str(arguments["tune"].get("storage", "")), str(arguments.get("mlflow_tracking_uri", "")))
-    train = arguments.get("train") or {}
-    if isinstance(train, dict) and train.get("device") == "cuda":
-        if local:
-            from components.train_model.core import pick_device
+    from shipyard import images
 
-            try:
-                pick_device("cuda")
-            except ConfigError as exc:
-                raise ConfigError(f"{exc}; a --local run trains on this machine: use device 'auto' or 'cpu'") from exc
-        else:
-            from shipyard import images
-
-            if not images.TRAIN_GPUS:
-                raise ConfigError(
-                    "train: device 'cuda' requested but the training step requests no GPU "
-                    "(compiled with SHIPYARD_TRAIN_GPUS=0); use device 'auto' or 'cpu', or compile with a GPU"
-                )
+    tune = arguments.get("tune")
+    for field, options, gpus in (
+        ("train", arguments.get("train"), images.TRAIN_GPUS),
+        ("tune.base", tune.get("base") if isinstance(tune, dict) else None, 0),  # the tune step requests no GPU
+    ):
+        if isinstance(options, dict) and options.get("device") == "cuda":
+            _check_cuda(field, local, gpus)
     return model_name(name, arguments)
+
+
+def _check_cuda(field: str, local: bool, gpus: int) -> None:
+    """Refuses ``device: cuda`` in ``field`` where the step cannot get a GPU: a local run on a machine
+    without CUDA, or a cluster step that requests none (``gpus``).
+
+    Raises:
+        ConfigError: Naming the field and what would work instead.
+    """
+    from shipyard.errors import ConfigError
+
+    if local:
+        from components.train_model.core import pick_device
+
+        try:
+            pick_device("cuda")
+        except ConfigError as exc:
+            message = str(exc).replace("train:", f"{field}:", 1)
+            raise ConfigError(f"{message}; a --local run trains on this machine: use device 'auto' or 'cpu'") from exc
+    elif not gpus:
+        step = (
+            "training step requests no GPU (compiled with SHIPYARD_TRAIN_GPUS=0)"
+            if field == "train"
+            else ("tuning step requests no GPU")
+        )
+        raise ConfigError(f"{field}: device 'cuda' requested but the {step}; use device 'auto' or 'cpu'")
 
 
 def load(name: str) -> Any:

@@ -95,3 +95,15 @@ def test_preflight_refuses_optuna_and_mlflow_in_one_database_schema():
     url = "postgresql://postgres@127.0.0.1:5432/test"  # judged from the URLs: nothing connects
     with pytest.raises(ConfigError, match="same schema"):
         pipelines.preflight("train_and_deploy", {"tune": {"storage": url}, "mlflow_tracking_uri": url}, local=True)
+
+
+def test_cuda_for_the_tuning_trials_is_refused_where_the_tune_step_gets_no_gpu():
+    """tune={"base": {"device": "cuda"}}: the tune step never requests a GPU on a cluster, and a local
+    run needs CUDA on this machine."""
+    arguments = {"tune": {"base": {"device": "cuda"}}}
+    with pytest.raises(ConfigError, match=r"^tune\.base: device 'cuda' requested but the tuning step requests no GPU"):
+        pipelines.preflight("train_and_deploy", arguments, local=False)
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"^tune\.base: device 'cuda' requested but no CUDA device"):
+            pipelines.preflight("train_and_deploy", arguments, local=True)
