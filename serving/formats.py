@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from serving import codec
+from serving.preprocess import Encoded, Preprocessing
 from shipyard.artifacts import ModelManifest, read_model_manifest
 from shipyard.errors import ArtifactError, UnsafeArtifactError
 
@@ -55,6 +57,28 @@ class LoadedModel:
         #: One row of finite numbers → probabilities (or ``[value]``) in Python floats, without
         #: numpy; only models that offer it (:class:`LinearScorer`), else None.
         self.score_row: Callable[[Sequence[float]], list[float]] | None = getattr(scorer, "row", None)
+        #: Raw features → the matrix the weights take; the identity for a model without one.
+        self.preprocessing = (
+            Preprocessing.plain(manifest.feature_names)
+            if manifest.preprocessing is None
+            else Preprocessing.from_dict(manifest.preprocessing, str(path / "model.json"))
+        )
+        if not self.preprocessing.identity:
+            self.score_row = None  # one raw row needs the preprocessing first
+
+    def encode_frame(self, df: Any, where: str = "dataset") -> Encoded:
+        """The model's input matrix for a DataFrame of raw features (:class:`Preprocessing`).
+
+        Raises:
+            DataValidationError: A feature is missing, of the wrong type, or null where it may not be.
+        """
+        if self.preprocessing.identity:
+            return Encoded(codec.from_frame(df, self.manifest.feature_names, where), {})
+        return self.preprocessing.transform_frame(df, where)
+
+    def score_frame(self, df: Any, where: str = "dataset") -> np.ndarray:
+        """:meth:`scores` of a DataFrame of raw features (see :meth:`encode_frame`)."""
+        return self.scores(self.encode_frame(df, where).x)
 
     @property
     def is_classifier(self) -> bool:

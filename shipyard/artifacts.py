@@ -23,7 +23,12 @@ from typing import Any
 from shipyard import __version__
 from shipyard.errors import ArtifactError, IntegrityError
 
-ROLES = ("feature", "label", "id", "time", "slice")
+#: Column roles: ``feature`` (a model input), ``label``, and the roles that are kept but never used
+#: as features: ``id`` (identifies a row), ``time`` (a timestamp), ``text`` (free text), ``slice``.
+ROLES = ("feature", "label", "id", "time", "text", "slice")
+#: Feature kinds: ``numeric`` or ``categorical``; an empty kind is inferred from the dtype
+#: (:func:`serving.preprocess.resolve_kind`).
+FEATURE_KINDS = ("", "numeric", "categorical")
 DATA_FILE = "data.parquet"
 SCHEMA_FILE = "schema.json"
 MODEL_FILE = "model.json"
@@ -146,11 +151,12 @@ def verify_tree(root: str | os.PathLike[str], expected: dict[str, str]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Column:
-    """One column of a Dataset: its name, pandas dtype and role."""
+    """One column of a Dataset: its name, pandas dtype, role and (for a feature) its kind."""
 
     name: str
     dtype: str
     role: str = "feature"
+    kind: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,7 +185,7 @@ class DatasetSchema:
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the JSON form."""
-        return {"version": 1, "columns": [dataclasses.asdict(c) for c in self.columns]}
+        return {"version": 1, "columns": [_column_dict(c) for c in self.columns]}
 
     @classmethod
     def from_dict(cls, data: Any, where: str = SCHEMA_FILE) -> DatasetSchema:
@@ -188,13 +194,26 @@ class DatasetSchema:
             raise ArtifactError(f"{where}: expected an object with a 'columns' list")
         cols = []
         for i, c in enumerate(data["columns"]):
-            if not isinstance(c, dict) or set(c) - {"name", "dtype", "role"} or "name" not in c:
-                raise ArtifactError(f"{where}: columns[{i}] must have keys name, dtype, role; got {c!r}")
+            if not isinstance(c, dict) or set(c) - {"name", "dtype", "role", "kind"} or "name" not in c:
+                raise ArtifactError(f"{where}: columns[{i}] must have keys name, dtype, role (kind optional); got {c!r}")
             role = c.get("role", "feature")
             if role not in ROLES:
                 raise ArtifactError(f"{where}: column {c['name']!r} has role {role!r}; expected one of {ROLES}")
-            cols.append(Column(str(c["name"]), str(c.get("dtype", "object")), role))
+            kind = c.get("kind", "")
+            if kind not in FEATURE_KINDS:
+                raise ArtifactError(
+                    f"{where}: column {c['name']!r} has kind {kind!r}; expected one of {FEATURE_KINDS[1:]} or none"
+                )
+            cols.append(Column(str(c["name"]), str(c.get("dtype", "object")), role, kind))
         return cls(tuple(cols))
+
+
+def _column_dict(c: Column) -> dict[str, Any]:
+    """A column's JSON form; ``kind`` only when it is set, so older readers see what they know."""
+    d = dataclasses.asdict(c)
+    if not c.kind:
+        del d["kind"]
+    return d
 
 
 def infer_schema(df: Any, label: str | None, id_columns: tuple[str, ...] = ()) -> DatasetSchema:
@@ -266,6 +285,9 @@ class ModelManifest:
     files: dict[str, str] = dataclasses.field(default_factory=dict)
     parent: dict[str, Any] | None = None
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: The fitted preprocessing (:class:`serving.preprocess.Preprocessing` as JSON); None is the
+    #: identity over the input schema's numeric features.
+    preprocessing: dict[str, Any] | None = None
     created_at: str = ""
     shipyard_version: str = __version__
 
@@ -277,7 +299,9 @@ class ModelManifest:
     def to_dict(self) -> dict[str, Any]:
         """Returns the JSON form."""
         d = dataclasses.asdict(self)
-        d["input_schema"] = [dataclasses.asdict(c) for c in self.input_schema]
+        d["input_schema"] = [_column_dict(c) for c in self.input_schema]
+        if d["preprocessing"] is None:
+            del d["preprocessing"]
         d["label_names"] = list(self.label_names)
         return d
 
@@ -298,6 +322,8 @@ class ModelManifest:
         files = data["files"]
         if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
             raise ArtifactError(f"{where}: 'files' must be an object mapping file names to sha256 strings")
+        if not isinstance(data.get("preprocessing", {}), (dict, type(None))):
+            raise ArtifactError(f"{where}: 'preprocessing' must be an object")
         if not isinstance(data.get("label_names", []), list):
             raise ArtifactError(f"{where}: 'label_names' must be a list")
         inputs = DatasetSchema.from_dict({"columns": data["input_schema"]}, where).columns

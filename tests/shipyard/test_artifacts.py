@@ -277,7 +277,7 @@ def test_read_dataset_with_malformed_schema_names_the_file(tmp_path):
     [
         (["x"], r"expected an object with a 'columns' list"),
         ({"columns": {"x": "float"}}, r"expected an object with a 'columns' list"),
-        ({"columns": ["x"]}, r"columns\[0\] must have keys name, dtype, role; got 'x'"),
+        ({"columns": ["x"]}, r"columns\[0\] must have keys name, dtype, role \(kind optional\); got 'x'"),
         ({"columns": [{"name": "x"}, {"name": "y", "unit": "m"}]}, r"columns\[1\] must have keys"),
         ({"columns": [{"dtype": "int64"}]}, r"columns\[0\] must have keys"),
         ({"columns": [{"name": "x", "role": "target"}]}, r"column 'x' has role 'target'; expected one of"),
