@@ -195,7 +195,9 @@ class DatasetSchema:
         cols = []
         for i, c in enumerate(data["columns"]):
             if not isinstance(c, dict) or set(c) - {"name", "dtype", "role", "kind"} or "name" not in c:
-                raise ArtifactError(f"{where}: columns[{i}] must have keys name, dtype, role (kind optional); got {c!r}")
+                raise ArtifactError(
+                    f"{where}: columns[{i}] must have keys name, dtype, role (kind optional); got {c!r}"
+                )
             role = c.get("role", "feature")
             if role not in ROLES:
                 raise ArtifactError(f"{where}: column {c['name']!r} has role {role!r}; expected one of {ROLES}")

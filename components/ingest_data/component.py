@@ -5,9 +5,7 @@ from shipyard.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def ingest_data(
-    source: str, label: str, dataset: Output[Dataset], report: Output[Markdown], options: dict = {}
-) -> int:
+def ingest_data(source: str, label: str, dataset: Output[Dataset], report: Output[Markdown], options: dict = {}) -> int:
     """Reads CSV/Parquet (path or gs:// URI) or sklearn:NAME into a Dataset artifact.
 
     Each column gets a role and, for a feature, a kind (numeric or categorical), inferred from its

@@ -54,8 +54,7 @@ class IngestConfig(Config):
         require(
             not bad,
             self.section,
-            f"roles: {bad} is not a role; expected one of {', '.join(DECLARABLE_ROLES)} "
-            "(the label is named by label)",
+            f"roles: {bad} is not a role; expected one of {', '.join(DECLARABLE_ROLES)} (the label is named by label)",
         )
         named = {
             "id_columns": list(self.id_columns),
