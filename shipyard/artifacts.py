@@ -314,8 +314,13 @@ def infer_columns(
             continue
         role, kind, note = _infer_column(series, str(name))
         if name in declared:
+            if declared[name] == "feature" and role in ("id", "text"):
+                kind, note = "categorical", ""  # strings the user wants used: their most frequent values
+            elif declared[name] == "feature" and role == "time":
+                note = f"column {name!r} holds datetimes and is declared a feature, which training cannot use"
+            elif declared[name] != role:
+                note = ""
             role = declared[name]
-            kind, note = (kind, note) if role == "feature" else ("", "")
         columns.append(Column(str(name), dtype, role, kind if role == "feature" else ""))
         if note:
             notes[str(name)] = note

@@ -92,3 +92,10 @@ def penguins() -> pd.DataFrame:
 
     frame: Any = palmerpenguins.load_penguins()
     return frame
+
+
+def penguins_csv() -> str:
+    """The path of the penguins CSV that ships inside the palmerpenguins package."""
+    from importlib import resources
+
+    return str(resources.files("palmerpenguins") / "data" / "penguins.csv")

@@ -81,7 +81,12 @@ def test_csv_with_id_column_gets_role_id(tmp_path):
     assert summary == {"rows": 20, "columns": 4, "label": "target", "warnings": []}
     df, schema = read_dataset(out)
     assert _roles(schema) == {"id": "id", "x": "feature", "color": "feature", "target": "label"}
-    assert [(c.name, c.kind) for c in schema.columns] == [("id", ""), ("x", "numeric"), ("color", "categorical"), ("target", "")]
+    assert [(c.name, c.kind) for c in schema.columns] == [
+        ("id", ""),
+        ("x", "numeric"),
+        ("color", "categorical"),
+        ("target", ""),
+    ]
     assert schema.features == ["x", "color"]
     pd.testing.assert_frame_equal(df, _frame())
 
