@@ -242,16 +242,10 @@ DATE_PATTERN = (
 DECLARABLE_ROLES = tuple(r for r in ROLES if r != "label")
 
 
-def infer_schema(
-    df: Any,
-    label: str | None,
-    id_columns: tuple[str, ...] = (),
-    categorical: tuple[str, ...] = (),
-    numeric: tuple[str, ...] = (),
-    roles: dict[str, str] | None = None,
-) -> DatasetSchema:
-    """Builds a DatasetSchema from a DataFrame (:func:`infer_columns` without its notes)."""
-    return infer_columns(df, label, id_columns, categorical, numeric, roles)[0]
+def infer_schema(df: Any, label: str | None, id_columns: tuple[str, ...] = (), **declared: Any) -> DatasetSchema:
+    """Builds a DatasetSchema from a DataFrame: :func:`infer_columns` (``declared``: its
+    ``categorical``, ``numeric`` and ``roles``) without the notes."""
+    return infer_columns(df, label, id_columns, **declared)[0]
 
 
 def infer_columns(

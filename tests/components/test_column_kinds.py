@@ -178,6 +178,12 @@ def test_a_declared_column_the_data_lacks_is_named_with_the_columns_there_are(tm
     assert "column(s) ['nope'] not found; the columns are: customer_id, age, tenure" in str(exc.value)
 
 
+def _validate(tmp_path, dataset="ds", config=None):
+    """validate_data on ``tmp_path/dataset``, its schema to ``tmp_path/schema``; returns the summary."""
+    args = (str(tmp_path / "schema"), str(tmp_path / "a.json"), str(tmp_path / "a.md"))
+    return validate(str(tmp_path / dataset), *args, config or ValidateConfig())
+
+
 # --- the mixed-type table end to end (ingest, then validate) -------------------------------------
 
 
@@ -203,8 +209,7 @@ def test_the_mixed_table_is_ingested_with_its_kinds_and_the_exclusions_are_warne
 def test_the_mixed_table_passes_validation_and_an_unseen_category_is_a_warning(tmp_path):
     df = tables.mixed_table()
     _ingest(tmp_path, df, {})
-    args = (str(tmp_path / "schema"), str(tmp_path / "a.json"), str(tmp_path / "a.md"))
-    summary = validate(str(tmp_path / "ds"), *args, ValidateConfig())
+    summary = _validate(tmp_path)
     assert summary["errors"] == 0 and summary["profile"], json.loads((tmp_path / "a.json").read_text())
     schema = load_schema(tmp_path / "schema")
     plan = schema["columns"]["plan"]
@@ -248,10 +253,7 @@ def test_penguins_from_the_csv_in_the_package_ingest_and_validate(tmp_path):
         "year": "numeric",
     }
     assert df["sex"].isna().sum() == 11 and df["bill_length_mm"].isna().sum() == 2
-    result = validate(
-        str(out), str(tmp_path / "schema"), str(tmp_path / "a.json"), str(tmp_path / "a.md"), ValidateConfig()
-    )
-    assert result["errors"] == 0
+    assert _validate(tmp_path, "penguins")["errors"] == 0
     columns = load_schema(tmp_path / "schema")["columns"]
     assert columns["island"]["domain"] == ["Biscoe", "Dream", "Torgersen"]
     assert columns["sex"]["nullable"] is True and columns["sex"]["domain"] == ["female", "male"]
@@ -270,13 +272,7 @@ def test_penguins_load_penguins_frame_gives_the_same_schema_as_its_csv(tmp_path)
 def test_integer_codes_declared_categorical_get_a_domain_and_unseen_codes_are_reported(tmp_path):
     df = pd.DataFrame({"store": np.arange(120) % 4 + 10, "x": np.linspace(0, 1, 120), "target": np.arange(120) % 2})
     _ingest(tmp_path, df, {"categorical": ["store"]})
-    validate(
-        str(tmp_path / "ds"),
-        str(tmp_path / "schema"),
-        str(tmp_path / "a.json"),
-        str(tmp_path / "a.md"),
-        ValidateConfig(),
-    )
+    _validate(tmp_path)
     spec = load_schema(tmp_path / "schema")["columns"]["store"]
     assert spec["kind"] == "int" and spec["feature_kind"] == "categorical"
     assert spec["domain"] == ["10", "11", "12", "13"] and "min" not in spec and "quantiles" not in spec
@@ -308,13 +304,7 @@ def test_a_hand_edited_domain_of_numbers_matches_integer_codes(tmp_path):
 def test_a_validation_schema_kind_that_training_would_not_use_is_a_kind_mismatch(tmp_path):
     df = tables.mixed_table(120)
     _ingest(tmp_path, df, {})
-    validate(
-        str(tmp_path / "ds"),
-        str(tmp_path / "schema"),
-        str(tmp_path / "a.json"),
-        str(tmp_path / "a.md"),
-        ValidateConfig(),
-    )
+    _validate(tmp_path)
     schema = json.loads((tmp_path / "schema" / "schema.json").read_text())
     schema["columns"]["tenure"]["feature_kind"] = "categorical"
     (tmp_path / "edited.json").write_text(json.dumps(schema))
