@@ -22,6 +22,7 @@ from typing import Any
 
 from shipyard import __version__
 from shipyard.errors import ArtifactError, DataValidationError, IntegrityError
+from shipyard.formats import FORMATS
 
 #: Column roles: ``feature`` (a model input), ``label``, and the roles that are kept but never used
 #: as features: ``id`` (identifies a row), ``time`` (a timestamp), ``text`` (free text), ``slice``.
@@ -32,7 +33,8 @@ FEATURE_KINDS = ("", "numeric", "categorical")
 DATA_FILE = "data.parquet"
 SCHEMA_FILE = "schema.json"
 MODEL_FILE = "model.json"
-MODEL_FORMATS = ("sklearn-skops", "torchscript", "onnx", "tflite", "keras")
+#: The ``format`` names a ``model.json`` may hold (the table is :data:`shipyard.formats.FORMATS`).
+MODEL_FORMATS = tuple(FORMATS)
 TASKS = ("binary", "multiclass", "regression")
 
 
