@@ -194,7 +194,7 @@ def fold_linear(model: Any, manifest: ModelManifest) -> LinearFold | None:
         or not isinstance(last, (LogisticRegression, LinearRegression, Ridge))
     ):
         return None
-    k = len(manifest.input_schema)
+    k = model_width(manifest)
     coef = np.atleast_2d(np.array(last.coef_, dtype=np.float64))  # copies: the fold never aliases the model
     if coef.shape[1] != k or (not isinstance(last, LogisticRegression) and coef.shape[0] != 1):
         return None  # fitted on other inputs, or several regression targets
@@ -212,6 +212,13 @@ def fold_linear(model: Any, manifest: ModelManifest) -> LinearFold | None:
         scale = scale if scaler.with_std else np.ones(k)
     kind = "regression" if not isinstance(last, LogisticRegression) else "binary" if coef.shape[0] == 1 else "softmax"
     return LinearFold(mean, scale, coef, intercept, kind, center, spread, decision_unit)
+
+
+def model_width(manifest: ModelManifest) -> int:
+    """How many columns the weights take: the preprocessing's output width, else one per input feature."""
+    if manifest.preprocessing is None:
+        return len(manifest.input_schema)
+    return Preprocessing.from_dict(manifest.preprocessing).width
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

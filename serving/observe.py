@@ -235,8 +235,8 @@ class ModelStats:
                 "Values of a categorical feature outside its vocabulary (scored as the unknown category).",
                 labels=["model", "feature"],
             )
-            for feature, count in unknown.items():
-                unseen.add_metric([self.model, feature], float(count))
+            for feature, times in unknown.items():
+                unseen.add_metric([self.model, feature], float(times))
             yield unseen
 
 

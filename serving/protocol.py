@@ -139,7 +139,7 @@ class Decoder:
                 missing = [f for f in self.features if f not in rec]
                 unknown = sorted(str(k) for k in rec if k not in expected)
                 problems = [
-                    f"missing feature(s) {missing} in row {i}" if missing else "",
+                    f"missing feature(s) {missing}" if missing else "",
                     f"unknown feature(s) {codec.short(unknown[:5])}" if unknown else "",
                 ]
                 raise DataValidationError(f"{where}[{i}]: " + "; ".join(p for p in problems if p))
