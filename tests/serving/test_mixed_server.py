@@ -166,3 +166,30 @@ def test_a_non_finite_output_is_the_models_fault_a_500(tmp_path, model_server):
         r = c.post(V2, json={"inputs": tensors})
         assert r.status_code == 500 and "not finite in float32" in r.json()["error"], r.text
         assert c.get("/v2/health/ready").status_code == 200
+
+
+def test_the_payload_log_records_raw_rows_that_a_drift_check_compares(mixed, tmp_path, model_server):
+    """For a model with preprocessing the log holds the raw values (strings, nulls), not the encoded
+    matrix: read back, they equal the rows sent, and drift_check compares them with the training data."""
+    import httpx
+
+    from components.drift_check import core as drift
+    from serving.payload_log import read_payloads
+
+    rows = _rows(mixed).head(8).reset_index(drop=True)
+    logs = tmp_path / "payloads"
+    with model_server(mixed.path, NAME, args=["--payload-log", str(logs)]) as server:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            assert c.post(V1, json={"instances": records(rows, mixed.features)}).status_code == 200
+            assert c.post(V2, json={"inputs": v2_tensors(rows, mixed.features)}).status_code == 200
+    logged = read_payloads(str(logs), NAME)
+    assert list(logged.columns) == mixed.features and len(logged) == 2 * len(rows)
+    for half in (logged.iloc[: len(rows)], logged.iloc[len(rows) :]):
+        half = half.reset_index(drop=True)
+        assert half["plan"].tolist() == [None if v is None else v for v in rows["plan"].tolist()]
+        assert half["region"].tolist() == rows["region"].tolist()
+        assert half["autopay"].tolist() == rows["autopay"].tolist()
+        np.testing.assert_array_equal(half["tenure"].to_numpy(dtype=float), rows["tenure"].to_numpy())
+    profile = drift.build_profile(mixed.train, mixed.features)
+    result = drift.check(profile, logged, drift.DriftConfig(columns=tuple(mixed.features)))
+    assert len(result["columns"]) == len(mixed.features)
