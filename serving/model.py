@@ -214,7 +214,7 @@ class ShipyardModel(Model):
         return protocol.v2_outputs([self._label_names[best]], rounded, [1, len(scores)], self._label_dtype)
 
     def _v1_row(self, row: array) -> dict[str, Any]:
-        """The V1 answer for one plain row (:meth:`_score_one`), as :meth:`_v1_response` gives it."""
+        """The V1 answer for one plain row (:meth:`_score_one`), as :func:`serving.protocol.v1_answer` gives it."""
         scores, _, best = self._score_one(row)
         return protocol.v1_row_answer(scores, None if best is None else self._label_names[best])
 

@@ -159,3 +159,13 @@ def v2_tensors(df: pd.DataFrame, features: Sequence[str]) -> list[dict[str, Any]
         }
         for f in features
     ]
+
+
+def metric_samples(text: str) -> dict[str, float]:
+    """A ``/metrics`` page as ``{'name{labels}': value}`` (labels as Prometheus prints them)."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out

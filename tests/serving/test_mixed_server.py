@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from mixed_model import LABELS, build_mixed_model, lists, records, v2_tensors
+from mixed_model import metric_samples as _samples
 
 from serving.formats import load_model
 
@@ -31,15 +32,6 @@ def served(mixed, model_server):
     with model_server(mixed.path, NAME) as server:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             yield client
-
-
-def _samples(text: str) -> dict[str, float]:
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            out[key] = float(value)
-    return out
 
 
 def _rows(mixed):
