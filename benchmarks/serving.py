@@ -9,6 +9,22 @@ the same single core (and one BLAS/OpenMP thread). On the 2-core development mac
 steadier per-cycle ratios than letting servers and wrk float (``--no-pin``, wrk with 2 threads),
 though lower absolute numbers: a pinned server cannot move away from other load on its core.
 
+Other work on the machine is kept off the measurement where the kernel allows (``--no-priority``
+turns this off): every server and wrk run in a session of their own at nice -15, as a process and
+as an autogroup (with ``sched_autogroup_enabled`` the kernel shares a CPU between sessions first,
+so a plain nice value does not reach past the session). Without it, a busy machine time-slices the
+pinned processes, and a closed loop at fixed concurrency turns that into a wrong ratio: whenever
+wrk is off its CPU the server drains the ≤ 32 requests it holds and idles, and a server twice as
+fast per request drains them in half the time, so it idles more. On the 2-core machine with four
+other sessions' tests running, batching on ÷ off fell to 0.9–1.7 at default priority while the
+servers' CPU time per request still differed by 1.5–2.1×; prioritized, both servers were busy
+90–98% of each run and the ratio followed the CPU time again (see RESULTS.md, "batching on a busy
+machine"). Each load run records the server's CPU use (``server_util``: 1 = it was the bottleneck;
+``server_cpu_us_per_request``), the CPU time other processes took meanwhile (``other_cpus``) and,
+for our servers, the mean requests per model call; ``warnings`` lists the runs where the server was
+busy under 85% of the time or other processes took over a quarter of a CPU, and each ratio carries
+the same-cycle ratio of server CPU time per request (``cpu_ratio_per_cycle``).
+
 - **ours ÷ MLServer** (target ≥ 1.2 at an equal or lower p99): the same fitted scikit-learn
   baseline (the ``train_model`` core's), served by ``shipyard serve`` from its skops artifact and
   by MLServer 1.7.1 + mlserver-sklearn from a joblib dump of the same estimator. MLServer runs in a
@@ -23,6 +39,8 @@ though lower absolute numbers: a pinned server cannot move away from other load 
   ``--batching off`` and ``--batching on`` (or the options given by ``--batching-args`` /
   ``SHIPYARD_BENCH_BATCHING_ARGS``; empty options leave the "on" case out). ``SHIPYARD_SERVE_*``
   variables are removed from the servers' environment so only the command line decides.
+  ``--only batching`` runs these two alone (no MLServer environment; ``--only sklearn`` the others);
+  such a run is saved as ``benchmarks/output/serving-batching.json``.
 
 wrk counts HTTP status >= 400, socket errors and timeouts; all of them are reported as errors. The
 exact server and wrk commands are recorded in the result (``benchmarks/output/serving.json``).
@@ -44,7 +62,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -68,6 +86,20 @@ READY_TIMEOUT_S = 180.0
 #: One thread per core: servers and wrk must not oversubscribe the core they are given.
 SERVER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 SERVER_CPU, WRK_CPU = "0", "1"
+#: Scheduling priority of every server and of wrk (``--no-priority``: the default 0). Each runs in a
+#: session of its own, so it is its own autogroup where the kernel groups by session
+#: (``/proc/sys/kernel/sched_autogroup_enabled``), and gets this nice value as a process and as a group.
+PRIORITY_NICE = -15
+#: Below this share of a CPU, a server was not the bottleneck of its run (it waited for requests).
+SERVER_BOUND_UTIL = 0.85
+#: Above this many CPUs' worth of time taken by other processes during a run, the machine was busy.
+BUSY_OTHER_CPUS = 0.25
+
+#: Subsets of the cases ``--only`` can pick: the scikit-learn comparisons, or batching on/off alone.
+GROUPS = {
+    "sklearn": ("ours_sklearn", "mlserver_sklearn", "ceiling"),
+    "batching": ("ours_torch_c32", "ours_torch_batched_c32"),
+}
 
 #: (result key, numerator case, denominator case, target, also require numerator p99 <= denominator p99)
 COMPARISONS = (
@@ -129,8 +161,13 @@ class Models:
     label_names: tuple[Any, ...]
 
 
-def cases(batching: Batching) -> list[Case]:
-    """The load runs of one cycle, in order; the batched case only when there are options to turn it on."""
+def cases(batching: Batching, only: str | None = None) -> list[Case]:
+    """The load runs of one cycle, in order; the batched case only when there are options to turn it on.
+
+    Args:
+        batching: The TorchScript servers' options.
+        only: A key of :data:`GROUPS` to run that subset alone; None runs every case.
+    """
     out = [
         Case("ours_sklearn", "ours_sklearn", SKLEARN_MODEL, CONNECTIONS),
         Case("mlserver_sklearn", "mlserver_sklearn", SKLEARN_MODEL, CONNECTIONS),
@@ -139,6 +176,8 @@ def cases(batching: Batching) -> list[Case]:
     ]
     if batching.on:
         out.append(Case("ours_torch_batched_c32", "ours_torch_batched", TORCH_MODEL, BATCHING_CONNECTIONS))
+    if only is not None:
+        out = [c for c in out if c.name in GROUPS[only]]
     return out
 
 
@@ -235,9 +274,19 @@ def shipyard_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "shipyard.cli"]
 
 
-def servers(work: Path, models: Models, mlserver: Path, batching: Batching) -> dict[str, Server]:
-    """Every server the cases need, each on its own free port; MLServer's settings.json is written here."""
-    settings = {
+def servers(
+    work: Path, models: Models, mlserver: Path | None, batching: Batching, needed: Sequence[str] | None = None
+) -> dict[str, Server]:
+    """Every server the cases need, each on its own free port; MLServer's settings.json is written here.
+
+    Args:
+        work: The servers' working directory.
+        models: The artifacts they serve.
+        mlserver: MLServer's executable (None: MLServer is not among ``needed``).
+        batching: The TorchScript servers' options.
+        needed: The names of the servers to start (None: all).
+    """
+    settings: dict[str, Any] = {
         "host": "127.0.0.1",
         "http_port": free_port(),
         "grpc_port": free_port(),
@@ -256,7 +305,7 @@ def servers(work: Path, models: Models, mlserver: Path, batching: Batching) -> d
         ours("ours_sklearn", models.sklearn_dir, SKLEARN_MODEL),
         Server(
             "mlserver_sklearn",
-            (str(mlserver), "start", str(models.mlserver_repo)),
+            (str(mlserver or "mlserver"), "start", str(models.mlserver_repo)),
             settings["http_port"],
             models.mlserver_repo,
         ),
@@ -265,17 +314,69 @@ def servers(work: Path, models: Models, mlserver: Path, batching: Batching) -> d
     ]
     if batching.on:
         out.append(ours("ours_torch_batched", models.torch_dir, TORCH_MODEL, batching.on))
-    return {s.name: s for s in out}
+    return {s.name: s for s in out if needed is None or s.name in needed}
 
 
-def launch(server: Server, pin: bool, logs: Path) -> subprocess.Popen[bytes]:
-    """Starts ``server`` (on CPU 0 when pinned), output to ``logs/<name>.log``."""
+def prioritized(nice: int | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that puts the child in a session (and so an autogroup) of its own at ``nice``.
+
+    Other work on the machine (another session's tests, say) otherwise gets an equal share of the
+    CPU each server or wrk is pinned to: the measured processes are time-sliced, and a closed-loop
+    load generator that is off its CPU starves the server (see the module docstring). Settings the
+    kernel refuses (no privilege) are skipped; :func:`priority_in_effect` says what took.
+    """
+    if nice is None:
+        return None
+
+    def preexec() -> None:
+        os.setsid()
+        try:
+            with open("/proc/self/autogroup", "w") as f:  # the session's group weight against other sessions'
+                f.write(str(nice))
+        except OSError:
+            pass  # no autogroups (kernel option off or absent) or not permitted
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)  # inherited by the threads the process starts
+        except OSError:
+            pass
+
+    return preexec
+
+
+def priority_in_effect(nice: int | None) -> dict[str, Any]:
+    """What :func:`prioritized` achieves here, read back from a child started with it."""
+    if nice is None:
+        return {"requested": None}
+    code = (
+        "import json, os\ntry: g = open('/proc/self/autogroup').read().strip()\nexcept OSError: g = None\n"
+        "print(json.dumps([os.getpriority(os.PRIO_PROCESS, 0), g]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, preexec_fn=prioritized(nice))
+    process_nice, group = json.loads(out.stdout)
+    try:
+        autogroups = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        autogroups = False
+    return {
+        "requested": nice,
+        "process_nice": process_nice,
+        "autogroup": group,
+        "autogroups_enabled": autogroups,
+        "applied": process_nice == nice and (not autogroups or (group or "").endswith(f"nice {nice}")),
+    }
+
+
+def launch(server: Server, pin: bool, logs: Path, nice: int | None = None) -> subprocess.Popen[bytes]:
+    """Starts ``server`` (on CPU 0 when pinned; at ``nice``, see :func:`prioritized`), output to
+    ``logs/<name>.log``."""
     argv = ["taskset", "-c", SERVER_CPU, *server.argv] if pin else list(server.argv)
     log = (logs / f"{server.name}.log").open("wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith(SERVE_ENV_PREFIX)}
     env.update(SERVER_ENV)
     try:
-        return subprocess.Popen(argv, cwd=server.cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            argv, cwd=server.cwd, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=prioritized(nice)
+        )
     finally:
         log.close()  # the child keeps its own descriptor
 
@@ -330,25 +431,26 @@ def post(url: str, body: bytes) -> dict[str, Any]:
 def check_answers(srv: dict[str, Server], models: Models, case_list: Sequence[Case]) -> dict[str, Any]:
     """Sends the benchmark's request once to every case's server before timing.
 
-    Ours and MLServer must agree on the label and (to 1e-6) the probabilities of the row.
+    Ours and MLServer must agree on the label and (to 1e-6) the probabilities of the row (when
+    both are among the cases).
 
     Raises:
         SetupError: A server does not answer 200, or the two scikit-learn servers disagree.
     """
     body = models.body_file.read_bytes()
     answers = {c.name: post(srv[c.server].url(c.path), body) for c in case_list}
+    out: dict[str, Any] = {}
+    if "ours_torch_c32" in answers:
+        out["torch"] = {o["name"]: o["data"] for o in answers["ours_torch_c32"]["outputs"]}
+    if "ours_sklearn" not in answers or "mlserver_sklearn" not in answers:
+        return out
     ours = {o["name"]: o["data"] for o in answers["ours_sklearn"]["outputs"]}
     theirs = {o["name"]: o["data"] for o in answers["mlserver_sklearn"]["outputs"]}
     their_labels = [models.label_names[int(i)] for i in theirs["predict"]]
     gap = max(abs(a - b) for a, b in zip(ours["probabilities"], theirs["predict_proba"], strict=True))
     if ours["label"] != their_labels or gap > 1e-6:
         raise SetupError(f"ours and MLServer disagree on the benchmark row: ours {ours}, MLServer {theirs}")
-    return {
-        "ours": ours,
-        "mlserver": theirs,
-        "max_abs_probability_gap": gap,
-        "torch": {o["name"]: o["data"] for o in answers["ours_torch_c32"]["outputs"]},
-    }
+    return {"ours": ours, "mlserver": theirs, "max_abs_probability_gap": gap, **out}
 
 
 def wrk_argv(
@@ -360,9 +462,63 @@ def wrk_argv(
     return ["taskset", "-c", WRK_CPU, *argv] if pin else argv
 
 
-def run_wrk(argv: Sequence[str], duration_s: int) -> dict[str, Any]:
-    """Runs wrk once; returns requests/s, latency percentiles (ms) and the error count."""
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60)
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far, from ``/proc/PID/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all CPUs have spent busy so far (``/proc/stat``: everything but idle and iowait)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def batch_requests(server: Server) -> tuple[float, float] | None:
+    """(model calls, requests) counted by the server's ``shipyard_batch_requests`` histogram, or
+    None for a server without it."""
+    try:
+        with urllib.request.urlopen(server.url("/metrics"), timeout=10) as resp:
+            text = resp.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        for part in ("count", "sum"):
+            if line.startswith(f"shipyard_batch_requests_{part}{{"):
+                found[part] = found.get(part, 0.0) + float(line.rsplit(" ", 1)[1])
+    return (found["count"], found["sum"]) if len(found) == 2 else None
+
+
+def measured_run(
+    argv: Sequence[str], duration_s: int, server: Server, pid: int, nice: int | None = None
+) -> dict[str, Any]:
+    """:func:`run_wrk`, plus what the server and the machine did meanwhile.
+
+    Adds ``server_util`` (CPUs' worth of time the server process used: about 1 when it was the
+    bottleneck, less when it waited for requests), ``server_cpu_us_per_request``, ``other_cpus``
+    (CPUs' worth of time taken by processes other than the server and wrk: 0 on a quiet machine)
+    and, for Shipyard servers with batch metrics, ``mean_batch_requests``.
+    """
+    batches0, cpu0, busy0 = batch_requests(server), process_cpu_s(pid), machine_busy_s()
+    wrk0, t0 = os.times(), time.monotonic()
+    out = run_wrk(argv, duration_s, nice)
+    elapsed, wrk1 = time.monotonic() - t0, os.times()
+    server_cpu, busy = process_cpu_s(pid) - cpu0, machine_busy_s() - busy0
+    wrk_cpu = (wrk1.children_user - wrk0.children_user) + (wrk1.children_system - wrk0.children_system)
+    out["server_util"] = server_cpu / elapsed
+    out["server_cpu_us_per_request"] = server_cpu / max(out["requests"], 1) * 1e6
+    out["other_cpus"] = max(0.0, busy - server_cpu - wrk_cpu) / elapsed
+    batches1 = batch_requests(server)
+    if batches0 is not None and batches1 is not None and batches1[0] > batches0[0]:
+        out["mean_batch_requests"] = (batches1[1] - batches0[1]) / (batches1[0] - batches0[0])
+    return out
+
+
+def run_wrk(argv: Sequence[str], duration_s: int, nice: int | None = None) -> dict[str, Any]:
+    """Runs wrk once (at ``nice``, see :func:`prioritized`); returns requests/s, latency percentiles
+    (ms) and the error count."""
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60, preexec_fn=prioritized(nice))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise SetupError(f"wrk failed ({shlex.join(argv)}): {proc.stderr.strip()[-1000:] or proc.stdout[-1000:]}")
@@ -389,6 +545,14 @@ def compare(runs: dict[str, list[dict[str, Any]]], num: str, den: str, target: f
         "per_cycle": [round(r, 4) for r in ratios],
         "target": target,
     }
+    if all("server_cpu_us_per_request" in r for r in (*runs[num], *runs[den])):
+        # server CPU per request, den ÷ num: what the ratio would be were both servers CPU-bound
+        cpu = [
+            b["server_cpu_us_per_request"] / a["server_cpu_us_per_request"]
+            for a, b in zip(runs[num], runs[den], strict=True)
+        ]
+        out["cpu_ratio_per_cycle"] = [round(r, 4) for r in cpu]
+        out["server_util_per_cycle"] = {case: [round(r["server_util"], 2) for r in runs[case]] for case in (num, den)}
     meets = out["rps_ratio"] >= target
     if p99:
         num_p99 = statistics.median(r["p99_ms"] for r in runs[num])
@@ -397,6 +561,19 @@ def compare(runs: dict[str, list[dict[str, Any]]], num: str, den: str, target: f
         out["p99_not_worse"] = num_p99 <= den_p99
         meets = meets and out["p99_not_worse"]
     out["meets_target"] = meets
+    return out
+
+
+def load_warnings(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """One line per load run that did not measure its server alone: a server that was not
+    CPU-bound, or other processes taking CPU time meanwhile."""
+    out = []
+    for case, case_runs in runs.items():
+        for cycle, r in enumerate(case_runs):
+            if r.get("other_cpus", 0.0) > BUSY_OTHER_CPUS:
+                out.append(f"{case}, cycle {cycle}: other processes used {r['other_cpus']:.2f} CPUs")
+            if r.get("server_util", 1.0) < SERVER_BOUND_UTIL:
+                out.append(f"{case}, cycle {cycle}: the server was busy {r['server_util']:.0%} of the time")
     return out
 
 
@@ -423,7 +600,12 @@ def batching_options(on_args: Sequence[str] | None) -> Batching:
 
 
 def main(
-    cycles: int = 3, duration_s: int = 10, pin: bool = True, batching_args: Sequence[str] | None = None
+    cycles: int = 3,
+    duration_s: int = 10,
+    pin: bool = True,
+    batching_args: Sequence[str] | None = None,
+    only: str | None = None,
+    priority: bool = True,
 ) -> dict[str, Any]:
     """Runs the benchmark and returns its result dict.
 
@@ -431,8 +613,12 @@ def main(
         cycles: Load runs per case; cases alternate within a cycle.
         duration_s: Seconds of each load run (wrk ``-d``).
         pin: Servers on CPU 0, wrk on CPU 1 (one thread); else both float and wrk uses 2 threads.
+        priority: Run every server and wrk in a session of its own at nice :data:`PRIORITY_NICE`
+            (process and autogroup), so other work on the machine does not time-slice them.
         batching_args: Extra ``shipyard serve`` options that turn adaptive batching on (the batched
             TorchScript case); None: see :func:`batching_options`, ``[]``: the off case only.
+        only: ``sklearn`` or ``batching`` (a key of :data:`GROUPS`) to run those cases alone, and
+            start only their servers (no MLServer venv for ``batching``); None: every case.
 
     Raises:
         SetupError: wrk/taskset missing, a server that does not start, or disagreeing answers.
@@ -442,8 +628,12 @@ def main(
     if pin:
         require_taskset()
     threads = 1 if pin else 2
+    nice = PRIORITY_NICE if priority else None
+    priority_state = priority_in_effect(nice)
     wrk_version = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.split(" [")[0]
-    mlserver = ensure_env()
+    case_list = cases(batching, only)
+    needed = {c.server for c in case_list}
+    mlserver = ensure_env() if "mlserver_sklearn" in needed else None
     work = Path(tempfile.mkdtemp(prefix="shipyard-serving-"))
     logs = work / "logs"
     logs.mkdir()
@@ -451,19 +641,19 @@ def main(
     t0 = time.perf_counter()
     try:
         models = build_models(work)
-        srv = servers(work, models, mlserver, batching)
+        srv = servers(work, models, mlserver, batching, sorted(needed))
         mlserver_settings = {
             name: json.loads(path.read_text())
             for name, path in (
                 ("settings.json", models.mlserver_repo / "settings.json"),
                 ("model-settings.json", models.mlserver_repo / SKLEARN_MODEL / "model-settings.json"),
             )
+            if mlserver is not None
         }
         for server in srv.values():  # start all, then wait: their imports overlap
-            procs[server.name] = launch(server, pin, logs)
+            procs[server.name] = launch(server, pin, logs, nice)
         for server in srv.values():
             wait_ready(server, procs[server.name], logs)
-        case_list = cases(batching)
         answers = check_answers(srv, models, case_list)
         request = json.loads(models.body_file.read_text())
         commands = {
@@ -474,11 +664,13 @@ def main(
             run_wrk(
                 wrk_argv(wrk, srv[c.server].url(c.path), models.body_file, c.connections, WARMUP_S, threads, pin),
                 WARMUP_S,
+                nice,
             )
         runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in case_list}
         for _ in range(cycles):
             for c in case_list:
-                runs[c.name].append(run_wrk(commands[c.name], duration_s))
+                run = measured_run(commands[c.name], duration_s, srv[c.server], procs[c.server].pid, nice)
+                runs[c.name].append(run)
         server_commands = {
             name: shlex.join(["taskset", "-c", SERVER_CPU, *s.argv] if pin else s.argv) for name, s in srv.items()
         }
@@ -490,23 +682,26 @@ def main(
         "load_generator": wrk_version,
         "cycles": cycles,
         "duration_s": duration_s,
+        "only": only,
         "pinned": pin,
+        "priority": priority_state,
         "wrk_threads": threads,
         "server_env": SERVER_ENV,
         "versions": {pkg: metadata.version(pkg) for pkg in ("kserve", "uvicorn", "starlette", "scikit-learn", "torch")},
-        "mlserver_packages": mlserver_pins(),
+        "mlserver_packages": mlserver_pins() if mlserver is not None else None,
         "mlserver_settings": mlserver_settings,
         "batching_args": {"off": list(batching.off), "on": list(batching.on)},
         "cases": {
             c.name: {"server": c.server, "connections": c.connections, **summarize(runs[c.name])} for c in case_list
         },
         "ratios": {key: compare(runs, num, den, target, p99) for key, num, den, target, p99 in COMPARISONS},
+        "warnings": load_warnings(runs),
         "request": request,
         "answers": answers,
         "commands": {"servers": server_commands, "wrk": {k: shlex.join(v) for k, v in commands.items()}},
         "wall_s": round(time.perf_counter() - t0, 1),
     }
-    save("serving", result)
+    save("serving" if only is None else f"serving-{only}", result)
     return result
 
 
@@ -520,6 +715,16 @@ if __name__ == "__main__":
         help=f"shipyard serve options that enable adaptive batching (default: ${BATCHING_ENV_VAR}); "
         "adds the batched TorchScript case",
     )
+    parser.add_argument(
+        "--only",
+        choices=sorted(GROUPS),
+        help="run only these cases (sklearn: ours/MLServer/ceiling; batching: MLP on/off)",
+    )
+    parser.add_argument(
+        "--no-priority",
+        action="store_true",
+        help=f"run servers and wrk at the default priority (not nice {PRIORITY_NICE} in sessions of their own)",
+    )
     args = parser.parse_args()
     try:
         out = main(
@@ -527,6 +732,8 @@ if __name__ == "__main__":
             args.duration,
             not args.no_pin,
             None if args.batching_args is None else shlex.split(args.batching_args),
+            args.only,
+            not args.no_priority,
         )
     except SetupError as exc:
         sys.exit(f"serving benchmark: {exc}")
