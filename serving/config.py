@@ -9,6 +9,7 @@ from typing import Any
 
 from shipyard.config import Config, require
 from shipyard.errors import ConfigError
+from shipyard.formats import FORMATS
 
 ENV_PREFIX = "SHIPYARD_SERVE_"
 
@@ -51,7 +52,8 @@ class ServeConfig(Config):
     def batching_for(self, model_format: str) -> bool:
         """Whether a model of this format is served with adaptive batching."""
         if self.batching == "auto":
-            return model_format in ("torchscript", "onnx")
+            known = FORMATS.get(model_format)
+            return known is not None and known.batched
         return self.batching == "on"
 
     @classmethod
