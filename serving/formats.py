@@ -38,9 +38,17 @@ TF_HINT = "install the tf extra: pip install -c requirements.lock -e '.[tf]'"
 #: File endings that mean pickle; never loaded.
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill", ".cloudpickle")
 #: Exact type names a skops file may hold beyond skops' own default-trusted (scikit-learn and numpy
-#: data) types. Empty: every type skops reports as untrusted is refused. Trusting a module prefix
-#: instead would let a crafted file call e.g. ``builtins.exec`` or ``numpy.save`` while loading.
-TRUSTED_SKOPS_TYPES: frozenset[str] = frozenset()
+#: data) types: those of a fitted ``HistGradientBoosting*`` model (its trees, and the partial of
+#: scikit-learn's ``check_array`` it keeps); every other type skops reports as untrusted is refused.
+#: Trusting a module prefix instead would let a crafted file call e.g. ``builtins.exec`` or
+#: ``numpy.save`` while loading.
+TRUSTED_SKOPS_TYPES: frozenset[str] = frozenset(
+    {
+        "functools.partial",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.utils.validation.check_array",
+    }
+)
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 logger = logging.getLogger(__name__)
