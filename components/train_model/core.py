@@ -16,7 +16,8 @@ family's ``model.json``, so evaluation and serving apply exactly what training a
   is the identity and it is exactly the artifact of earlier versions (the server folds it).
 
 The candidate (``candidate="best"``) is the family with the best validation primary metric
-(:data:`shipyard.tasks.PRIMARY_METRIC`); ties go to the simpler family (linear, gbdt, mlp).
+(:data:`shipyard.tasks.PRIMARY_METRIC`); a tie (accuracy on a small validation split often ties) goes
+to the lower validation loss, then to the simpler family (linear, gbdt, mlp).
 """
 
 import dataclasses
@@ -295,7 +296,7 @@ def load_split(dataset_dir: str, task: str = "auto", label_names: list[Any] | No
         raise DataValidationError(f"{dataset_dir}: schema column(s) {absent} are not in {DATA_FILE}")
     if df[schema.label].isna().any():
         row = int(np.flatnonzero(df[schema.label].isna().to_numpy())[0])
-        raise DataValidationError(f"{dataset_dir}: label {schema.label!r} is missing in row {row}")
+        raise DataValidationError(f"{dataset_dir}: label {schema.label!r} has missing values (first in row {row})")
     raw_y = df[schema.label].to_numpy()
     task = infer_task(raw_y, task, schema.label) if label_names is None or task == "auto" else task
     if task == "regression":
@@ -877,13 +878,21 @@ def choose_candidate(table: dict[str, dict[str, Any]], task: str, forced: str = 
         forced: ``best`` or the family to take.
 
     Returns:
-        ``(family, reason)``; a tie (within 1e-12) goes to the earlier family in :data:`TIE_ORDER`.
+        ``(family, reason)``; a tie (within 1e-12) goes to the lower validation loss, then to the
+        earlier family in :data:`TIE_ORDER`.
     """
     if forced != "best":
         return forced, f"forced by candidate={forced!r}"
     metric = _primary(task, next(iter(table.values()))["metrics"])
     sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
-    order = sorted(table, key=lambda f: (round(sign * table[f]["metrics"][metric], 12), TIE_ORDER.index(f)))
+    order = sorted(
+        table,
+        key=lambda f: (
+            round(sign * table[f]["metrics"][metric], 12),
+            round(float(table[f].get("val_loss", 0.0)), 12),
+            TIE_ORDER.index(f),
+        ),
+    )
     best = order[0]
     return best, f"best validation {metric} ({table[best]['metrics'][metric]:.4g}) among {', '.join(order)}"
 
