@@ -1033,7 +1033,7 @@ def _train_mlp(
         assert tuned_dir is not None
         manifest = read_model_manifest(tuned_dir)
         mlp = load_torch_weights(tuned_dir)
-        info = {**manifest.details["training"], "reused": True}
+        info = {**manifest.details["training"], "architecture": manifest.details["architecture"], "reused": True}
         progress(f"train: mlp reused from tuning ({tuned_dir}): same data and parameters")
     else:
         if tuned_dir is not None:

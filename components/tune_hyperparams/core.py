@@ -10,6 +10,7 @@ storage may share a PostgreSQL database with MLflow's tracking store only in a s
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import uuid
 from pathlib import Path
@@ -137,8 +138,9 @@ def budget(rows: int, columns: int, config: TuneConfig) -> dict[str, Any]:
     Up to ``FULL_BUDGET_CELLS`` cells: ``n_trials`` trials and TrainConfig's epochs. Above, both
     shrink in proportion (``n_trials`` at least ``MIN_TRIALS``, epochs at least ``MIN_EPOCHS``,
     patience with them), since each epoch is longer and has more steps. The automatic time limit
-    is ``SECONDS_PER_MILLION_CELLS`` per million cells within ``TIMEOUT_BOUNDS``: a safety net
-    rarely reached on an idle machine.
+    is ``SECONDS_PER_MILLION_CELLS`` per million cells within ``TIMEOUT_BOUNDS``; above the full
+    budget each trial also gets ``max_seconds`` = its share of it, so that no trial outlasts the
+    study (a trial that hits it keeps its best epoch; the epoch count then depends on the machine).
 
     Returns:
         ``{"n_trials", "timeout_s" (None: no limit), "base"}`` where ``base`` is the fixed
@@ -164,6 +166,9 @@ def budget(rows: int, columns: int, config: TuneConfig) -> dict[str, Any]:
         timeout: float | None = min(high, max(low, SECONDS_PER_MILLION_CELLS * cells / 1e6))
     else:
         timeout = config.timeout_s or None
+    if factor < 1.0 and timeout:
+        # On large data one trial must not outlast the study: each gets its share (best epoch kept).
+        derived["max_seconds"] = round(timeout / n_trials, 1)
     return {"n_trials": n_trials, "timeout_s": timeout, "base": {**derived, **config.base}}
 
 
@@ -303,7 +308,7 @@ def tune(
             )
             raise ConfigError(f"tune: no trial completed; {hint}")
         best = study.best_trial
-        best_params = {**base.to_dict(), **best.params}
+        best_params = json.loads(json.dumps({**base.to_dict(), **best.params}))  # as JSON (and KFP) hold it
         trials: list[dict[str, Any]] = [
             {
                 "number": t.number,
