@@ -668,7 +668,11 @@ def _fit(
     stopped = "max_epochs"
     for epoch in range(config.max_epochs):
         mlp.train()
+        out_of_time = False
         for idx in torch.randperm(len(xt), generator=gen).split(batch):
+            if config.max_seconds and time.perf_counter() - start > config.max_seconds:
+                out_of_time = True  # checked per step: one epoch of a large model may take minutes
+                break
             idx = idx.to(device)
             opt.zero_grad(set_to_none=True)
             loss = train_loss(mlp(xt[idx]), yt[idx])
@@ -688,7 +692,7 @@ def _fit(
         if epoch + 1 >= config.min_epochs and epoch - best_epoch >= config.patience:
             stopped = "patience"
             break
-        if config.max_seconds and time.perf_counter() - start > config.max_seconds:
+        if out_of_time or (config.max_seconds and time.perf_counter() - start > config.max_seconds):
             stopped = "max_seconds"
             break
     mlp = mlp.cpu()

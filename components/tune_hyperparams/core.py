@@ -137,7 +137,8 @@ def budget(rows: int, columns: int, config: TuneConfig) -> dict[str, Any]:
 
     Up to ``FULL_BUDGET_CELLS`` cells: ``n_trials`` trials and TrainConfig's epochs. Above, both
     shrink in proportion (``n_trials`` at least ``MIN_TRIALS``, epochs at least ``MIN_EPOCHS``,
-    patience with them), since each epoch is longer and has more steps. The automatic time limit
+    patience with them, the ensemble to at least 2 members), since each epoch is longer and has
+    more steps. The automatic time limit
     is ``SECONDS_PER_MILLION_CELLS`` per million cells within ``TIMEOUT_BOUNDS``; above the full
     budget each trial also gets ``max_seconds`` = its share of it, so that no trial outlasts the
     study (a trial that hits it keeps its best epoch; the epoch count then depends on the machine).
@@ -157,6 +158,7 @@ def budget(rows: int, columns: int, config: TuneConfig) -> dict[str, Any]:
         n_trials = max(min(MIN_TRIALS, config.n_trials), round(config.n_trials * factor))
         epochs = max(MIN_EPOCHS, round(defaults.max_epochs * factor))
         derived = {
+            "ensemble": max(2, round(defaults.ensemble * factor)),  # each member costs a backbone pass
             "max_epochs": epochs,
             "patience": max(4, min(defaults.patience, epochs // 4)),
             "min_epochs": min(defaults.min_epochs, epochs // 2),
