@@ -169,6 +169,12 @@ def test_best_epoch_weights_are_restored(baseline_artifacts):
     assert not mlp.training
 
 
+def _train_in(root: Path, values: dict) -> dict:
+    """``train`` on ``root``'s train and val splits into ``root/model`` and ``root/baseline``."""
+    splits = [str(root / name) for name in ("train", "val", "model", "baseline")]
+    return core.train(*splits, core.TrainConfig.from_dict(values))
+
+
 def test_regression_on_diabetes(tmp_path):
     from components.ingest_data.core import IngestConfig, ingest
     from components.split_data.core import SplitConfig, split
@@ -176,13 +182,7 @@ def test_regression_on_diabetes(tmp_path):
     ingest("sklearn:diabetes", str(tmp_path / "ds"), IngestConfig())
     split(str(tmp_path / "ds"), str(tmp_path / "train"), str(tmp_path / "val"), str(tmp_path / "test"), SplitConfig())
 
-    summary = core.train(
-        str(tmp_path / "train"),
-        str(tmp_path / "val"),
-        str(tmp_path / "model"),
-        str(tmp_path / "baseline"),
-        core.TrainConfig.from_dict({**SMALL, "candidate": "mlp"}),
-    )
+    summary = _train_in(tmp_path, {**SMALL, "candidate": "mlp"})
 
     assert summary["task"] == "regression" and summary["primary_metric"] == "rmse"
     assert math.isfinite(summary["best_val_loss"]) and summary["best_val_loss"] > 0
@@ -383,13 +383,7 @@ def test_palmerpenguins_trains_with_strings_and_missing_values(tmp_path):
     write_dataset(tmp_path / "ds", df, infer_schema(df, "species"))
     split(str(tmp_path / "ds"), str(tmp_path / "train"), str(tmp_path / "val"), str(tmp_path / "test"), SplitConfig())
 
-    summary = core.train(
-        str(tmp_path / "train"),
-        str(tmp_path / "val"),
-        str(tmp_path / "model"),
-        str(tmp_path / "baseline"),
-        core.TrainConfig.from_dict(SMALL),
-    )
+    summary = _train_in(tmp_path, SMALL)
 
     assert summary["task"] == "multiclass" and summary["primary_metric"] == "accuracy"
     test_df, _ = read_dataset(tmp_path / "test")
