@@ -32,10 +32,11 @@ def build_reference(
     """Ingests and splits the reference data, fits the baseline and, when asked, the MLP and its variant.
 
     Without ``mlp`` only the scikit-learn baseline is fitted (a standardized logistic regression:
-    well under a second), with train_model's own ``fit_baseline``, ``validation_loss`` and
-    ``save_sklearn_model``, so it is the artifact ``train`` writes beside the MLP. With ``mlp``,
-    ``train`` runs in full (MLP and baseline); with ``quantize`` as well, quantize_model chooses a
-    variant of the MLP.
+    well under a second), with train_model's own ``fit_preprocessing``, ``fit_baseline``,
+    ``validation_loss`` and ``save_sklearn_model``, so it is the artifact ``train`` writes beside the
+    candidate. With ``mlp``, ``train`` runs on the MLP and the baseline (no GBDT) with the MLP forced
+    as the candidate (``model`` is always the TorchScript MLP); with ``quantize`` as well,
+    quantize_model chooses a variant of the MLP.
 
     Args:
         root: Directory to build under; created if absent. Each artifact is a subdirectory.
@@ -65,9 +66,13 @@ def build_reference(
         _baseline_only(paths["train"], paths["val"], paths["baseline"])
         return paths
 
+    import dataclasses
+
     from components.train_model import core as train
 
-    train.train(str(paths["train"]), str(paths["val"]), str(paths["model"]), str(paths["baseline"]), mlp)
+    # The reference model is the MLP whichever family wins on validation: quantization needs one.
+    config = dataclasses.replace(mlp, candidate="mlp", families=("mlp", "linear"))
+    train.train(str(paths["train"]), str(paths["val"]), str(paths["model"]), str(paths["baseline"]), config)
     if quantize is not None:
         from components.quantize_model import core as quantize_core
 
@@ -93,9 +98,12 @@ def _baseline_only(train_dir: Path, val_dir: Path, baseline_dir: Path) -> None:
     config = train.TrainConfig()
     tr = train.load_split(str(train_dir), config.task)
     va = train.load_split(str(val_dir), tr.task, tr.label_names)
-    baseline = train.fit_baseline(tr, config.seed)
-    loss = train.validation_loss(baseline, va)
-    train.save_sklearn_model(str(baseline_dir), baseline, tr, {"val_loss": loss}, {"role": "baseline"})
+    prep = train.fit_preprocessing(tr, "linear")
+    x, xv = train.encode(prep, tr), train.encode(prep, va)
+    baseline = train.fit_baseline(tr, config.seed, x)
+    loss = train.validation_loss(baseline, va, x=xv)
+    details = {"family": "linear", "params": {"seed": config.seed}, "role": "baseline"}
+    train.save_sklearn_model(str(baseline_dir), baseline, tr, {"val_loss": loss}, details, prep)
 
 
 def sklearn_data(task: str, label_names: list | None = None):  # -> TabularData (import kept lazy)

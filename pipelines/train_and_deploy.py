@@ -41,8 +41,8 @@ RETRIES = {"num_retries": images.STEP_RETRIES, "backoff_duration": "30s", "backo
 
 @dsl.pipeline(
     name="train-and-deploy",
-    description="Shipyard flagship: validated data → tuned PyTorch MLP → quantized → evaluated → "
-    "registered in MLflow → KServe InferenceService (canary) when blessed.",
+    description="Shipyard flagship: validated data → tuned MLP, GBDT and linear baseline → the best on validation "
+    "→ quantized → evaluated → registered in MLflow → KServe InferenceService (canary) when blessed.",
 )
 def train_and_deploy(
     data: str = "sklearn:breast_cancer",
@@ -73,7 +73,8 @@ def train_and_deploy(
         validation: validate_data options (min_rows, max_domain_size, severity, fail_on_error, model_ready).
         split: split_data options (train, val, test, stratify).
         tune: tune_hyperparams options (n_trials, timeout_s, search_space, base, storage, ...).
-        train: train_model overrides over the tuned parameters (e.g. device).
+        train: train_model overrides over the tuned parameters (e.g. device; candidate: best, mlp, gbdt
+            or linear; families).
         quantize: quantize_model options (variants, objective, max_metric_drop, ...).
         evaluate: evaluate_model options (thresholds, baseline_tolerance, primary_metric, comparison, ...).
         deploy: deploy_model options (namespace, canary_traffic_percent, service_account, ...).
@@ -94,6 +95,7 @@ def train_and_deploy(
         trained = train_model(
             train=parts.outputs["train"],
             val=parts.outputs["val"],
+            tuned=tuned.outputs["best_model"],
             params=tuned.outputs["best_params"],
             overrides=train,
         )

@@ -1,7 +1,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from shipyard.images import GPU_IMAGE
 
@@ -10,22 +10,46 @@ from shipyard.images import GPU_IMAGE
 def train_model(
     train: Input[Dataset],
     val: Input[Dataset],
+    tuned: Input[Model],
     model: Output[Model],
     baseline: Output[Model],
+    comparison: Output[Markdown],
+    comparison_json: Output[Artifact],
+    metrics: Output[Metrics],
     params: dict = {},
     overrides: dict = {},
-) -> NamedTuple("TrainOutputs", [("val_loss", float), ("baseline_val_loss", float), ("device", str)]):
-    """Trains the PyTorch MLP (CUDA when present) and a scikit-learn baseline.
+) -> NamedTuple(
+    "TrainOutputs", [("val_loss", float), ("baseline_val_loss", float), ("device", str), ("candidate", str)]
+):
+    """Trains the GBDT, the PyTorch MLP (CUDA when present) and the linear baseline; writes the best as the candidate.
 
     Args:
         train: Training split.
-        val: Validation split (early stopping).
-        model: Output: the MLP as a torchscript Model artifact.
-        baseline: Output: the baseline as a sklearn-skops Model artifact.
+        val: Validation split (early stopping and the choice of candidate).
+        tuned: tune_hyperparams' best trial's MLP; reused when its data and parameters are these.
+        model: Output: the candidate (the best validation primary metric, or the family forced by
+            candidate) as a torchscript or sklearn-skops Model artifact.
+        baseline: Output: the linear baseline as a sklearn-skops Model artifact.
+        comparison: Output: the families' validation metrics, fit seconds and formats (Markdown).
+        comparison_json: Output: the same comparison as JSON.
+        metrics: Output: each family's validation metrics (``<family>_<metric>``).
         params: Hyperparameters, usually tune_hyperparams' best_params.
-        overrides: Values that win over params (e.g. {"device": "cpu"}).
+        overrides: Values that win over params (e.g. {"device": "cpu"}, {"candidate": "gbdt"}).
     """
     from components.train_model import core
 
-    r = core.train(train.path, val.path, model.path, baseline.path, core.TrainConfig.from_dict({**params, **overrides}))
-    return (r["best_val_loss"], r["baseline_val_loss"], r["device"])
+    r = core.train(
+        train.path,
+        val.path,
+        model.path,
+        baseline.path,
+        core.TrainConfig.from_dict({**params, **overrides}),
+        comparison_json=comparison_json.path,
+        comparison_md=comparison.path,
+        tuned_dir=tuned.path,
+    )
+    for family, row in r["table"].items():
+        for key, value in row["metrics"].items():
+            metrics.log_metric(f"{family}_{key}", value)
+        metrics.log_metric(f"{family}_fit_seconds", row["fit_seconds"])
+    return (r["best_val_loss"], r["baseline_val_loss"], r["device"], r["candidate"])

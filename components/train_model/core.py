@@ -1,13 +1,32 @@
-"""Training a PyTorch MLP for tabular data (CUDA when present) and a scikit-learn baseline.
+"""Training the model families on raw mixed-type tables and choosing the candidate.
 
-The MLP carries its own input standardization (and, for regression, target scaling) as buffers,
-so the exported TorchScript model takes raw feature values, exactly as the server receives them.
-The artifact keeps both ``model.pt`` (TorchScript, what is served) and ``weights.pt`` (the
-``state_dict``, loaded with ``weights_only=True`` by quantization to rebuild the module).
+Three families are trained on the same splits, each on its own fitted preprocessing
+(:class:`serving.preprocess.Preprocessing`, fitted on the training split only and stored in the
+family's ``model.json``, so evaluation and serving apply exactly what training applied):
+
+- ``gbdt``: scikit-learn ``HistGradientBoosting{Classifier,Regressor}`` with native categorical
+  splits on the categorical code columns, early stopping on the validation split (``sklearn-skops``).
+- ``mlp``: a PyTorch MLP for tables (:class:`TabularMLP`): robust scaling with smooth clipping and
+  periodic embeddings of numeric columns, learned embeddings of categorical codes, missing values
+  through the preprocessing's indicator columns, and a packed ensemble of ``ensemble`` members
+  sharing one backbone (TabM-mini style); AdamW with warm-up and cosine decay, the best epoch by
+  validation loss restored (``torchscript``: TorchScript + ``state_dict``).
+- ``linear``: standardized logistic or ridge regression on one-hot categories (``sklearn-skops``);
+  the baseline evaluation compares with. On an all-numeric table without nulls its preprocessing
+  is the identity and it is exactly the artifact of earlier versions (the server folds it).
+
+The candidate (``candidate="best"``) is the family with the best validation primary metric
+(:data:`shipyard.tasks.PRIMARY_METRIC`); a tie (accuracy on a small validation split often ties) goes
+to the lower validation loss, then to the simpler family (linear, gbdt, mlp).
 """
 
 import dataclasses
+import hashlib
+import json
 import math
+import shutil
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,54 +36,125 @@ import numpy as np
 import torch
 from torch import nn
 
-from serving import codec
+from serving.preprocess import Preprocessing, resolve_kind
 from shipyard import attempts
-from shipyard.artifacts import ModelManifest, read_dataset, write_model
+from shipyard.artifacts import (
+    DATA_FILE,
+    SCHEMA_FILE,
+    ModelManifest,
+    atomic_dir,
+    read_dataset,
+    read_model_manifest,
+    sha256_file,
+    write_json,
+    write_model,
+    write_text,
+)
 from shipyard.config import Config, require
 from shipyard.errors import ConfigError, DataValidationError
-from shipyard.tasks import infer_task
+from shipyard.report import markdown_table
+from shipyard.tasks import LOWER_IS_BETTER, PRIMARY_METRIC, infer_task
+
+
+def progress(message: str) -> None:
+    """One progress line on stderr, flushed, so that it shows in the step's log as it happens."""
+    print(message, file=sys.stderr, flush=True)
+
 
 TORCHSCRIPT_FILE = "model.pt"
 STATE_DICT_FILE = "weights.pt"
+SKOPS_FILE = "model.skops"
 #: Below this many training rows, CPU training runs on one thread unless num_threads says otherwise.
 SMALL_DATA_ROWS = 100_000
-SKOPS_FILE = "model.skops"
+#: The families, in training order (the fast, strong GBDT first).
+FAMILIES = ("gbdt", "mlp", "linear")
+#: Order of preference when two families tie on the validation metric: the simpler one wins.
+TIE_ORDER = ("linear", "gbdt", "mlp")
+#: TrainConfig fields that shape the MLP's training (the tuning reuse key).
+MLP_FIELDS = (
+    "width",
+    "depth",
+    "dropout",
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "max_epochs",
+    "min_epochs",
+    "patience",
+    "ensemble",
+    "n_frequencies",
+    "frequency_scale",
+    "embedding_dim",
+    "label_smoothing",
+    "max_seconds",
+    "seed",
+    "task",
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(Config):
-    """MLP hyperparameters and training options.
+    """Hyperparameters of the families and training options.
 
     Attributes:
-        width: Units per hidden layer.
-        depth: Number of hidden layers.
+        width: MLP units per hidden layer.
+        depth: MLP hidden layers.
         dropout: Dropout after each hidden layer.
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        batch_size: Minibatch size.
-        max_epochs: Upper bound on epochs.
+        lr: AdamW peak learning rate (warm-up over the first 5% of steps, then cosine decay).
+        weight_decay: AdamW (decoupled) weight decay.
+        batch_size: Minibatch size; 0 picks one from the training rows (32 … 1024).
+        max_epochs: Upper bound on epochs (also the length of the learning-rate schedule).
+        min_epochs: Epochs always run before early stopping may stop.
         patience: Stop after this many epochs without a better validation loss.
-        seed: Seed for initialization and shuffling.
+        ensemble: Members of the packed ensemble (1: a plain MLP).
+        n_frequencies: Periodic-embedding frequencies per numeric column (0: the scaled value only).
+        frequency_scale: Standard deviation of the initial frequencies.
+        embedding_dim: Width of each numeric and categorical embedding.
+        label_smoothing: Classification label smoothing (the validation loss is computed without).
+        max_seconds: Stop the MLP after this many seconds of training (0: no limit); the best
+            epoch so far is kept. A limit that is hit makes the epoch count depend on the machine.
+        seed: Seed for initialization, shuffling and the GBDT.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         task: ``auto``, ``binary``, ``multiclass`` or ``regression``.
         num_threads: CPU threads for training; 0 picks 1 below ``SMALL_DATA_ROWS`` training rows
             (a small MLP is fastest single-threaded, and much faster on a busy machine) and
             torch's default above it.
+        candidate: ``best`` (the best validation primary metric) or a family to force.
+        families: The families to train (``linear`` always is: it is the baseline).
+        gbdt_max_iter: Most boosting iterations (early stopping usually ends sooner).
+        gbdt_learning_rate: Boosting learning rate.
+        gbdt_max_leaf_nodes: Leaves per tree.
+        gbdt_l2: L2 regularization of the leaf values.
+        gbdt_min_samples_leaf: Fewest training rows per leaf.
     """
 
     section = "train"
-    width: int = 64
+    width: int = 128
     depth: int = 2
     dropout: float = 0.1
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 1e-4
-    batch_size: int = 64
-    max_epochs: int = 200
-    patience: int = 20
+    batch_size: int = 0
+    max_epochs: int = 100
+    min_epochs: int = 10
+    patience: int = 16
+    ensemble: int = 8
+    n_frequencies: int = 12
+    frequency_scale: float = 0.1
+    embedding_dim: int = 8
+    label_smoothing: float = 0.0
+    max_seconds: float = 0.0
     seed: int = 0
     device: str = "auto"
     task: str = "auto"
     num_threads: int = 0
+    candidate: str = "best"
+    families: tuple = FAMILIES
+    gbdt_max_iter: int = 500
+    gbdt_learning_rate: float = 0.1
+    gbdt_max_leaf_nodes: int = 31
+    gbdt_l2: float = 0.0
+    gbdt_min_samples_leaf: int = 20
 
     def validate(self) -> None:
         require(self.num_threads >= 0, self.section, "num_threads must be >= 0 (0: automatic)")
@@ -73,32 +163,102 @@ class TrainConfig(Config):
         require(0 <= self.dropout < 1, self.section, "dropout must be in [0, 1)")
         require(self.lr > 0 and self.weight_decay >= 0, self.section, "lr must be > 0 and weight_decay >= 0")
         require(
-            self.batch_size >= 1 and self.max_epochs >= 1 and self.patience >= 1,
+            self.batch_size >= 0 and self.max_epochs >= 1 and self.patience >= 1 and self.min_epochs >= 0,
             self.section,
-            "batch_size, max_epochs and patience must be >= 1",
+            "batch_size must be >= 0 (0: automatic), max_epochs and patience >= 1, min_epochs >= 0",
         )
+        require(1 <= self.ensemble <= 64, self.section, "ensemble must be in 1..64")
+        require(0 <= self.n_frequencies <= 128, self.section, "n_frequencies must be in 0..128")
+        require(self.frequency_scale > 0, self.section, "frequency_scale must be > 0")
+        require(1 <= self.embedding_dim <= 256, self.section, "embedding_dim must be in 1..256")
+        require(0 <= self.label_smoothing < 0.5, self.section, "label_smoothing must be in [0, 0.5)")
+        require(self.max_seconds >= 0, self.section, "max_seconds must be >= 0 (0: no limit)")
         require(self.device in ("auto", "cpu", "cuda"), self.section, "device must be auto, cpu or cuda")
         require(
             self.task in ("auto", "binary", "multiclass", "regression"),
             self.section,
             "task must be auto, binary, multiclass or regression",
         )
+        unknown = sorted(set(self.families) - set(FAMILIES))
+        require(not unknown, self.section, f"families: unknown {unknown}; expected some of {list(FAMILIES)}")
+        require(
+            self.candidate == "best" or self.candidate in FAMILIES,
+            self.section,
+            f"candidate must be best or one of {list(FAMILIES)}, got {self.candidate!r}",
+        )
+        require(
+            self.candidate in ("best", "linear") or self.candidate in self.families,
+            self.section,
+            f"candidate {self.candidate!r} is not among the families trained {list(self.families)}",
+        )
+        require(self.gbdt_max_iter >= 1 and self.gbdt_learning_rate > 0, self.section, "gbdt_max_iter >= 1, lr > 0")
+        require(
+            self.gbdt_max_leaf_nodes >= 2 and self.gbdt_l2 >= 0 and self.gbdt_min_samples_leaf >= 1,
+            self.section,
+            "gbdt_max_leaf_nodes must be >= 2, gbdt_l2 >= 0 and gbdt_min_samples_leaf >= 1",
+        )
+
+    @property
+    def trained_families(self) -> list[str]:
+        """The families to train, in :data:`FAMILIES` order, the linear baseline always among them."""
+        return [f for f in FAMILIES if f in self.families or f == "linear"]
+
+
+# --- data ----------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
 class TabularData:
-    """Features and encoded labels of one split."""
+    """The raw features and encoded labels of one split.
 
-    x: np.ndarray
+    Attributes:
+        x: The raw matrix when every feature is numeric and has no nulls (what a model with the
+            identity preprocessing takes), else None: encode ``frame`` with the model's preprocessing.
+        y: Class indices (classification) or float32 values (regression).
+        feature_names: The features, in input order.
+        label: The label column.
+        label_names: Class names in index order (empty for regression).
+        task: ``binary``, ``multiclass`` or ``regression``.
+        input_schema: The feature columns of the dataset schema.
+        frame: The raw feature columns (built from ``x`` when not given).
+        kinds: ``{feature: numeric | categorical}`` (numeric for all when not given).
+    """
+
+    x: np.ndarray | None
     y: np.ndarray
     feature_names: list[str]
     label: str
     label_names: list[Any]
     task: str
     input_schema: tuple
+    frame: Any = None
+    kinds: dict[str, str] = dataclasses.field(default_factory=dict)
 
-    def manifest(self, fmt: str, metrics: dict[str, float], details: dict[str, Any]) -> ModelManifest:
-        """The manifest of a model trained on this data (files are filled in when written)."""
+    def __post_init__(self) -> None:
+        if self.frame is None:
+            import pandas as pd
+
+            if self.x is None:
+                raise ValueError("TabularData needs x or frame")
+            self.frame = pd.DataFrame(self.x, columns=self.feature_names)
+        if not self.kinds:
+            self.kinds = {c.name: resolve_kind(c.dtype, getattr(c, "kind", "")) for c in self.input_schema}
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def manifest(
+        self,
+        fmt: str,
+        metrics: dict[str, float],
+        details: dict[str, Any],
+        preprocessing: Preprocessing | None = None,
+    ) -> ModelManifest:
+        """The manifest of a model trained on this data (files are filled in when written).
+
+        An identity preprocessing is recorded as none, so such a model's ``model.json`` is what it
+        was before preprocessing existed.
+        """
         return ModelManifest(
             format=fmt,
             task=self.task,
@@ -107,11 +267,15 @@ class TabularData:
             label_names=tuple(self.label_names),
             metrics=metrics,
             details=details,
+            preprocessing=None if preprocessing is None or preprocessing.identity else preprocessing.to_dict(),
         )
 
 
 def load_split(dataset_dir: str, task: str = "auto", label_names: list[Any] | None = None) -> TabularData:
-    """Reads a Dataset artifact into a float32 feature matrix and encoded labels.
+    """Reads a Dataset artifact: its raw feature columns and its encoded labels.
+
+    Every column with role ``feature`` is used, with its kind from the schema (or inferred from
+    its dtype: :func:`serving.preprocess.resolve_kind`).
 
     Args:
         dataset_dir: The Dataset artifact.
@@ -119,7 +283,7 @@ def load_split(dataset_dir: str, task: str = "auto", label_names: list[Any] | No
         label_names: Class names from the training split; labels outside them are an error.
 
     Raises:
-        DataValidationError: No label column, non-numeric features, NaN/Inf, unseen classes.
+        DataValidationError: No label column, no features, missing labels, unseen classes.
     """
     df, schema = read_dataset(dataset_dir)
     if schema.label is None:
@@ -127,66 +291,176 @@ def load_split(dataset_dir: str, task: str = "auto", label_names: list[Any] | No
     features = schema.features
     if not features:
         raise DataValidationError(f"{dataset_dir}: no feature columns")
+    absent = [f for f in [*features, schema.label] if f not in df.columns]
+    if absent:
+        raise DataValidationError(f"{dataset_dir}: schema column(s) {absent} are not in {DATA_FILE}")
     if df[schema.label].isna().any():
-        raise DataValidationError(f"{dataset_dir}: label {schema.label!r} has missing values")
-    x = codec.from_frame(df, features, where=str(dataset_dir))
+        row = int(np.flatnonzero(df[schema.label].isna().to_numpy())[0])
+        raise DataValidationError(f"{dataset_dir}: label {schema.label!r} has missing values (first in row {row})")
     raw_y = df[schema.label].to_numpy()
     task = infer_task(raw_y, task, schema.label) if label_names is None or task == "auto" else task
     if task == "regression":
         y = raw_y.astype(np.float32)
         names: list[Any] = []
     else:
+        import pandas as pd
+
         names = label_names if label_names is not None else sorted(np.unique(raw_y).tolist())
-        index = {v: i for i, v in enumerate(names)}
-        unseen = sorted({v for v in np.unique(raw_y).tolist() if v not in index}, key=str)
-        if unseen:
+        codes = pd.Index(names).get_indexer(raw_y)
+        if (codes < 0).any():
+            unseen = sorted({v for v, c in zip(raw_y.tolist(), codes, strict=True) if c < 0}, key=str)
             raise DataValidationError(
                 f"{dataset_dir}: label {schema.label!r} has classes {unseen[:5]} not seen in training"
             )
-        y = np.array([index[v] for v in raw_y.tolist()], dtype=np.int64)
+        y = codes.astype(np.int64)
     input_schema = tuple(schema.column(f) for f in features)
-    return TabularData(x, y, features, schema.label, names, task, input_schema)
+    kinds = {c.name: resolve_kind(c.dtype, c.kind) for c in input_schema}
+    frame = df[features]
+    plain = all(k == "numeric" for k in kinds.values()) and all(
+        frame[f].dtype.kind in "biuf" and not frame[f].isna().any() for f in features
+    )
+    x = frame.to_numpy(dtype=np.float32) if plain else None
+    if x is not None and not np.isfinite(x).all():
+        row, col = map(int, np.argwhere(~np.isfinite(x))[0])
+        raise DataValidationError(f"{dataset_dir}: feature {features[col]!r} is {x[row, col]} in row {row}")
+    return TabularData(x, y, features, schema.label, names, task, input_schema, frame, kinds)
+
+
+def fit_preprocessing(data: TabularData, family: str) -> Preprocessing:
+    """The preprocessing a family is trained on, fitted on ``data`` (the training split).
+
+    ``linear``: one-hot categories; ``gbdt`` and ``mlp``: categorical codes (trees split on them
+    natively, the MLP embeds them). Numbers are imputed (median) with a missing indicator and not
+    scaled: the linear model standardizes in its pipeline and the MLP scales inside its module.
+    """
+    return Preprocessing.fit(
+        data.frame,
+        data.kinds,
+        numeric="none",
+        categorical="onehot" if family == "linear" else "codes",
+        nullable=[c.name for c in data.input_schema if getattr(c, "nullable", False)],
+    )
+
+
+def encode(prep: Preprocessing, data: TabularData, where: str = "dataset") -> np.ndarray:
+    """The float32 matrix ``prep`` gives for a split (the raw matrix itself for the identity)."""
+    if prep.identity and data.x is not None:
+        return data.x
+    return prep.transform_frame(data.frame, where).x
+
+
+# --- the MLP -------------------------------------------------------------------------------------
 
 
 class TabularMLP(nn.Module):
-    """Standardize → [Linear → ReLU → Dropout] × depth → Linear (logits or scaled value)."""
+    """A packed ensemble MLP over the encoded matrix.
 
-    mean: torch.Tensor
-    std: torch.Tensor
+    Numeric columns: ``z = (x - center) / scale``, softly clipped to about ±3
+    (``z / sqrt(1 + (z/3)²)``), then each column's ``z`` beside its periodic embedding
+    ``ReLU(W·[cos 2πfz, sin 2πfz] + b)`` (learned frequencies ``f`` per column). Categorical code
+    columns: one learned embedding per code. The concatenated features are scaled by one learned
+    vector per ensemble member, go through the shared ``[Linear → ReLU → Dropout] × depth`` backbone
+    and one output head per member. :meth:`forward` gives each member's output ``[n, members, outputs]``;
+    the serving heads average them.
+    """
+
+    center: torch.Tensor
+    scale: torch.Tensor
     y_mean: torch.Tensor
     y_std: torch.Tensor
+    num_index: torch.Tensor
+    cat_index: torch.Tensor
+    cat_offset: torch.Tensor
+    cat_max: torch.Tensor
 
-    def __init__(self, n_features: int, n_outputs: int, width: int, depth: int, dropout: float):
+    def __init__(
+        self,
+        n_features: int,
+        n_outputs: int,
+        width: int,
+        depth: int,
+        dropout: float,
+        categorical: list[list[int]] | None = None,
+        n_frequencies: int = 0,
+        frequency_scale: float = 0.1,
+        embedding_dim: int = 8,
+        ensemble: int = 1,
+    ):
         super().__init__()
-        self.register_buffer("mean", torch.zeros(n_features))
-        self.register_buffer("std", torch.ones(n_features))
+        cats = [(int(c), int(k)) for c, k in (categorical or [])]
+        cat_cols = {c for c, _ in cats}
+        num_cols = [i for i in range(n_features) if i not in cat_cols]
+        self.n_num, self.n_cat, self.periodic = len(num_cols), len(cats), n_frequencies > 0 and len(num_cols) > 0
+        self.register_buffer("num_index", torch.tensor(num_cols, dtype=torch.long))
+        self.register_buffer("center", torch.zeros(len(num_cols)))
+        self.register_buffer("scale", torch.ones(len(num_cols)))
         self.register_buffer("y_mean", torch.zeros(1))
         self.register_buffer("y_std", torch.ones(1))
+        cards = [k for _, k in cats]
+        offsets = np.concatenate([[0], np.cumsum(cards)[:-1]]).astype(np.int64) if cards else np.zeros(0, np.int64)
+        self.register_buffer("cat_index", torch.tensor([c for c, _ in cats], dtype=torch.long))
+        self.register_buffer("cat_offset", torch.from_numpy(offsets))
+        self.register_buffer("cat_max", torch.tensor([k - 1 for k in cards], dtype=torch.float32))
+        n_freq = max(n_frequencies, 1)
+        self.frequencies = nn.Parameter(torch.randn(max(len(num_cols), 1), n_freq) * frequency_scale)
+        bound = 1.0 / math.sqrt(2 * n_freq)
+        self.periodic_weight = nn.Parameter(
+            torch.empty(max(len(num_cols), 1), 2 * n_freq, embedding_dim).uniform_(-bound, bound)
+        )
+        self.periodic_bias = nn.Parameter(torch.empty(max(len(num_cols), 1), embedding_dim).uniform_(-bound, bound))
+        self.embedding = nn.Embedding(max(sum(cards), 1), embedding_dim)
+        size = len(num_cols) * (1 + (embedding_dim if self.periodic else 0)) + len(cats) * embedding_dim
+        size = max(size, 1)
+        signs = torch.randint(0, 2, (ensemble, size)).float() * 2 - 1  # TabM: random ±1 adapters
+        self.member_scale = nn.Parameter(signs)
         layers: list[nn.Module] = []
-        size = n_features
+        width_in = size
         for _ in range(depth):
-            layers += [nn.Linear(size, width), nn.ReLU(), nn.Dropout(dropout)]
-            size = width
-        layers.append(nn.Linear(size, n_outputs))
+            layers += [nn.Linear(width_in, width), nn.ReLU(), nn.Dropout(dropout)]
+            width_in = width
         self.body = nn.Sequential(*layers)
+        head_bound = 1.0 / math.sqrt(width_in)
+        self.head_weight = nn.Parameter(torch.empty(ensemble, width_in, n_outputs).uniform_(-head_bound, head_bound))
+        self.head_bias = nn.Parameter(torch.zeros(ensemble, n_outputs))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The concatenated numeric and categorical embeddings ``[n, size]``."""
+        parts: list[torch.Tensor] = []
+        if self.n_num > 0:
+            z = (torch.index_select(x, 1, self.num_index) - self.center) / self.scale
+            z = z / torch.sqrt(1.0 + (z / 3.0) ** 2)
+            parts.append(z)
+            if self.periodic:
+                v = (2.0 * math.pi) * z.unsqueeze(-1) * self.frequencies
+                p = torch.cat([torch.cos(v), torch.sin(v)], dim=-1)
+                e = torch.relu(torch.einsum("bnf,nfd->bnd", p, self.periodic_weight) + self.periodic_bias)
+                parts.append(e.flatten(1))
+        if self.n_cat > 0:
+            codes = torch.minimum(torch.clamp(torch.index_select(x, 1, self.cat_index), min=0.0), self.cat_max)
+            parts.append(self.embedding(codes.long() + self.cat_offset).flatten(1))
+        if len(parts) == 0:
+            return torch.zeros(x.shape[0], 1, dtype=x.dtype, device=x.device)
+        return torch.cat(parts, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body((x - self.mean) / self.std)
+        h = self.features(x).unsqueeze(1) * self.member_scale  # [n, members, size]
+        h = self.body(h)
+        return torch.einsum("bkh,kho->bko", h, self.head_weight) + self.head_bias
 
 
 class ClassifierScores(nn.Module):
-    """Serving head: class probabilities from the MLP's logits."""
+    """Serving head: the class probabilities, averaged over the ensemble members."""
 
     def __init__(self, mlp: nn.Module):
         super().__init__()
         self.mlp = mlp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.mlp(x), dim=-1)
+        return torch.softmax(self.mlp(x), dim=-1).mean(dim=1)
 
 
 class RegressorScores(nn.Module):
-    """Serving head: the prediction in the label's own units."""
+    """Serving head: the members' mean prediction in the label's own units."""
 
     y_mean: torch.Tensor
     y_std: torch.Tensor
@@ -198,28 +472,58 @@ class RegressorScores(nn.Module):
         self.register_buffer("y_std", mlp.y_std.clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(x).squeeze(-1) * self.y_std + self.y_mean
+        return self.mlp(x).mean(dim=1).squeeze(-1) * self.y_std + self.y_mean
 
 
-def architecture(n_features: int, task: str, n_classes: int, config: TrainConfig) -> dict[str, Any]:
-    """The constructor arguments recorded in ``model.json`` to rebuild the module."""
-    n_outputs = 1 if task == "regression" else n_classes
+def architecture(
+    n_features: int,
+    task: str,
+    n_classes: int,
+    config: TrainConfig,
+    categorical: list[tuple[int, int]] | None = None,
+) -> dict[str, Any]:
+    """The constructor arguments recorded in ``model.json`` to rebuild the module.
+
+    Args:
+        n_features: Columns of the encoded matrix.
+        task: The task.
+        n_classes: Classes (ignored for regression).
+        config: Hyperparameters.
+        categorical: ``(column, cardinality)`` of the categorical code columns
+            (:meth:`Preprocessing.code_columns`).
+    """
     return {
         "n_features": n_features,
-        "n_outputs": n_outputs,
+        "n_outputs": 1 if task == "regression" else n_classes,
         "width": config.width,
         "depth": config.depth,
         "dropout": config.dropout,
+        "categorical": [[int(c), int(k)] for c, k in (categorical or [])],
+        "n_frequencies": config.n_frequencies,
+        "frequency_scale": config.frequency_scale,
+        "embedding_dim": config.embedding_dim,
+        "ensemble": config.ensemble,
     }
 
 
 def build_module(arch: dict[str, Any]) -> TabularMLP:
     """Builds an untrained TabularMLP from :func:`architecture`'s dict."""
-    return TabularMLP(arch["n_features"], arch["n_outputs"], arch["width"], arch["depth"], arch["dropout"])
+    return TabularMLP(
+        arch["n_features"],
+        arch["n_outputs"],
+        arch["width"],
+        arch["depth"],
+        arch["dropout"],
+        categorical=arch.get("categorical", []),
+        n_frequencies=arch.get("n_frequencies", 0),
+        frequency_scale=arch.get("frequency_scale", 0.1),
+        embedding_dim=arch.get("embedding_dim", 8),
+        ensemble=arch.get("ensemble", 1),
+    )
 
 
 def scoring_module(mlp: nn.Module, task: str) -> nn.Module:
-    """Wraps the MLP with the head that turns its output into what is served."""
+    """Wraps the MLP with the head that turns its members' outputs into what is served."""
     return RegressorScores(mlp) if task == "regression" else ClassifierScores(mlp)  # type: ignore[arg-type]
 
 
@@ -232,10 +536,34 @@ def pick_device(requested: str) -> torch.device:
     return torch.device("cuda")
 
 
+def auto_batch_size(rows: int) -> int:
+    """A power of two near ``rows / 32``, in 32 … 1024 (a few dozen steps per epoch on small data)."""
+    return int(min(1024, max(32, 2 ** round(math.log2(max(rows, 1) / 32)))))
+
+
+@dataclasses.dataclass
+class MLPInputs:
+    """The MLP's fitted preprocessing and the encoded splits it trains on."""
+
+    prep: Preprocessing
+    train_x: np.ndarray
+    val_x: np.ndarray
+
+
+def mlp_inputs(train: TabularData, val: TabularData) -> MLPInputs:
+    """Fits the MLP's preprocessing on ``train`` and encodes both splits (done once per tuning study)."""
+    prep = fit_preprocessing(train, "mlp")
+    return MLPInputs(prep, encode(prep, train, "train split"), encode(prep, val, "validation split"))
+
+
 def fit_mlp(
-    train: TabularData, val: TabularData, config: TrainConfig, on_epoch: Callable[[int, float], None] | None = None
+    train: TabularData,
+    val: TabularData,
+    config: TrainConfig,
+    on_epoch: Callable[[int, float], None] | None = None,
+    inputs: MLPInputs | None = None,
 ) -> tuple[TabularMLP, dict[str, Any]]:
-    """Trains the MLP with AdamW and early stopping on validation loss.
+    """Trains the MLP with AdamW and early stopping on the validation loss.
 
     Args:
         train: Training split.
@@ -243,64 +571,117 @@ def fit_mlp(
         config: Hyperparameters.
         on_epoch: Called as ``on_epoch(epoch, val_loss)`` after every epoch (Optuna pruning
             raises from it to stop a trial).
+        inputs: The encoded splits from :func:`mlp_inputs` (fitted here when None).
 
     Returns:
-        The module with the best epoch's weights (on CPU, eval mode) and a summary dict.
+        The module with the best epoch's weights (on CPU, eval mode) and a summary dict
+        (``architecture`` and ``preprocessing`` included).
+
+    Raises:
+        DataValidationError: The validation loss became NaN or infinite.
     """
+    inputs = inputs or mlp_inputs(train, val)
     device = pick_device(config.device)
     threads = torch.get_num_threads()
     if device.type == "cpu":
-        torch.set_num_threads(config.num_threads or (1 if len(train.x) < SMALL_DATA_ROWS else threads))
+        torch.set_num_threads(config.num_threads or (1 if len(train) < SMALL_DATA_ROWS else threads))
     try:
-        return _fit(train, val, config, device, on_epoch)
+        return _fit(train, val, inputs, config, device, on_epoch)
     finally:
         torch.set_num_threads(threads)
+
+
+def _robust_scaling(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: the median and the interquartile range / 1.349 (σ of a normal), falling back
+    to the standard deviation and then to 1 for (near) constant columns."""
+    if x.shape[1] == 0:
+        return np.zeros(0, np.float32), np.ones(0, np.float32)
+    q25, median, q75 = np.quantile(x, [0.25, 0.5, 0.75], axis=0)
+    scale = (q75 - q25) / 1.349
+    std = x.std(axis=0)
+    scale = np.where(scale > 1e-9, scale, np.where(std > 1e-9, std, 1.0))
+    return median.astype(np.float32), scale.astype(np.float32)
 
 
 def _fit(
     train: TabularData,
     val: TabularData,
+    inputs: MLPInputs,
     config: TrainConfig,
     device: torch.device,
     on_epoch: Callable[[int, float], None] | None,
 ) -> tuple[TabularMLP, dict[str, Any]]:
     torch.manual_seed(config.seed)
     task = train.task
-    mlp = build_module(architecture(train.x.shape[1], task, len(train.label_names), config))
-    mean = train.x.mean(axis=0)
-    std = train.x.std(axis=0)
-    std[std < 1e-12] = 1.0
-    mlp.mean.copy_(torch.from_numpy(mean))
-    mlp.std.copy_(torch.from_numpy(std))
+    codes = inputs.prep.code_columns()
+    arch = architecture(inputs.train_x.shape[1], task, len(train.label_names), config, codes)
+    mlp = build_module(arch)
+    num = mlp.num_index.numpy()
+    center, scale = _robust_scaling(inputs.train_x[:, num])
+    mlp.center.copy_(torch.from_numpy(center))
+    mlp.scale.copy_(torch.from_numpy(scale))
     if task == "regression":
         mlp.y_mean.fill_(float(train.y.mean()))
         mlp.y_std.fill_(float(train.y.std()) or 1.0)
     mlp.to(device)
 
-    def targets(data: TabularData) -> torch.Tensor:
+    def targets(y: np.ndarray) -> torch.Tensor:
         if task == "regression":
-            return ((torch.from_numpy(data.y) - mlp.y_mean.cpu()) / mlp.y_std.cpu()).unsqueeze(-1).to(device)
-        return torch.from_numpy(data.y).to(device)
+            return ((torch.from_numpy(y) - mlp.y_mean.cpu()) / mlp.y_std.cpu()).to(device)
+        return torch.from_numpy(y).to(device)
 
-    loss_fn: nn.Module = nn.MSELoss() if task == "regression" else nn.CrossEntropyLoss()
-    xt, yt = torch.from_numpy(train.x).to(device), targets(train)
-    xv, yv = torch.from_numpy(val.x).to(device), targets(val)
+    members = config.ensemble
+    smoothing = config.label_smoothing
+
+    def train_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if task == "regression":
+            return ((out.squeeze(-1) - y.unsqueeze(1)) ** 2).mean()
+        flat = out.reshape(-1, out.shape[-1])
+        return nn.functional.cross_entropy(flat, y.repeat_interleave(members), label_smoothing=smoothing)
+
+    def ensemble_loss(out: torch.Tensor, y: torch.Tensor) -> float:
+        """The served prediction's loss: log loss of the mean probabilities, or MSE of the mean."""
+        if task == "regression":
+            return float(((out.mean(dim=1).squeeze(-1) - y) ** 2).mean())
+        p = torch.softmax(out, dim=-1).mean(dim=1).clamp_min(1e-7)
+        return float(nn.functional.nll_loss(torch.log(p), y))
+
+    xt, yt = torch.from_numpy(inputs.train_x).to(device), targets(train.y)
+    xv, yv = torch.from_numpy(inputs.val_x).to(device), targets(val.y)
+    batch = config.batch_size or auto_batch_size(len(xt))
+    steps_per_epoch = max(1, math.ceil(len(xt) / batch))
+    total_steps = steps_per_epoch * config.max_epochs
+    warmup = max(1, total_steps // 20)
     opt = torch.optim.AdamW(mlp.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: (
+            (s + 1) / warmup
+            if s < warmup
+            else 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, total_steps - warmup))))
+        ),
+    )
     gen = torch.Generator().manual_seed(config.seed)
     best_loss, best_epoch, best_state = math.inf, -1, None
     start = time.perf_counter()
     epoch = 0
+    stopped = "max_epochs"
     for epoch in range(config.max_epochs):
         mlp.train()
-        for idx in torch.randperm(len(xt), generator=gen).split(config.batch_size):
+        out_of_time = False
+        for idx in torch.randperm(len(xt), generator=gen).split(batch):
+            if config.max_seconds and time.perf_counter() - start > config.max_seconds:
+                out_of_time = True  # checked per step: one epoch of a large model may take minutes
+                break
             idx = idx.to(device)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(mlp(xt[idx]), yt[idx])
+            loss = train_loss(mlp(xt[idx]), yt[idx])
             loss.backward()
             opt.step()
+            schedule.step()
         mlp.eval()
         with torch.no_grad():
-            val_loss = float(loss_fn(mlp(xv), yv))
+            val_loss = _chunked_loss(mlp, xv, yv, ensemble_loss)
         if not math.isfinite(val_loss):
             raise DataValidationError(f"train: validation loss became {val_loss} at epoch {epoch}; lower lr")
         if val_loss < best_loss - 1e-7:
@@ -308,7 +689,11 @@ def _fit(
             best_state = {k: v.detach().cpu().clone() for k, v in mlp.state_dict().items()}
         if on_epoch is not None:
             on_epoch(epoch, val_loss)
-        if epoch - best_epoch >= config.patience:
+        if epoch + 1 >= config.min_epochs and epoch - best_epoch >= config.patience:
+            stopped = "patience"
+            break
+        if out_of_time or (config.max_seconds and time.perf_counter() - start > config.max_seconds):
+            stopped = "max_seconds"
             break
     mlp = mlp.cpu()
     if best_state is not None:
@@ -318,9 +703,20 @@ def _fit(
         "best_val_loss": best_loss,
         "best_epoch": best_epoch,
         "epochs": epoch + 1,
+        "stopped": stopped,
+        "batch_size": batch,
         "device": device.type,
         "train_seconds": round(time.perf_counter() - start, 3),
+        "architecture": arch,
     }
+
+
+def _chunked_loss(
+    mlp: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Callable[[torch.Tensor, torch.Tensor], float]
+) -> float:
+    """``loss`` over the whole split, computed on the concatenated outputs of 8,192-row chunks."""
+    out = torch.cat([mlp(chunk) for chunk in x.split(8192)]) if len(x) > 8192 else mlp(x)
+    return loss(out, y)
 
 
 def save_torch_model(
@@ -330,6 +726,7 @@ def save_torch_model(
     arch: dict[str, Any],
     metrics: dict[str, float],
     details: dict[str, Any],
+    preprocessing: Preprocessing | None = None,
 ) -> ModelManifest:
     """Writes a ``torchscript`` Model artifact (TorchScript + state_dict) atomically."""
     scripted = torch.jit.script(scoring_module(mlp, data.task).eval())
@@ -339,72 +736,362 @@ def save_torch_model(
         torch.save(mlp.state_dict(), tmp / STATE_DICT_FILE)
 
     manifest = data.manifest(
-        "torchscript", metrics, {**details, "architecture": arch, "framework": {"torch": torch.__version__}}
+        "torchscript",
+        metrics,
+        {**details, "architecture": arch, "framework": {"torch": torch.__version__}},
+        preprocessing,
     )
     return write_model(model_dir, manifest, build)
 
 
-def fit_baseline(train: TabularData, seed: int = 0) -> Any:
-    """A scikit-learn baseline: standardized logistic regression or ridge regression."""
+def load_torch_weights(model_dir: str | Path) -> TabularMLP:
+    """Rebuilds the MLP of a ``torchscript`` artifact from its architecture and ``state_dict``."""
+    manifest = read_model_manifest(model_dir)
+    mlp = build_module(manifest.details["architecture"])
+    mlp.load_state_dict(torch.load(Path(model_dir) / STATE_DICT_FILE, map_location="cpu", weights_only=True))
+    return mlp.eval()
+
+
+# --- the scikit-learn families ---------------------------------------------------------------------
+
+
+def fit_baseline(train: TabularData, seed: int = 0, x: np.ndarray | None = None) -> Any:
+    """The linear baseline: standardized logistic regression or ridge regression.
+
+    Args:
+        train: Training split.
+        seed: The solver's random state.
+        x: The encoded training matrix (default: ``train.x``, the raw all-numeric matrix).
+    """
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    matrix = train.x if x is None else x
+    if matrix is None:
+        raise DataValidationError("fit_baseline: the table is not all-numeric; pass the encoded matrix x")
     estimator = Ridge() if train.task == "regression" else LogisticRegression(max_iter=2000, random_state=seed)
     # Classification labels are class indices, so predict_proba's columns follow label_names.
-    return make_pipeline(StandardScaler(), estimator).fit(train.x, train.y)
+    return make_pipeline(StandardScaler(), estimator).fit(matrix, train.y)
+
+
+def fit_gbdt(
+    train: TabularData,
+    x: np.ndarray,
+    val: TabularData,
+    x_val: np.ndarray,
+    prep: Preprocessing,
+    config: TrainConfig,
+) -> Any:
+    """A HistGradientBoosting model with native categorical splits, early-stopped on the validation split.
+
+    Args:
+        train: Training split (labels).
+        x: Its encoded matrix (``codes`` preprocessing).
+        val: Validation split (labels).
+        x_val: Its encoded matrix.
+        prep: The preprocessing (which columns are categorical codes).
+        config: ``gbdt_*`` hyperparameters and the seed.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    mask = np.zeros(x.shape[1], dtype=bool)
+    for col, _ in prep.code_columns():
+        mask[col] = True
+    common = {
+        "learning_rate": config.gbdt_learning_rate,
+        "max_iter": config.gbdt_max_iter,
+        "max_leaf_nodes": config.gbdt_max_leaf_nodes,
+        "l2_regularization": config.gbdt_l2,
+        "min_samples_leaf": config.gbdt_min_samples_leaf,
+        "categorical_features": mask if mask.any() else None,
+        "early_stopping": True,
+        "scoring": "loss",
+        "n_iter_no_change": 30,
+        "random_state": config.seed,
+    }
+    if train.task == "regression":
+        model: Any = HistGradientBoostingRegressor(**common)
+    else:
+        model = HistGradientBoostingClassifier(**common)
+    return model.fit(x, train.y, X_val=x_val, y_val=val.y)
 
 
 def save_sklearn_model(
-    model_dir: str, model: Any, data: TabularData, metrics: dict[str, float], details: dict[str, Any]
+    model_dir: str,
+    model: Any,
+    data: TabularData,
+    metrics: dict[str, float],
+    details: dict[str, Any],
+    preprocessing: Preprocessing | None = None,
 ) -> ModelManifest:
     """Writes a ``sklearn-skops`` Model artifact atomically."""
     import sklearn
     import skops.io as sio
 
+    last = model[-1] if hasattr(model, "steps") else model
     manifest = data.manifest(
         "sklearn-skops",
         metrics,
-        {**details, "estimator": type(model[-1]).__name__, "framework": {"scikit-learn": sklearn.__version__}},
+        {**details, "estimator": type(last).__name__, "framework": {"scikit-learn": sklearn.__version__}},
+        preprocessing,
     )
     return write_model(model_dir, manifest, lambda tmp: sio.dump(model, tmp / SKOPS_FILE))
 
 
+def validation_loss(model: Any, data: TabularData, y_std: float = 1.0, x: np.ndarray | None = None) -> float:
+    """The MLP's loss for a scikit-learn model: log loss, or MSE in units of ``y_std``."""
+    from sklearn.metrics import log_loss, mean_squared_error
+
+    matrix = data.x if x is None else x
+    if data.task == "regression":
+        return float(mean_squared_error(data.y, model.predict(matrix)) / max(y_std**2, 1e-12))
+    return float(log_loss(data.y, model.predict_proba(matrix), labels=list(range(len(data.label_names)))))
+
+
+# --- the train step --------------------------------------------------------------------------------
+
+
+def data_digest(train_dir: str, val_dir: str) -> str:
+    """The sha256 of the two splits' data and schema files (what tuning and training saw)."""
+    h = hashlib.sha256()
+    for d in (train_dir, val_dir):
+        for name in (DATA_FILE, SCHEMA_FILE):
+            h.update(sha256_file(Path(d) / name).encode())
+    return h.hexdigest()
+
+
+def reuse_key(data_sha: str, config: TrainConfig, device: str) -> str:
+    """The key under which a trained MLP can stand in for a new fit: data, MLP parameters, device."""
+    params = {k: getattr(config, k) for k in MLP_FIELDS}
+    blob = json.dumps({"data": data_sha, "params": params, "device": device}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _primary(task: str, metrics: dict[str, float]) -> str:
+    primary = PRIMARY_METRIC[task]
+    return primary if primary in metrics else "accuracy"
+
+
+def choose_candidate(table: dict[str, dict[str, Any]], task: str, forced: str = "best") -> tuple[str, str]:
+    """The candidate family and why: the forced one, else the best validation primary metric.
+
+    Args:
+        table: ``{family: {"metrics": {...}, ...}}`` of the families trained.
+        task: The task (its primary metric; ``accuracy`` when ``roc_auc`` is undefined on the split).
+        forced: ``best`` or the family to take.
+
+    Returns:
+        ``(family, reason)``; a tie (within 1e-12) goes to the lower validation loss, then to the
+        earlier family in :data:`TIE_ORDER`.
+    """
+    if forced != "best":
+        return forced, f"forced by candidate={forced!r}"
+    metric = _primary(task, next(iter(table.values()))["metrics"])
+    sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
+    order = sorted(
+        table,
+        key=lambda f: (
+            round(sign * table[f]["metrics"][metric], 12),
+            round(float(table[f].get("val_loss", 0.0)), 12),
+            TIE_ORDER.index(f),
+        ),
+    )
+    best = order[0]
+    return best, f"best validation {metric} ({table[best]['metrics'][metric]:.4g}) among {', '.join(order)}"
+
+
 @attempts.step
-def train(train_dir: str, val_dir: str, model_dir: str, baseline_dir: str, config: TrainConfig) -> dict[str, Any]:
-    """Trains the MLP and the baseline and writes both Model artifacts.
+def train(
+    train_dir: str,
+    val_dir: str,
+    model_dir: str,
+    baseline_dir: str,
+    config: TrainConfig,
+    comparison_json: str | None = None,
+    comparison_md: str | None = None,
+    tuned_dir: str | None = None,
+    families_dir: str | None = None,
+) -> dict[str, Any]:
+    """Trains the families, writes the candidate and the linear baseline, and compares them.
 
     Args:
         train_dir: Training Dataset artifact.
-        val_dir: Validation Dataset artifact (early stopping).
-        model_dir: Output Model artifact for the MLP (format ``torchscript``).
-        baseline_dir: Output Model artifact for the baseline (format ``sklearn-skops``).
-        config: Hyperparameters.
+        val_dir: Validation Dataset artifact (early stopping and the choice of candidate).
+        model_dir: Output Model artifact: the candidate (``torchscript`` or ``sklearn-skops``).
+        baseline_dir: Output Model artifact: the linear baseline (``sklearn-skops``).
+        config: Hyperparameters, the candidate rule and the families.
+        comparison_json: Optional output: the comparison table as JSON.
+        comparison_md: Optional output: the comparison table as Markdown.
+        tuned_dir: Optional: tune_hyperparams' ``best_model``; its weights are used instead of a new
+            MLP fit when it was trained on the same data with the same parameters (else the log says why).
+        families_dir: Optional: every family's Model artifact is also written to ``families_dir/<family>``
+            (benchmarks score them all).
 
     Returns:
-        Summary: best validation loss, epochs, device and the baseline's validation loss.
+        Summary: ``candidate``, ``reason``, ``task``, ``table`` (per family: format, validation
+        metrics, val_loss, fit seconds), ``best_val_loss`` (the candidate's), ``baseline_val_loss``,
+        ``device`` and, when the MLP was trained, its epochs.
 
     Raises:
         DataValidationError: The splits are unusable (see :func:`load_split`).
         ConfigError: ``device='cuda'`` without a GPU.
     """
+    from serving.formats import load_model
+    from shipyard import metrics as task_metrics
+
     tr = load_split(train_dir, config.task)
     va = load_split(val_dir, tr.task, tr.label_names)
-    mlp, info = fit_mlp(tr, va, config)
-    arch = architecture(tr.x.shape[1], tr.task, len(tr.label_names), config)
-    save_torch_model(
-        model_dir, mlp, tr, arch, {"val_loss": info["best_val_loss"]}, {"params": config.to_dict(), "training": info}
+    progress(f"train: {len(tr)} training rows, {len(va)} validation rows, {len(tr.feature_names)} features")
+    device = pick_device(config.device).type
+    families = config.trained_families
+    table: dict[str, dict[str, Any]] = {}
+    summary: dict[str, Any] = {"task": tr.task, "device": "cpu"}
+    work = Path(tempfile.mkdtemp(prefix="shipyard-train-"))
+    try:
+        y_std = (float(tr.y.std()) or 1.0) if tr.task == "regression" else 1.0
+        for family in families:
+            start = time.perf_counter()
+            out = str(work / family)
+            if family == "mlp":
+                info = _train_mlp(tr, va, config, out, train_dir, val_dir, device, tuned_dir)
+                summary.update({k: info[k] for k in ("epochs", "best_epoch") if k in info}, device=info["device"])
+                loss = float(info["best_val_loss"])
+                extra = {"reused": info.get("reused", False)}
+            else:
+                prep = fit_preprocessing(tr, family)
+                x, xv = encode(prep, tr, "train split"), encode(prep, va, "validation split")
+                if family == "gbdt":
+                    model = fit_gbdt(tr, x, va, xv, prep, config)
+                    extra = {"iterations": int(model.n_iter_)}
+                else:
+                    model = fit_baseline(tr, config.seed, x)
+                    extra = {}
+                loss = validation_loss(model, va, y_std, xv)
+                details = {"family": family, "params": _family_params(config, family), **extra}
+                if family == "linear":
+                    details["role"] = "baseline"
+                save_sklearn_model(out, model, tr, {"val_loss": loss}, details, prep)
+            seconds = time.perf_counter() - start
+            loaded = load_model(out)  # scored as it will be served
+            metrics = task_metrics.compute(tr.task, va.y, loaded.score_frame(va.frame, "validation split"))
+            table[family] = {
+                "format": loaded.manifest.format,
+                "metrics": metrics,
+                "val_loss": loss,
+                "fit_seconds": round(seconds, 3),
+                **extra,
+            }
+            progress(f"train: {family} fitted in {seconds:.1f}s; validation {_fmt_metrics(metrics)}")
+        pick, reason = choose_candidate(table, tr.task, config.candidate)
+        progress(f"train: candidate {pick} ({reason})")
+        _copy_artifact(work / pick, model_dir)
+        _copy_artifact(work / "linear", baseline_dir)
+        for family in families if families_dir else ():
+            _copy_artifact(work / family, str(Path(str(families_dir)) / family))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summary.update(
+        candidate=pick,
+        reason=reason,
+        table=table,
+        primary_metric=_primary(tr.task, table[pick]["metrics"]),
+        best_val_loss=table[pick]["val_loss"],
+        baseline_val_loss=table["linear"]["val_loss"],
     )
-    baseline = fit_baseline(tr, config.seed)
-    base_loss = validation_loss(baseline, va, float(mlp.y_std))
-    save_sklearn_model(baseline_dir, baseline, tr, {"val_loss": base_loss}, {"role": "baseline"})
-    return {**info, "baseline_val_loss": base_loss, "task": tr.task}
+    if comparison_json:
+        write_json(comparison_json, {k: summary[k] for k in ("task", "candidate", "reason", "primary_metric", "table")})
+    if comparison_md:
+        write_text(comparison_md, comparison_markdown(summary))
+    return summary
 
 
-def validation_loss(model: Any, data: TabularData, y_std: float = 1.0) -> float:
-    """The MLP's training loss for a scikit-learn model: log loss, or MSE in units of ``y_std``."""
-    from sklearn.metrics import log_loss, mean_squared_error
+def _fmt_metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
 
-    if data.task == "regression":
-        return float(mean_squared_error(data.y, model.predict(data.x)) / max(y_std**2, 1e-12))
-    return float(log_loss(data.y, model.predict_proba(data.x), labels=list(range(len(data.label_names)))))
+
+def _family_params(config: TrainConfig, family: str) -> dict[str, Any]:
+    values = config.to_dict()
+    if family == "gbdt":
+        return {k: v for k, v in values.items() if k.startswith("gbdt_") or k == "seed"}
+    if family == "linear":
+        return {"seed": config.seed}
+    return {k: values[k] for k in MLP_FIELDS}
+
+
+def _train_mlp(
+    tr: TabularData,
+    va: TabularData,
+    config: TrainConfig,
+    out: str,
+    train_dir: str,
+    val_dir: str,
+    device: str,
+    tuned_dir: str | None,
+) -> dict[str, Any]:
+    """Fits the MLP (or takes tuning's identical fit) and writes it to ``out``; returns its summary."""
+    key = reuse_key(data_digest(train_dir, val_dir), config, device)
+    why_not = _reuse_problem(tuned_dir, key)
+    inputs = mlp_inputs(tr, va)
+    if why_not is None:
+        assert tuned_dir is not None
+        manifest = read_model_manifest(tuned_dir)
+        mlp = load_torch_weights(tuned_dir)
+        info = {**manifest.details["training"], "architecture": manifest.details["architecture"], "reused": True}
+        progress(f"train: mlp reused from tuning ({tuned_dir}): same data and parameters")
+    else:
+        if tuned_dir is not None:
+            progress(f"train: mlp trained anew; tuning's model not reused: {why_not}")
+        mlp, info = fit_mlp(tr, va, config, inputs=inputs)
+    arch = info["architecture"]
+    details = {
+        "family": "mlp",
+        "params": _family_params(config, "mlp"),
+        "training": {k: v for k, v in info.items() if k not in ("architecture", "reused")},
+        "reuse_key": key,
+    }
+    save_torch_model(out, mlp, tr, arch, {"val_loss": float(info["best_val_loss"])}, details, inputs.prep)
+    return info
+
+
+def _reuse_problem(tuned_dir: str | None, key: str) -> str | None:
+    """Why tuning's model cannot stand in for a new fit, or None when it can."""
+    if not tuned_dir:
+        return "no tuned model given"
+    path = Path(tuned_dir)
+    if not (path / "model.json").is_file():
+        return f"{tuned_dir} holds no model (tuning wrote none)"
+    try:
+        manifest = read_model_manifest(path)
+    except Exception as exc:  # a damaged artifact is retrained, not fatal
+        return f"{tuned_dir} is unreadable ({exc})"
+    if manifest.format != "torchscript" or "training" not in manifest.details:
+        return f"{tuned_dir} is not a tuned MLP"
+    if manifest.details.get("reuse_key") != key:
+        return "its data, parameters or device differ from this step's"
+    return None
+
+
+def _copy_artifact(source: Path, target: str) -> None:
+    with atomic_dir(target) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+
+
+def comparison_markdown(summary: dict[str, Any]) -> str:
+    """The comparison of the families as Markdown (validation metrics, fit seconds, format)."""
+    table = summary["table"]
+    names = list(next(iter(table.values()))["metrics"])
+    rows = [
+        (
+            family,
+            row["format"],
+            *[row["metrics"].get(n) for n in names],
+            row["val_loss"],
+            row["fit_seconds"],
+            "✔" if family == summary["candidate"] else "",
+        )
+        for family, row in table.items()
+    ]
+    return f"# Model families\n\nCandidate: **{summary['candidate']}** — {summary['reason']}.\n\n" + markdown_table(
+        ["family", "format", *names, "val loss", "fit s", "candidate"], rows
+    )

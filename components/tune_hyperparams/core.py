@@ -10,6 +10,7 @@ storage may share a PostgreSQL database with MLflow's tracking store only in a s
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import uuid
 from pathlib import Path
@@ -21,14 +22,23 @@ from shipyard.config import Config, require
 from shipyard.errors import ConfigError, DataValidationError, StorageError
 from shipyard.report import markdown_table
 
-#: The default search space over TrainConfig fields.
+#: The default search space over TrainConfig fields (the MLP's; the GBDT and the baseline keep their defaults).
 DEFAULT_SPACE: dict[str, dict[str, Any]] = {
-    "width": {"type": "int", "low": 16, "high": 128, "log": True},
-    "depth": {"type": "int", "low": 1, "high": 3},
+    "width": {"type": "int", "low": 64, "high": 512, "log": True},
+    "depth": {"type": "int", "low": 1, "high": 4},
     "dropout": {"type": "float", "low": 0.0, "high": 0.4},
-    "lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
-    "weight_decay": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
+    "lr": {"type": "float", "low": 3e-4, "high": 1e-2, "log": True},
+    "weight_decay": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
+    "frequency_scale": {"type": "float", "low": 0.01, "high": 1.0, "log": True},
 }
+#: Training cells (rows × encoded columns) up to which the full budget applies; above it there
+#: are proportionally fewer trials (at least ``MIN_TRIALS``) and epochs (at least ``MIN_EPOCHS``).
+FULL_BUDGET_CELLS = 1_000_000
+MIN_TRIALS = 4
+MIN_EPOCHS = 20
+#: The automatic study time limit: this many seconds per million training cells, within the bounds.
+SECONDS_PER_MILLION_CELLS = 60.0
+TIMEOUT_BOUNDS = (120.0, 1800.0)
 PARAM_KEYS = {
     "int": {"type", "low", "high", "log", "step"},
     "float": {"type", "low", "high", "log", "step"},
@@ -41,8 +51,11 @@ class TuneConfig(Config):
     """Study settings.
 
     Attributes:
-        n_trials: Trials to run (the budget).
-        timeout_s: Stop starting trials after this many seconds (0: no limit).
+        n_trials: Trials to run on data up to ``FULL_BUDGET_CELLS`` training cells; fewer above
+            (:func:`budget`), unless ``auto_budget`` is off.
+        timeout_s: Stop starting trials after this many seconds; 0: no limit; -1 (default): derived
+            from the data size (:func:`budget`). A limit that is reached makes the number of
+            trials, and so the result, depend on the machine's speed.
         seed: TPE sampler seed.
         search_space: ``{TrainConfig field: {"type": int|float|categorical, ...}}``.
         base: TrainConfig values fixed for every trial (e.g. ``max_epochs``).
@@ -50,23 +63,25 @@ class TuneConfig(Config):
         study_name: Name in the storage. A named study is resumed if it exists (more trials on
             the same data); empty makes a new, uniquely named study every run.
         pruning: Prune unpromising trials with Optuna's MedianPruner.
+        auto_budget: Scale trials and epochs (those ``base`` does not set) to the data size.
     """
 
     section = "tune"
     n_trials: int = 12
-    timeout_s: float = 0.0
+    timeout_s: float = -1.0
     seed: int = 0
     search_space: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_SPACE))
-    base: dict = dataclasses.field(default_factory=lambda: {"max_epochs": 100, "patience": 10})
+    base: dict = dataclasses.field(default_factory=dict)
     storage: str = ""
     study_name: str = ""
     pruning: bool = True
+    auto_budget: bool = True
 
     def validate(self) -> None:
         from components.train_model.core import TrainConfig
 
         require(self.n_trials >= 1, self.section, "n_trials must be >= 1")
-        require(self.timeout_s >= 0, self.section, "timeout_s must be >= 0")
+        require(self.timeout_s >= 0 or self.timeout_s == -1, self.section, "timeout_s must be >= 0, or -1 (automatic)")
         train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
         for name, spec in self.search_space.items():
             require(
@@ -117,6 +132,48 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def budget(rows: int, columns: int, config: TuneConfig) -> dict[str, Any]:
+    """The study's budget for a training split of ``rows`` × ``columns`` (encoded) cells.
+
+    Up to ``FULL_BUDGET_CELLS`` cells: ``n_trials`` trials and TrainConfig's epochs. Above, both
+    shrink in proportion (``n_trials`` at least ``MIN_TRIALS``, epochs at least ``MIN_EPOCHS``,
+    patience with them, the ensemble to at least 2 members), since each epoch is longer and has
+    more steps. The automatic time limit
+    is ``SECONDS_PER_MILLION_CELLS`` per million cells within ``TIMEOUT_BOUNDS``; above the full
+    budget each trial also gets ``max_seconds`` = its share of it, so that no trial outlasts the
+    study (a trial that hits it keeps its best epoch; the epoch count then depends on the machine).
+
+    Returns:
+        ``{"n_trials", "timeout_s" (None: no limit), "base"}`` where ``base`` is the fixed
+        TrainConfig values of every trial (``config.base`` wins over the derived ones).
+    """
+    from components.train_model.core import TrainConfig
+
+    defaults = TrainConfig()
+    cells = max(1, rows * columns)
+    factor = min(1.0, FULL_BUDGET_CELLS / cells) if config.auto_budget else 1.0
+    derived: dict[str, Any] = {}
+    n_trials = config.n_trials
+    if factor < 1.0:
+        n_trials = max(min(MIN_TRIALS, config.n_trials), round(config.n_trials * factor))
+        epochs = max(MIN_EPOCHS, round(defaults.max_epochs * factor))
+        derived = {
+            "ensemble": max(2, round(defaults.ensemble * factor)),  # each member costs a backbone pass
+            "max_epochs": epochs,
+            "patience": max(4, min(defaults.patience, epochs // 4)),
+            "min_epochs": min(defaults.min_epochs, epochs // 2),
+        }
+    if config.timeout_s == -1:
+        low, high = TIMEOUT_BOUNDS
+        timeout: float | None = min(high, max(low, SECONDS_PER_MILLION_CELLS * cells / 1e6))
+    else:
+        timeout = config.timeout_s or None
+    if factor < 1.0 and timeout:
+        # On large data one trial must not outlast the study: each gets its share (best epoch kept).
+        derived["max_seconds"] = round(timeout / n_trials, 1)
+    return {"n_trials": n_trials, "timeout_s": timeout, "base": {**derived, **config.base}}
+
+
 def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Draws one value per search-space entry from an Optuna trial."""
     params: dict[str, Any] = {}
@@ -139,8 +196,18 @@ def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 @attempts.step
-def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: TuneConfig) -> dict[str, Any]:
+def tune(
+    train_dir: str,
+    val_dir: str,
+    study_dir: str,
+    report_md: str,
+    config: TuneConfig,
+    best_model_dir: str | None = None,
+) -> dict[str, Any]:
     """Runs the study and writes the study artifact (``trials.json``, SQLite study) and a report.
+
+    The MLP's preprocessing is fitted once on the training split and every trial trains on the
+    same encoded matrices. One line per trial goes to stderr (the step's log).
 
     Args:
         train_dir: Training Dataset artifact.
@@ -148,19 +215,36 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
         study_dir: Output artifact directory.
         report_md: Markdown report path.
         config: Study settings.
+        best_model_dir: Optional output: the best trial's MLP as a ``torchscript`` Model artifact
+            with its reuse key (train_model takes it instead of training the same MLP again). When
+            the best trial ran in an earlier session of a resumed study its weights are not here,
+            and the directory holds only a ``README.txt`` saying so.
 
     Returns:
-        ``{"best_params": {...full TrainConfig...}, "best_value": float, "trials": int, "pruned": int}``.
+        ``{"best_params": {...full TrainConfig...}, "best_value": float, "trials": int, "pruned": int, ...}``.
     """
     import optuna
 
     from components.train_model import core as train_core
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    fixed = {"seed": config.seed, **config.base}  # the study's seed also seeds every trial's training
-    tr = train_core.load_split(train_dir, fixed.get("task", "auto"))
+    progress = train_core.progress
+    tr = train_core.load_split(train_dir, str(config.base.get("task", "auto")))
     va = train_core.load_split(val_dir, tr.task, tr.label_names)
+    inputs = train_core.mlp_inputs(tr, va)
+    rows, columns = inputs.train_x.shape
+    plan = budget(rows, columns, config)
+    fixed = {"seed": config.seed, **plan["base"]}  # the study's seed also seeds every trial's training
     base = train_core.TrainConfig.from_dict(fixed)
+    device = train_core.pick_device(base.device).type
+    data_sha = train_core.data_digest(train_dir, val_dir)
+    n_trials, timeout = plan["n_trials"], plan["timeout_s"]
+    progress(
+        f"tune: {len(tr)} training rows × {inputs.train_x.shape[1]} columns; {n_trials} trial(s)"
+        + (f", at most {timeout:.0f}s" if timeout else "")
+        + f", max_epochs {base.max_epochs}, on {device}"
+    )
+    kept: dict[str, Any] = {}  # the best completed trial of this session: its number, module and summary
 
     def objective(trial: Any) -> float:
         params = {**fixed, **suggest(trial, config.search_space)}
@@ -172,9 +256,22 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
                 if trial.should_prune():
                     raise optuna.TrialPruned()
 
-        _, info = train_core.fit_mlp(tr, va, trial_config, on_epoch=report)
+        start = time.perf_counter()
+        try:
+            mlp, info = train_core.fit_mlp(tr, va, trial_config, on_epoch=report, inputs=inputs)
+        except optuna.TrialPruned:
+            progress(f"tune: trial {trial.number} pruned after {time.perf_counter() - start:.1f}s")
+            raise
+        value = float(info["best_val_loss"])
         trial.set_user_attr("best_epoch", info["best_epoch"])
-        return float(info["best_val_loss"])
+        if not kept or value < kept["value"]:
+            kept.update(number=trial.number, value=value, mlp=mlp, info=info, config=trial_config)
+        progress(
+            f"tune: trial {trial.number} done in {time.perf_counter() - start:.1f}s ({info['epochs']} epochs): "
+            f"val loss {value:.4g}; best {kept['value']:.4g} (#{kept['number']}); "
+            + ", ".join(f"{k}={_short(v)}" for k, v in suggest_params(trial, config.search_space).items())
+        )
+        return value
 
     with atomic_dir(study_dir) as tmp:
         storage = config.storage or f"sqlite:///{Path(tmp).resolve() / 'study.db'}"
@@ -187,7 +284,7 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
                 storage=storage,
                 direction="minimize",
                 sampler=optuna.samplers.TPESampler(seed=config.seed),
-                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5)
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(5, base.min_epochs))
                 if config.pruning
                 else optuna.pruners.NopPruner(),
                 # Resume only a study named on purpose; an unnamed one is new on every run.
@@ -202,9 +299,7 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
                 raise StorageError(message) from exc
             raise ConfigError(message) from exc
         # A trial that diverges (NaN loss) is recorded as FAIL and the study goes on.
-        study.optimize(
-            objective, n_trials=config.n_trials, timeout=config.timeout_s or None, catch=(DataValidationError,)
-        )
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(DataValidationError,))
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             failed = sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)
@@ -215,7 +310,7 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
             )
             raise ConfigError(f"tune: no trial completed; {hint}")
         best = study.best_trial
-        best_params = {**base.to_dict(), **best.params}
+        best_params = json.loads(json.dumps({**base.to_dict(), **best.params}))  # as JSON (and KFP) hold it
         trials: list[dict[str, Any]] = [
             {
                 "number": t.number,
@@ -234,8 +329,12 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
             "pruned": sum(t["state"] == "PRUNED" for t in trials),
             "storage": rdb.redact(config.storage) if config.storage else "sqlite (artifact)",
             "study_name": study_name,
+            "budget": {"n_trials": n_trials, "timeout_s": timeout, "base": plan["base"]},
+            "best_model": kept.get("number") == best.number,
         }
         write_json(Path(tmp) / "trials.json", {"result": result, "trials": trials})
+    if best_model_dir:
+        _write_best_model(best_model_dir, kept, best.number, tr, inputs, data_sha, device)
     names = list(config.search_space)
     rows = [(t["number"], t["state"], t["value"], *[t["params"].get(n) for n in names]) for t in trials]
     write_text(
@@ -245,3 +344,37 @@ def tune(train_dir: str, val_dir: str, study_dir: str, report_md: str, config: T
         + markdown_table(["trial", "state", "val loss", *names], rows),
     )
     return result
+
+
+def suggest_params(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The values a trial drew for the search space (for its progress line)."""
+    return {name: trial.params[name] for name in space if name in trial.params}
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _write_best_model(
+    path: str, kept: dict[str, Any], best_number: int, tr: Any, inputs: Any, data_sha: str, device: str
+) -> None:
+    """Writes the best trial's MLP with its reuse key, or a note saying why there is none."""
+    from components.train_model import core as train_core
+
+    if kept.get("number") != best_number:
+        with atomic_dir(path) as tmp:
+            (tmp / "README.txt").write_text(
+                f"The best trial (#{best_number}) ran in an earlier session of this study; its weights are not kept.\n"
+            )
+        return
+    config, info = kept["config"], kept["info"]
+    details = {
+        "family": "mlp",
+        "params": {k: getattr(config, k) for k in train_core.MLP_FIELDS},
+        "training": {k: v for k, v in info.items() if k != "architecture"},
+        "reuse_key": train_core.reuse_key(data_sha, config, device),
+        "trial": best_number,
+    }
+    train_core.save_torch_model(
+        path, kept["mlp"], tr, info["architecture"], {"val_loss": kept["value"]}, details, inputs.prep
+    )

@@ -12,9 +12,10 @@ from scratch_postgres import in_schema, tables
 
 from components.train_model.core import TrainConfig
 from components.tune_hyperparams.core import DEFAULT_SPACE, TuneConfig, check_storage_apart, tune
+from shipyard.artifacts import read_model_manifest
 from shipyard.errors import ConfigError
 
-BASE = {"max_epochs": 3, "patience": 3}
+BASE = {"max_epochs": 3, "patience": 3, "ensemble": 2}
 
 
 def _tune(artifacts, out: Path, **overrides) -> dict:
@@ -327,3 +328,64 @@ def test_a_schema_that_cannot_be_created_is_a_config_error(baseline_artifacts, t
         with psycopg.connect(postgres_db, autocommit=True) as conn:
             conn.execute(f'DROP OWNED BY "{role}"')
             conn.execute(f'DROP ROLE "{role}"')
+
+
+# --- the budget and the best trial's model -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rows", "columns", "values", "expected"),
+    [
+        (400, 30, {}, {"n_trials": 12, "timeout_s": 120.0, "base": {}}),
+        (140_000, 30, {}, {"n_trials": 4, "timeout_s": 252.0}),
+        (140_000, 30, {"n_trials": 40}, {"n_trials": 10}),
+        (140_000, 30, {"auto_budget": False, "timeout_s": 0}, {"n_trials": 12, "timeout_s": None, "base": {}}),
+        (1_000_000, 60, {}, {"n_trials": 4, "timeout_s": 1800.0}),
+        (140_000, 30, {"base": {"max_epochs": 50}}, {"n_trials": 4}),
+    ],
+)
+def test_budget_shrinks_with_the_data_size(rows, columns, values, expected):
+    from components.tune_hyperparams.core import MIN_EPOCHS, budget
+
+    plan = budget(rows, columns, TuneConfig.from_dict(values))
+    assert {k: plan[k] for k in expected} == expected
+    if rows * columns > 1_000_000 and values.get("auto_budget", True):
+        epochs = plan["base"]["max_epochs"]
+        assert epochs == values.get("base", {}).get("max_epochs", epochs) and epochs >= MIN_EPOCHS
+        TrainConfig.from_dict(plan["base"])
+
+
+def test_tune_writes_the_best_trial_and_train_reuses_it(baseline_artifacts, tmp_path, capfd):
+    from components.train_model import core as train_core
+
+    config = TuneConfig.from_dict({"n_trials": 2, "seed": 0, "base": BASE})
+    result = tune(
+        str(baseline_artifacts["train"]),
+        str(baseline_artifacts["val"]),
+        str(tmp_path / "study"),
+        str(tmp_path / "report.md"),
+        config,
+        best_model_dir=str(tmp_path / "best"),
+    )
+    assert result["best_model"] is True
+    assert "tune: trial 0 done" in capfd.readouterr().err  # one progress line per trial
+
+    def run(params: dict, name: str) -> dict:
+        return train_core.train(
+            str(baseline_artifacts["train"]),
+            str(baseline_artifacts["val"]),
+            str(tmp_path / name),
+            str(tmp_path / f"{name}-baseline"),
+            TrainConfig.from_dict({**params, "candidate": "mlp", "families": ["mlp"]}),
+            tuned_dir=str(tmp_path / "best"),
+        )
+
+    reused = run(result["best_params"], "reused")
+    err = capfd.readouterr().err
+    assert "mlp reused from tuning" in err and reused["table"]["mlp"]["reused"] is True
+    assert reused["table"]["mlp"]["val_loss"] == pytest.approx(result["best_value"], rel=1e-6)
+    assert reused["epochs"] == read_model_manifest(tmp_path / "best").details["training"]["epochs"]
+
+    retrained = run({**result["best_params"], "dropout": 0.3}, "retrained")
+    assert "not reused: its data, parameters or device differ" in capfd.readouterr().err
+    assert retrained["table"]["mlp"]["reused"] is False
