@@ -159,6 +159,9 @@ class Column:
     dtype: str
     role: str = "feature"
     kind: str = ""
+    #: A feature with nulls somewhere in the ingested data: the model accepts (imputes) nulls in
+    #: it even when the training split happens to have none.
+    nullable: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,9 +199,9 @@ class DatasetSchema:
             raise ArtifactError(f"{where}: expected an object with a 'columns' list")
         cols = []
         for i, c in enumerate(data["columns"]):
-            if not isinstance(c, dict) or set(c) - {"name", "dtype", "role", "kind"} or "name" not in c:
+            if not isinstance(c, dict) or set(c) - {"name", "dtype", "role", "kind", "nullable"} or "name" not in c:
                 raise ArtifactError(
-                    f"{where}: columns[{i}] must have keys name, dtype, role (kind optional); got {c!r}"
+                    f"{where}: columns[{i}] must have keys name, dtype, role (kind, nullable optional); got {c!r}"
                 )
             role = c.get("role", "feature")
             if role not in ROLES:
@@ -208,7 +211,10 @@ class DatasetSchema:
                 raise ArtifactError(
                     f"{where}: column {c['name']!r} has kind {kind!r}; expected one of {FEATURE_KINDS[1:]} or none"
                 )
-            cols.append(Column(str(c["name"]), str(c.get("dtype", "object")), role, kind))
+            nullable = c.get("nullable", False)
+            if not isinstance(nullable, bool):
+                raise ArtifactError(f"{where}: column {c['name']!r} has nullable {nullable!r}; expected true or false")
+            cols.append(Column(str(c["name"]), str(c.get("dtype", "object")), role, kind, nullable))
         return cls(tuple(cols))
 
 
@@ -217,6 +223,8 @@ def _column_dict(c: Column) -> dict[str, Any]:
     d = dataclasses.asdict(c)
     if not c.kind:
         del d["kind"]
+    if not c.nullable:
+        del d["nullable"]
     return d
 
 
@@ -301,12 +309,13 @@ def infer_columns(
         if name == label:
             columns.append(Column(str(name), dtype, "label"))
             continue
+        has_null = bool(series.isna().any())
         if name in categorical:
-            columns.append(Column(str(name), dtype, "feature", "categorical"))
+            columns.append(Column(str(name), dtype, "feature", "categorical", has_null))
             continue
         if name in numeric:
             _check_declared_numeric(series, str(name))
-            columns.append(Column(str(name), dtype, "feature", "numeric"))
+            columns.append(Column(str(name), dtype, "feature", "numeric", has_null))
             continue
         role, kind, note = _infer_column(series, str(name))
         if name in declared:
@@ -317,7 +326,8 @@ def infer_columns(
             elif declared[name] != role:
                 note = ""
             role = declared[name]
-        columns.append(Column(str(name), dtype, role, kind if role == "feature" else ""))
+        feature = role == "feature"
+        columns.append(Column(str(name), dtype, role, kind if feature else "", feature and has_null))
         if note:
             notes[str(name)] = note
     return DatasetSchema(tuple(columns)), notes

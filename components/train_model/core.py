@@ -338,7 +338,7 @@ def fit_preprocessing(data: TabularData, family: str) -> Preprocessing:
         data.kinds,
         numeric="none",
         categorical="onehot" if family == "linear" else "codes",
-        nullable=[c.name for c in data.input_schema if getattr(c, "nullable", False)],
+        nullable=[c.name for c in data.input_schema if c.nullable],
     )
 
 

@@ -277,7 +277,7 @@ def test_read_dataset_with_malformed_schema_names_the_file(tmp_path):
     [
         (["x"], r"expected an object with a 'columns' list"),
         ({"columns": {"x": "float"}}, r"expected an object with a 'columns' list"),
-        ({"columns": ["x"]}, r"columns\[0\] must have keys name, dtype, role \(kind optional\); got 'x'"),
+        ({"columns": ["x"]}, r"columns\[0\] must have keys name, dtype, role \(kind, nullable optional\); got 'x'"),
         ({"columns": [{"name": "x"}, {"name": "y", "unit": "m"}]}, r"columns\[1\] must have keys"),
         ({"columns": [{"dtype": "int64"}]}, r"columns\[0\] must have keys"),
         ({"columns": [{"name": "x", "role": "target"}]}, r"column 'x' has role 'target'; expected one of"),
@@ -293,3 +293,16 @@ def test_dataset_schema_defaults_role_and_dtype():
     schema = DatasetSchema.from_dict({"columns": [{"name": "x"}]})
     assert schema.columns == (Column("x", "object", "feature"),)
     assert DatasetSchema.from_dict(schema.to_dict()) == schema
+
+
+def test_features_with_nulls_anywhere_are_nullable_in_the_schema():
+    import numpy as np
+    import pandas as pd
+
+    from shipyard.artifacts import DatasetSchema, infer_columns
+
+    df = pd.DataFrame({"a": [1.0, np.nan, 3.0], "b": [1, 2, 3], "c": ["x", None, "y"], "target": [0, 1, 0]})
+    schema, _ = infer_columns(df, "target", categorical=("c",))
+    assert [(c.name, c.nullable) for c in schema.columns] == [("a", True), ("b", False), ("c", True), ("target", False)]
+    again = DatasetSchema.from_dict(schema.to_dict())
+    assert again == schema and "nullable" not in schema.to_dict()["columns"][1]
