@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from kserve.errors import InvalidInput
+from kserve.errors import InferenceError, InvalidInput
 
 from serving import codec
 
@@ -92,7 +92,8 @@ def v2_inputs(payload: Any) -> tuple[str | None, list[JsonTensor]]:
 
 
 async def infer(model: Any, route: str, body: bytes) -> tuple[int, bytes]:
-    """Answers one inference request: ``(status, JSON body)``; 400 for a bad payload."""
+    """Answers one inference request: ``(status, JSON body)``; 400 for a bad payload, 500 for a
+    model fault (``InferenceError``)."""
     try:
         try:
             payload = orjson.loads(body)
@@ -102,6 +103,8 @@ async def infer(model: Any, route: str, body: bytes) -> tuple[int, bytes]:
             content = await model.infer_v2(*v2_inputs(payload))
         else:
             content = await model.predict(payload, None)
-    except InvalidInput as exc:
+    except InvalidInput as exc:  # the client's fault
         return 400, orjson.dumps({"error": str(exc)})
+    except InferenceError as exc:  # the model's (an output that is not finite), as KServe's handler answers it
+        return 500, orjson.dumps({"error": str(exc)})
     return 200, orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)

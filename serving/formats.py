@@ -25,22 +25,27 @@ from serving import codec
 from serving.preprocess import Encoded, Preprocessing
 from shipyard.artifacts import ModelManifest, read_model_manifest
 from shipyard.errors import ArtifactError, UnsafeArtifactError
+from shipyard.formats import FORMATS
 
 #: The weights file each format keeps in the artifact directory.
-WEIGHTS_FILE = {
-    "sklearn-skops": "model.skops",
-    "torchscript": "model.pt",
-    "onnx": "model.onnx",
-    "keras": "model.keras",
-    "tflite": "model.tflite",
-}
+WEIGHTS_FILE = {f.name: f.weights_file for f in FORMATS.values()}
 TF_HINT = "install the tf extra: pip install -c requirements.lock -e '.[tf]'"
 #: File endings that mean pickle; never loaded.
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".dill", ".cloudpickle")
 #: Exact type names a skops file may hold beyond skops' own default-trusted (scikit-learn and numpy
-#: data) types. Empty: every type skops reports as untrusted is refused. Trusting a module prefix
+#: data) types; every other type skops reports as untrusted is refused. Trusting a module prefix
 #: instead would let a crafted file call e.g. ``builtins.exec`` or ``numpy.save`` while loading.
-TRUSTED_SKOPS_TYPES: frozenset[str] = frozenset()
+#: The exceptions are exact names a HistGradientBoosting model holds: its tree predictors (plain
+#: arrays) and ``functools.partial`` over scikit-learn's ``check_array``. A partial is only
+#: constructed while loading, never called, and its function is checked by name like any other
+#: type, so a partial over anything else (``builtins.exec``) is still refused.
+TRUSTED_SKOPS_TYPES: frozenset[str] = frozenset(
+    {
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "functools.partial",
+        "sklearn.utils.validation.check_array",
+    }
+)
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 logger = logging.getLogger(__name__)
@@ -117,10 +122,10 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     pickles = [name for name in manifest.files if name.lower().endswith(PICKLE_SUFFIXES)]
     if pickles:
         raise UnsafeArtifactError(f"{root}: refusing pickle file(s) {pickles}; Shipyard loads no pickles")
-    loader = _LOADERS.get(manifest.format)
+    loader = LOADERS.get(manifest.format)
     if loader is None:
         raise ArtifactError(
-            f"{root}: format {manifest.format!r} cannot be served by this runtime (supported: {sorted(_LOADERS)})"
+            f"{root}: format {manifest.format!r} cannot be served by this runtime (supported: {sorted(LOADERS)})"
         )
     weights = root / WEIGHTS_FILE[manifest.format]
     if WEIGHTS_FILE[manifest.format] not in manifest.files:
@@ -189,7 +194,7 @@ def fold_linear(model: Any, manifest: ModelManifest) -> LinearFold | None:
         or not isinstance(last, (LogisticRegression, LinearRegression, Ridge))
     ):
         return None
-    k = len(manifest.input_schema)
+    k = model_width(manifest)
     coef = np.atleast_2d(np.array(last.coef_, dtype=np.float64))  # copies: the fold never aliases the model
     if coef.shape[1] != k or (not isinstance(last, LogisticRegression) and coef.shape[0] != 1):
         return None  # fitted on other inputs, or several regression targets
@@ -207,6 +212,13 @@ def fold_linear(model: Any, manifest: ModelManifest) -> LinearFold | None:
         scale = scale if scaler.with_std else np.ones(k)
     kind = "regression" if not isinstance(last, LogisticRegression) else "binary" if coef.shape[0] == 1 else "softmax"
     return LinearFold(mean, scale, coef, intercept, kind, center, spread, decision_unit)
+
+
+def model_width(manifest: ModelManifest) -> int:
+    """How many columns the weights take: the preprocessing's output width, else one per input feature."""
+    if manifest.preprocessing is None:
+        return len(manifest.input_schema)
+    return Preprocessing.from_dict(manifest.preprocessing).width
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -428,7 +440,8 @@ def _load_tflite(weights: Path, manifest: ModelManifest) -> Scorer:
     return score
 
 
-_LOADERS: dict[str, Callable[[Path, ModelManifest], Scorer]] = {
+#: The loader of each format of :data:`shipyard.formats.FORMATS` (a test checks none is missing).
+LOADERS: dict[str, Callable[[Path, ModelManifest], Scorer]] = {
     "sklearn-skops": _load_skops,
     "torchscript": _load_torchscript,
     "onnx": _load_onnx,

@@ -5,8 +5,14 @@
 :class:`ShipyardModel`; :func:`model_for` picks the class for an artifact. V1
 (``{"instances": [...]}``, rows as lists or as records keyed by column name) and V2 / Open
 Inference Protocol (one ``[rows, features]`` tensor, or one ``[rows]`` tensor per feature column).
-Classification answers labels and probabilities; regression answers values. Bad payloads raise
-``kserve.errors.InvalidInput`` (HTTP 400) with a message that names what was wrong.
+Classification answers labels and probabilities; regression answers values.
+
+Layered as KServe is: :mod:`serving.protocol` decodes a request into a typed batch and encodes
+the answer; the model applies its fitted preprocessing (raw rows: strings, nulls, categories) and
+scores; errors are the client's (``kserve.errors.InvalidInput``, HTTP 400, with a message that
+names the feature and the row) or the model's (``kserve.errors.InferenceError``, HTTP 500: an
+output that is not finite). An all-numeric model without preprocessing keeps its fast paths
+(one plain row in Python floats, plain float32 tensors without per-feature decoding).
 """
 
 from __future__ import annotations
@@ -22,24 +28,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 from kserve import Model
-from kserve.errors import InvalidInput
+from kserve.errors import InferenceError, InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from serving import codec
+from serving import codec, protocol
 from serving.batching import AdaptiveBatcher
 from serving.config import ServeConfig
 from serving.formats import LoadedModel, load_model
 from serving.observe import ModelStats, register_payload_logger, register_stats
 from shipyard.artifacts import read_model_manifest
 from shipyard.errors import ArtifactError, DataValidationError
-
-#: V2 input datatypes a numeric model accepts.
-NUMERIC_DATATYPES = frozenset(codec.V2_NUMPY)
-MATRIX_INPUT = "input"
-
-
-#: V2 datatype advertised for each input-schema dtype (what a client should send).
-V2_DATATYPE = {np.dtype(t).name: name for name, t in codec.V2_NUMPY.items()}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,6 +80,7 @@ class ShipyardModel(Model):
         self.loaded: LoadedModel | None = None
         self.batcher: AdaptiveBatcher | None = None
         self.stats: ModelStats | None = None
+        self.decoder: protocol.Decoder | None = None
         self._features: list[str] = []
         self._feature_set: frozenset[str] = frozenset()
         self._score_row: Any = None
@@ -97,12 +96,16 @@ class ShipyardModel(Model):
                 f"the artifact is {loaded.manifest.format}"
             )
         self.loaded = loaded
-        self._features = loaded.manifest.feature_names  # computed once, not per request
-        self._feature_set = frozenset(self._features)
+        self.decoder = protocol.Decoder(loaded.preprocessing, loaded.manifest.input_schema)
+        self._features = self.decoder.features  # computed once, not per request
+        self._feature_set = self.decoder.feature_set
         self._label_names = list(loaded.manifest.label_names)
-        self._label_dtype = _label_datatype(loaded.manifest.label_names)
+        self._label_dtype = protocol.label_datatype(loaded.manifest.label_names)
         labels = list(loaded.manifest.label_names) if loaded.is_classifier else []
-        self.stats = ModelStats(self.name, loaded.manifest.feature_names, labels)
+        # the summaries are of what the model takes: the raw features, or the encoded columns
+        self.stats = ModelStats(
+            self.name, loaded.preprocessing.output_names, labels, categorical=self.decoder.categorical
+        )
         register_stats(self.stats)
         if self.payload_logger is not None:
             register_payload_logger(self.name, self.payload_logger)
@@ -129,39 +132,41 @@ class ShipyardModel(Model):
             raise InvalidInput(f"model {self.name} is not loaded")
         return self.loaded
 
-    def get_input_types(self) -> list[dict[str, Any]]:
-        """V2 metadata: one named, typed input per feature of the model's input schema.
+    @property
+    def _decoder(self) -> protocol.Decoder:
+        if self.decoder is None:  # pragma: no cover - kserve only routes to ready models
+            raise InvalidInput(f"model {self.name} is not loaded")
+        return self.decoder
 
-        One ``[rows, features]`` tensor (any name, e.g. ``input``) is accepted as well.
+    def get_input_types(self) -> list[dict[str, Any]]:
+        """V2 metadata: one named, typed input per feature (:meth:`serving.protocol.Decoder.input_types`):
+        ``BYTES`` for a categorical feature (``BOOL``/``INT64`` for a boolean/integer one), the input
+        schema's numeric datatype for a numeric one.
+
+        For an all-numeric model one ``[rows, features]`` tensor (any name, e.g. ``input``) is accepted as well.
         """
-        return [
-            {"name": c.name, "datatype": V2_DATATYPE.get(c.dtype, "FP32"), "shape": [-1]}
-            for c in self._model.manifest.input_schema
-        ]
+        return self._decoder.input_types()
 
     def get_output_types(self) -> list[dict[str, Any]]:
         """V2 metadata: label and probabilities, or the predicted value."""
-        if self._model.is_classifier:
-            k = len(self._model.manifest.label_names)
-            return [
-                {"name": "label", "datatype": _label_datatype(self._model.manifest.label_names), "shape": [-1]},
-                {"name": "probabilities", "datatype": "FP32", "shape": [-1, k]},
-            ]
-        return [{"name": "prediction", "datatype": "FP32", "shape": [-1]}]
+        model = self._model
+        return protocol.output_types(list(model.manifest.label_names) if model.is_classifier else None)
 
     async def predict(
         self, payload: dict | InferRequest, headers: dict[str, str] | None = None
     ) -> dict | InferResponse:
         """Answers a V1 dict or a V2 InferRequest."""
         if isinstance(payload, InferRequest):
-            x, scored, labels = await self._answer(lambda: self._v2_matrix(payload.inputs), payload.id, "v2")
+            decoder = self._decoder
+            x, scored, labels = await self._answer(lambda: decoder.v2(payload.inputs), payload.id, "v2")
             outputs = [InferOutput(*o) for o in self._v2_outputs(scored, labels)]
             return InferResponse(payload.id or _response_id(), self.name, outputs)
         row = codec.plain_v1_row(payload, len(self._features)) if self._score_row is not None else None
         if row is not None:
             return self._v1_row(row)
-        x, scored, labels = await self._answer(lambda: self._v1_matrix(payload), None, "v1")
-        return self._v1_response(scored.scores, labels)
+        decoder = self._decoder
+        x, scored, labels = await self._answer(lambda: decoder.v1(payload), None, "v1")
+        return protocol.v1_answer(scored.scores, labels)
 
     async def infer_v2(self, request_id: str | None, inputs: list[Any]) -> dict[str, Any]:
         """A V2 answer as the JSON dict KServe's ``InferResponse.to_rest`` gives, for the direct route.
@@ -176,19 +181,17 @@ class ShipyardModel(Model):
         if plain is not None and plain[1] == 1 and self._score_row is not None:
             outputs = self._v2_row(plain[0])
         else:
-            if plain is not None:  # checked already: one array over the decoded float32 values
+            if plain is not None and self._decoder.identity:  # checked already: one array over the float32 values
                 values, rows = plain
-                matrix = lambda: np.frombuffer(values, dtype=np.float32).reshape(rows, -1)  # noqa: E731
+                batch = lambda: protocol.Batch(  # noqa: E731
+                    rows, matrix=np.frombuffer(values, dtype=np.float32).reshape(rows, -1), where="V2 input"
+                )
             else:
-                matrix = lambda: self._v2_matrix(inputs)  # noqa: E731
-            x, scored, labels = await self._answer(matrix, request_id, "v2")
+                decoder = self._decoder
+                batch = lambda: decoder.v2(inputs)  # noqa: E731
+            x, scored, labels = await self._answer(batch, request_id, "v2")
             outputs = self._v2_outputs(scored, labels)
-        return {
-            "id": request_id or _response_id(),
-            "model_name": self.name,
-            "model_version": None,
-            "outputs": [{"name": n, "shape": shape, "datatype": d, "data": data} for n, shape, d, data in outputs],
-        }
+        return protocol.v2_answer(request_id or _response_id(), self.name, outputs)
 
     def _score_one(self, row: array) -> tuple[list[float], list[float], int | None]:
         """``(scores, scores rounded to float32, class index or None)`` of one plain row scored in
@@ -197,7 +200,7 @@ class ShipyardModel(Model):
         scores = self._score_row(row)
         rounded = array("f", scores).tolist()
         if not math.isfinite(sum(rounded)):
-            raise InvalidInput(_not_finite(np.array([rounded], dtype=np.float32)))
+            raise InferenceError(_not_finite(np.array([rounded], dtype=np.float32)))
         best = max(range(len(scores)), key=scores.__getitem__) if self._model.is_classifier else None
         if self.stats is not None:  # (the first of equal maxima, as argmax)
             self.stats.observe_row(row, best)
@@ -207,23 +210,27 @@ class ShipyardModel(Model):
         """The V2 outputs for one plain row (:meth:`_score_one`)."""
         scores, rounded, best = self._score_one(row)
         if best is None:
-            return self._v2_output_tuples(None, rounded, [1])
-        return self._v2_output_tuples([self._label_names[best]], rounded, [1, len(scores)])
+            return protocol.v2_outputs(None, rounded, [1], self._label_dtype)
+        return protocol.v2_outputs([self._label_names[best]], rounded, [1, len(scores)], self._label_dtype)
 
     def _v1_row(self, row: array) -> dict[str, Any]:
-        """The V1 answer for one plain row (:meth:`_score_one`), as :meth:`_v1_response` gives it."""
+        """The V1 answer for one plain row (:meth:`_score_one`), as :func:`serving.protocol.v1_answer` gives it."""
         scores, _, best = self._score_one(row)
-        if best is None:
-            return {"predictions": scores}
-        # round(p * 1e6) / 1e6 is what numpy's round(6) computes (half to even on the scaled value)
-        return {"predictions": [self._label_names[best]], "probabilities": [[round(p * 1e6) / 1e6 for p in scores]]}
+        return protocol.v1_row_answer(scores, None if best is None else self._label_names[best])
 
     async def _answer(
-        self, matrix: Any, request_id: str | None, protocol: str
+        self, decode: Any, request_id: str | None, protocol_name: str
     ) -> tuple[np.ndarray, Scored, list[Any] | None]:
-        """Decodes (``matrix()``), scores, labels, observes and logs one request."""
+        """Decodes (``decode()`` gives a :class:`serving.protocol.Batch`), preprocesses, scores,
+        labels, observes and logs one request.
+
+        Raises:
+            InvalidInput: The client's fault: a payload that does not decode or fit the model's features.
+            InferenceError: The model's: an output that is not finite in float32.
+        """
         try:
-            x = matrix()
+            batch = decode()
+            x = self._encode(batch)
         except DataValidationError as exc:
             raise InvalidInput(str(exc)) from exc
         if self.batcher is not None:
@@ -234,8 +241,19 @@ class ShipyardModel(Model):
         if self.stats is not None:  # unbatched, the model call is counted with the request
             self.stats.observe(x, scored.classes, scored_alone=self.batcher is None)
         if self.payload_logger is not None:
-            self._log_payload(request_id, x, scored.scores, labels, protocol)
+            self._log_payload(request_id, batch.raw_rows(self._features), scored.scores, labels, protocol_name)
         return x, scored, labels
+
+    def _encode(self, batch: protocol.Batch) -> np.ndarray:
+        """The model's input matrix of a batch: the checked matrix as it is, or the raw columns
+        through the fitted preprocessing (unseen categories counted per feature on /metrics)."""
+        if batch.matrix is not None:
+            return batch.matrix
+        assert batch.columns is not None
+        encoded = self._model.preprocessing.transform_columns(batch.columns, batch.rows, batch.where)
+        if encoded.unknown and self.stats is not None:
+            self.stats.observe_unknown(encoded.unknown)
+        return encoded.x
 
     def _scored(self, x: np.ndarray) -> Scored:
         """One model call: the scores, and the class indices and float32 values every request
@@ -243,7 +261,7 @@ class ShipyardModel(Model):
         scores = self._model.scores(x)
         rounded = scores.astype(np.float32)
         if not math.isfinite(rounded.sum(dtype=np.float64)):  # a batch that fails is retried request by request
-            raise InvalidInput(_not_finite(rounded))
+            raise InferenceError(_not_finite(rounded))
         classes = scores.argmax(axis=1).tolist() if self._model.is_classifier else None
         return Scored(scores, classes, rounded.tolist())
 
@@ -251,37 +269,16 @@ class ShipyardModel(Model):
         if self.stats is not None:
             self.stats.observe_batch(requests, rows)
 
-    def _v1_matrix(self, payload: Any) -> np.ndarray:
-        if not isinstance(payload, dict) or "instances" not in payload:
-            raise InvalidInput('V1 request: expected a JSON object with "instances"')
-        return codec.from_instances(payload["instances"], self._features)
-
-    def _v1_response(self, scores: np.ndarray, labels: list[Any] | None) -> dict[str, Any]:
-        if labels is not None:
-            return {"predictions": labels, "probabilities": scores.round(6).tolist()}
-        return {"predictions": scores.tolist()}
-
     def _v2_outputs(self, scored: Scored, labels: list[Any] | None) -> list[tuple[str, list[int], str, Any]]:
         """``(name, shape, datatype, data)`` of each V2 output."""
         values = scored.values if scored.classes is None else list(itertools.chain.from_iterable(scored.values))
-        return self._v2_output_tuples(labels, values, list(scored.scores.shape))
-
-    def _v2_output_tuples(
-        self, labels: list[Any] | None, values: list[float], shape: list[int]
-    ) -> list[tuple[str, list[int], str, Any]]:
-        """``(name, shape, datatype, data)`` of each V2 output: labels (None for regression) and the
-        float32-rounded probabilities or predictions, flat, of ``shape``."""
-        if labels is not None:
-            dtype = self._label_dtype
-            return [
-                ("label", [len(labels)], dtype, [str(v) for v in labels] if dtype == "BYTES" else labels),
-                ("probabilities", shape, "FP32", values),
-            ]
-        return [("prediction", shape, "FP32", values)]
+        return protocol.v2_outputs(labels, values, list(scored.scores.shape), self._label_dtype)
 
     def _log_payload(
-        self, request_id: str | None, x: np.ndarray, scores: np.ndarray, labels: list[Any] | None, protocol: str
+        self, request_id: str | None, inputs: Any, scores: np.ndarray, labels: list[Any] | None, protocol_name: str
     ) -> None:
+        """Logs one request: ``inputs`` are its rows as received (:meth:`serving.protocol.Batch.raw_rows`):
+        the float32 matrix of an all-numeric model, raw values (strings, nulls) for one with preprocessing."""
         outputs: dict[str, Any] = {"predictions": labels if labels is not None else scores}
         if labels is not None:
             outputs["probabilities"] = scores
@@ -289,37 +286,13 @@ class ShipyardModel(Model):
             {
                 "ts": time.time(),
                 "model": self.name,
-                "protocol": protocol,
+                "protocol": protocol_name,
                 "id": request_id,
                 "features": self._features,
-                "inputs": x,
+                "inputs": inputs,
                 "outputs": outputs,
             }
         )
-
-    def _v2_matrix(self, inputs: list[Any]) -> np.ndarray:
-        features = self._features
-        if not inputs:
-            raise InvalidInput('V2 request: "inputs" is empty')
-        for inp in inputs:
-            if inp.datatype not in NUMERIC_DATATYPES:
-                raise InvalidInput(f"V2 input {inp.name!r}: datatype {inp.datatype} is not numeric; expected FP32")
-        if len(inputs) == 1 and inputs[0].name not in self._feature_set:
-            name = inputs[0].name
-            return codec.check_matrix(_as_numpy(inputs[0]), features, lambda: f"V2 input {codec.short(name)}")
-        names = [inp.name for inp in inputs]
-        unknown = sorted(set(names) - set(features))
-        missing = [f for f in features if f not in names]
-        if unknown or missing:
-            raise InvalidInput(
-                f"V2 request: expected one input {MATRIX_INPUT!r} of shape [rows, {len(features)}] or one input per "
-                f"feature; unknown input(s) {codec.short(unknown[:5])}, missing feature(s) {missing[:5]}"
-            )
-        by_name = {inp.name: _as_numpy(inp).reshape(-1) for inp in inputs}
-        lengths = {len(v) for v in by_name.values()}
-        if len(lengths) != 1:
-            raise InvalidInput(f"V2 request: per-feature inputs have different lengths {sorted(lengths)}")
-        return codec.check_matrix(np.column_stack([by_name[f] for f in features]), features, "V2 inputs")
 
 
 class SkopsModel(ShipyardModel):
@@ -352,6 +325,7 @@ class TFLiteModel(ShipyardModel):
     format = "tflite"
 
 
+#: The model class of each format of :data:`shipyard.formats.FORMATS` (a test checks there is one for each).
 MODEL_CLASSES: dict[str, type[ShipyardModel]] = {
     cls.format: cls for cls in (SkopsModel, TorchScriptModel, OnnxModel, KerasModel, TFLiteModel)
 }
@@ -390,19 +364,3 @@ def _not_finite(outputs: np.ndarray) -> str:
         f"the model's output for row {row} is {rows[row].tolist()}, not finite in float32; "
         "is the input far outside the range the model was trained on?"
     )
-
-
-def _as_numpy(inp: Any) -> np.ndarray:
-    try:
-        return inp.as_numpy()
-    except (ValueError, TypeError, OverflowError) as exc:  # OverflowError: 1000 as INT8
-        raise InvalidInput(
-            f"V2 input {codec.short(inp.name)}: data does not match shape {inp.shape} and datatype "
-            f"{inp.datatype} ({codec.short(exc)})"
-        ) from exc
-
-
-def _label_datatype(label_names: tuple[Any, ...]) -> str:
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in label_names):
-        return "INT64"
-    return "BYTES"

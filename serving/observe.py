@@ -7,10 +7,14 @@ Metrics (on KServe's ``/metrics``, Prometheus' default registry):
 - ``shipyard_batch_rows{model}`` / ``shipyard_batch_requests{model}`` (histograms): rows and
   requests per model call (1 request per call without batching);
 - ``shipyard_predictions_total{model, label}``: predicted classes;
+- ``shipyard_unknown_categories_total{model, feature}``: values of a categorical feature outside
+  its vocabulary (served through the unknown bucket, not refused);
 - ``shipyard_payload_records_total{model, outcome}``: payload-log records written, dropped, failed;
 - ``shipyard_feature_{count,sum,sum_squares}_total{model, feature}`` and
   ``shipyard_feature_{min,max}{model, feature}``: running summaries of every input feature, from
   which mean and standard deviation follow — what a drift check can read without payload logs.
+  For a model with preprocessing they summarize the columns the model takes
+  (``Preprocessing.output_names``: imputed and scaled numbers, missing indicators, category codes).
 
 Every figure is kept in plain Python/numpy containers and turned into metric families only when
 ``/metrics`` is scraped: a request costs a dict update, a bisect and an append (the feature
@@ -96,10 +100,20 @@ REQUEST_STATS = RequestStats()
 
 
 class ModelStats:
-    """Running per-feature summaries and predicted-class counts of one served model."""
+    """Running per-feature summaries, predicted-class counts and unseen categories of one served model.
 
-    def __init__(self, model: str, features: list[str], labels: list[Any]):
+    Args:
+        model: The served model's name.
+        features: The columns of the matrix the model takes (the raw features of an all-numeric
+            model; ``Preprocessing.output_names`` of one with preprocessing).
+        labels: The class labels (empty for regression).
+        categorical: The categorical features, whose values outside the vocabulary are counted
+            (each starts at 0, so the series exists before the first unseen value).
+    """
+
+    def __init__(self, model: str, features: list[str], labels: list[Any], categorical: list[str] | None = None):
         self.model, self.features, self.labels = model, features, [str(v) for v in labels]
+        self.unknown: dict[str, int] = dict.fromkeys(categorical or (), 0)
         k = len(features)
         self.count = np.zeros(k, dtype=np.int64)
         self.sum = np.zeros(k)
@@ -112,6 +126,12 @@ class ModelStats:
         self._row_classes: list[int | None] = []  # ... and their class indices
         self._lock = threading.Lock()
         self.batch_rows, self.batch_requests = Buckets(BATCH_ROW_BUCKETS), Buckets(BATCH_REQUEST_BUCKETS)
+
+    def observe_unknown(self, counts: dict[str, int]) -> None:
+        """Counts values outside a categorical feature's vocabulary: ``{feature: how many}``."""
+        with self._lock:
+            for feature, n in counts.items():
+                self.unknown[feature] = self.unknown.get(feature, 0) + n
 
     def observe_batch(self, requests: int, rows: int) -> None:
         """Counts one model call: how many requests and rows it served."""
@@ -178,6 +198,7 @@ class ModelStats:
             self._fold()
             count, total, squares = self.count.copy(), self.sum.copy(), self.sum_squares.copy()
             low, high, classes = self.min.copy(), self.max.copy(), self.classes.copy()
+            unknown = dict(self.unknown)
         labels = ["model", "feature"]
         families: dict[str, Any] = {
             "count": CounterMetricFamily("shipyard_feature_count", "Rows seen per feature.", labels=labels),
@@ -208,6 +229,15 @@ class ModelStats:
         for label, n in zip(self.labels, classes, strict=True):
             predicted.add_metric([self.model, label], float(n))
         yield predicted
+        if unknown:
+            unseen = CounterMetricFamily(
+                "shipyard_unknown_categories",
+                "Values of a categorical feature outside its vocabulary (scored as the unknown category).",
+                labels=["model", "feature"],
+            )
+            for feature, times in unknown.items():
+                unseen.add_metric([self.model, feature], float(times))
+            yield unseen
 
 
 class _StatsCollector:

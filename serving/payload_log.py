@@ -18,6 +18,13 @@ One JSON object per line, for example::
     {"ts": 1718000000.5, "model": "bc", "protocol": "v2", "id": "3f2a...", "features": ["a", "b"],
      "inputs": [[1.0, null]], "outputs": {"predictions": [1], "probabilities": [[0.2, 0.8]]}}
 
+``inputs`` are the rows as the model received them: the float32 rows of an all-numeric model, or
+the raw values (strings, numbers, ``null``) of a model with preprocessing — what a drift check
+compares with the training data, before any encoding. For example::
+
+    {"ts": 1718000000.5, "model": "churn", "protocol": "v1", "id": null, "features": ["tenure", "plan"],
+     "inputs": [[12.5, "pro"], [null, null]], "outputs": {"predictions": ["no", "yes"], ...}}
+
 numpy arrays and scalars are converted to lists and numbers; NaN and ±Inf are written as
 ``null`` so every line is valid JSON. :func:`read_payloads` turns the files back into a DataFrame
 with one row per input row and one column per feature, as ``components.drift_check`` expects.

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from shipyard import __version__
-from shipyard.errors import ArtifactError, IntegrityError
+from shipyard.errors import ArtifactError, DataValidationError, IntegrityError
+from shipyard.formats import FORMATS
 
 #: Column roles: ``feature`` (a model input), ``label``, and the roles that are kept but never used
 #: as features: ``id`` (identifies a row), ``time`` (a timestamp), ``text`` (free text), ``slice``.
@@ -32,7 +33,8 @@ FEATURE_KINDS = ("", "numeric", "categorical")
 DATA_FILE = "data.parquet"
 SCHEMA_FILE = "schema.json"
 MODEL_FILE = "model.json"
-MODEL_FORMATS = ("sklearn-skops", "torchscript", "onnx", "tflite", "keras")
+#: The ``format`` names a ``model.json`` may hold (the table is :data:`shipyard.formats.FORMATS`).
+MODEL_FORMATS = tuple(FORMATS)
 TASKS = ("binary", "multiclass", "regression")
 
 
@@ -195,7 +197,9 @@ class DatasetSchema:
         cols = []
         for i, c in enumerate(data["columns"]):
             if not isinstance(c, dict) or set(c) - {"name", "dtype", "role", "kind"} or "name" not in c:
-                raise ArtifactError(f"{where}: columns[{i}] must have keys name, dtype, role (kind optional); got {c!r}")
+                raise ArtifactError(
+                    f"{where}: columns[{i}] must have keys name, dtype, role (kind optional); got {c!r}"
+                )
             role = c.get("role", "feature")
             if role not in ROLES:
                 raise ArtifactError(f"{where}: column {c['name']!r} has role {role!r}; expected one of {ROLES}")
@@ -216,17 +220,232 @@ def _column_dict(c: Column) -> dict[str, Any]:
     return d
 
 
-def infer_schema(df: Any, label: str | None, id_columns: tuple[str, ...] = ()) -> DatasetSchema:
-    """Builds a DatasetSchema from a DataFrame: ``label`` gets role label, ids role id."""
-    return DatasetSchema(
-        tuple(
-            Column(
-                str(name),
-                str(dtype),
-                "label" if name == label else "id" if name in id_columns else "feature",
-            )
-            for name, dtype in df.dtypes.items()
+#: Inference of a column's role and kind (:func:`infer_columns`): a string column with at most
+#: ``max(CATEGORICAL_MAX_VALUES, CATEGORICAL_ROW_SHARE x rows)`` distinct values is categorical,
+#: unless it holds a distinct value in each of at least ``ID_MIN_VALUES`` rows.
+CATEGORICAL_MAX_VALUES = 50
+CATEGORICAL_ROW_SHARE = 0.05
+#: Non-null values a string column needs before "a distinct value per row" makes it an id (or text).
+ID_MIN_VALUES = 20
+#: Above the categorical limit, a string column whose values are this share distinct is an id.
+ID_DISTINCT_SHARE = 0.95
+#: A high-cardinality string column is free text when its values average this many words or characters.
+TEXT_MIN_WORDS = 3.0
+TEXT_MIN_LENGTH = 40.0
+#: The first non-null values of a string column looked at for dates and free text.
+SNIFF_VALUES = 1000
+#: A date: ``YYYY-MM-DD`` (or ``/``, ``.``), ``DD/MM/YYYY`` or ``MM/DD/YYYY``, with an optional
+#: time (``T`` or a space, ``HH:MM[:SS[.fff]]``, AM/PM) and zone (``Z``, ``UTC``, ``+01:00``).
+DATE_PATTERN = (
+    r"(?:\d{4}[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])|[0-3]?\d[-/.][0-3]?\d[-/.]\d{4})"
+    r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s?[AaPp][Mm])?)?(?:\s?(?:Z|UTC|[+-]\d{2}:?\d{2}))?"
+)
+#: The roles a user may give a column through ingest's ``roles`` option (the label is named on its own).
+DECLARABLE_ROLES = tuple(r for r in ROLES if r != "label")
+
+
+def infer_schema(df: Any, label: str | None, id_columns: tuple[str, ...] = (), **declared: Any) -> DatasetSchema:
+    """Builds a DatasetSchema from a DataFrame: :func:`infer_columns` (``declared``: its
+    ``categorical``, ``numeric`` and ``roles``) without the notes."""
+    return infer_columns(df, label, id_columns, **declared)[0]
+
+
+def infer_columns(
+    df: Any,
+    label: str | None,
+    id_columns: tuple[str, ...] = (),
+    categorical: tuple[str, ...] = (),
+    numeric: tuple[str, ...] = (),
+    roles: dict[str, str] | None = None,
+) -> tuple[DatasetSchema, dict[str, str]]:
+    """Infers every column's role and, for a feature, its kind; the user's declarations win.
+
+    ``label`` gets role ``label``, ``id_columns`` role ``id``, ``roles`` the role it names,
+    ``categorical`` / ``numeric`` role ``feature`` with that kind. Every other column is inferred
+    from its dtype and values:
+
+    - numbers (int, uint, float) are numeric features (integers too: declare one categorical);
+      booleans and pandas categoricals are categorical features;
+    - datetimes (a datetime dtype, or strings whose first :data:`SNIFF_VALUES` values all match
+      :data:`DATE_PATTERN`) get role ``time``: kept, never a feature;
+    - strings with few distinct values (at most ``max(50, 5 % of rows)``) are categorical
+      features; strings with a distinct value in every row (at least :data:`ID_MIN_VALUES`
+      of them) or, above that limit, 95 % distinct get role ``text`` when they read as free
+      text (on average 3 words or 40 characters) and role ``id`` otherwise: kept, never a
+      feature; other high-cardinality strings are categorical features (training keeps their
+      most frequent values);
+    - anything else (complex numbers, durations, objects that are not strings) stays a feature
+      without a kind, which ``validate_data`` reports as ``unusable_feature``.
+
+    Args:
+        df: The data.
+        label: The label column, or None.
+        id_columns: Columns that identify rows.
+        categorical: Columns declared categorical features (e.g. integer codes).
+        numeric: Columns declared numeric features (numbers or booleans only).
+        roles: ``{column: role}`` for any other role (``feature``, ``id``, ``time``, ``text``, ``slice``).
+
+    Returns:
+        ``(schema, notes)``: notes maps a column to why it is not a plain feature (excluded,
+        high-cardinality, unusable), one sentence each, in column order.
+
+    Raises:
+        DataValidationError: A column declared numeric does not hold numbers.
+    """
+    declared = dict(roles or {})
+    declared.update({c: "id" for c in id_columns})
+    columns, notes = [], {}
+    for name in df.columns:
+        series = df[name]
+        dtype = str(series.dtype)
+        if name == label:
+            columns.append(Column(str(name), dtype, "label"))
+            continue
+        if name in categorical:
+            columns.append(Column(str(name), dtype, "feature", "categorical"))
+            continue
+        if name in numeric:
+            _check_declared_numeric(series, str(name))
+            columns.append(Column(str(name), dtype, "feature", "numeric"))
+            continue
+        role, kind, note = _infer_column(series, str(name))
+        if name in declared:
+            if declared[name] == "feature" and role in ("id", "text"):
+                kind, note = "categorical", ""  # strings the user wants used: their most frequent values
+            elif declared[name] == "feature" and role == "time":
+                note = f"column {name!r} holds datetimes and is declared a feature, which training cannot use"
+            elif declared[name] != role:
+                note = ""
+            role = declared[name]
+        columns.append(Column(str(name), dtype, role, kind if role == "feature" else ""))
+        if note:
+            notes[str(name)] = note
+    return DatasetSchema(tuple(columns)), notes
+
+
+def _check_declared_numeric(series: Any, name: str) -> None:
+    import pandas as pd
+
+    dtype = series.dtype
+    if (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype)) or (
+        pd.api.types.is_object_dtype(dtype) and _object_kind(series) in ("numeric", "bool", "empty")
+    ):
+        return
+    present = series.dropna()
+    example = f" (e.g. {present.iloc[0]!r})" if len(present) else ""
+    raise DataValidationError(
+        f"column {name!r} is declared numeric but has dtype {dtype}{example}; expected numbers or booleans "
+        "(declare it categorical, or convert it before ingest)"
+    )
+
+
+def _object_kind(series: Any) -> str:
+    """What an object column holds: ``string``, ``bool``, ``numeric``, ``datetime``, ``empty`` or ``other``."""
+    from pandas.api.types import infer_dtype
+
+    inferred = infer_dtype(series, skipna=True)
+    if inferred == "empty":
+        return "empty"
+    if inferred == "boolean":
+        return "bool"
+    if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
+        return "numeric"
+    if inferred in ("datetime", "datetime64", "date"):
+        return "datetime"
+    if inferred == "string":
+        return "string"
+    if inferred in ("mixed", "mixed-integer"):
+        head = series.dropna().iloc[:SNIFF_VALUES]
+        if all(isinstance(v, (str, int, float, bool)) for v in head):
+            return "string"  # strings among numbers: compared as text
+    return "other"
+
+
+def _infer_column(series: Any, name: str) -> tuple[str, str, str]:
+    """``(role, kind, note)`` of a column nobody declared (see :func:`infer_columns`)."""
+    import pandas as pd
+
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+        return "feature", "categorical", ""
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "time", "", f"column {name!r} holds datetimes ({dtype}): role time, kept but not used as a feature"
+    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype):
+        return "feature", "numeric", _row_number_note(series, name)
+    held = _object_kind(series) if pd.api.types.is_object_dtype(dtype) else "other"
+    if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
+        held = "string"
+    if held == "bool":
+        return "feature", "categorical", ""
+    if held == "numeric":
+        return "feature", "numeric", ""
+    if held == "empty":
+        return "feature", "categorical", f"column {name!r} has no values (all null)"
+    if held == "datetime":
+        return "time", "", f"column {name!r} holds dates: role time, kept but not used as a feature"
+    if held == "other":
+        return (
+            "feature",
+            "",
+            f"column {name!r} has dtype {dtype}, which training cannot use (it takes numbers, strings and "
+            "booleans); give it another role (ingest option roles) or convert it",
         )
+    return _infer_strings(series, name)
+
+
+def _infer_strings(series: Any, name: str) -> tuple[str, str, str]:
+    import math
+
+    present = series.dropna()
+    values = len(present)
+    head = present.iloc[:SNIFF_VALUES].astype(str)
+    if values and bool(head.str.fullmatch(DATE_PATTERN).all()):
+        return (
+            "time",
+            "",
+            f"column {name!r} holds dates as text (e.g. {head.iloc[0]!r}): role time, kept but not used as a feature",
+        )
+    distinct = int(present.nunique())
+    limit = max(CATEGORICAL_MAX_VALUES, math.ceil(CATEGORICAL_ROW_SHARE * len(series)))
+    per_row = values >= ID_MIN_VALUES and distinct == values
+    if not per_row and distinct <= limit:
+        return "feature", "categorical", ""
+    words = float(head.str.count(r"\s+").mean()) + 1.0 if len(head) else 0.0
+    length = float(head.str.len().mean()) if len(head) else 0.0
+    seen = f"{distinct} distinct values in {values} rows"
+    if words >= TEXT_MIN_WORDS or length >= TEXT_MIN_LENGTH:
+        return (
+            "text",
+            "",
+            f"column {name!r} reads as free text ({seen}, {words:.1f} words on average): role text, kept but "
+            "not used as a feature",
+        )
+    if per_row or distinct >= ID_DISTINCT_SHARE * values:
+        return (
+            "id",
+            "",
+            f"column {name!r} looks like an identifier ({seen}): role id, kept but not used as a feature",
+        )
+    return (
+        "feature",
+        "categorical",
+        f"column {name!r} is a high-cardinality categorical feature ({seen}): training keeps its most "
+        "frequent values and puts the rest in one unknown bucket",
+    )
+
+
+def _row_number_note(series: Any, name: str) -> str:
+    """A warning for an integer column that counts the rows (0, 1, 2, ... in order): a likely id."""
+    import pandas as pd
+
+    n = len(series)
+    if n < ID_MIN_VALUES or not pd.api.types.is_integer_dtype(series.dtype) or not series.is_monotonic_increasing:
+        return ""
+    if int(series.iloc[-1]) - int(series.iloc[0]) != n - 1 or not series.is_unique:
+        return ""
+    return (
+        f"column {name!r} counts the rows ({series.iloc[0]}..{series.iloc[-1]} in order): kept as a numeric "
+        "feature; if it identifies rows, list it in id_columns"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import numpy as np
 import pytest
 
 
@@ -397,15 +398,18 @@ def test_validate_writes_the_schema_the_pipeline_steps_write(tmp_path, cli):
 
 
 def test_validate_rejects_what_the_pipeline_rejects(tmp_path, cli):
-    """A null label and a text feature: the pipeline's validate step fails on both; so does the CLI (exit 1)."""
+    """A null label and an all-null feature: the pipeline's validate step fails on both; so does the CLI (exit 1).
+
+    (A string feature such as ``site`` is a categorical feature, not an error.)"""
     data = tmp_path / "d.csv"
     frame = _labelled_csv(data)
     frame.loc[7, "target"] = None
+    frame["empty"] = np.nan
     frame.to_csv(data, index=False)
     proc = cli("validate", str(data), "--id-columns", "cid", "--format", "json")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     found = {(a["type"], a["column"]) for a in json.loads(proc.stdout)["anomalies"] if a["severity"] == "error"}
-    assert found == {("null_fraction", "target"), ("unusable_feature", "site")}
+    assert found == {("null_fraction", "target"), ("unusable_feature", "empty")}
     _, step_report = _pipeline_steps(data, tmp_path / "step", {})
     assert (tmp_path / "step" / "failed").is_file(), "the pipeline's step fails on this data"
     assert {(a["type"], a["column"]) for a in step_report["anomalies"] if a["severity"] == "error"} == found

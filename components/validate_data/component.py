@@ -27,7 +27,7 @@ def validate_data(
         metrics: Output: rows and anomaly counts.
         html_report: Output: the anomaly table as HTML (errors red, warnings amber, example values).
         options: min_rows, max_domain_size, severity ({anomaly type: error|warning}), fail_on_error,
-            model_ready (features must be numeric and complete, as train_model needs).
+            model_ready (every feature something train_model can use: numbers, strings, booleans).
         schema_uri: A schema.json (file, schema artifact directory or gs:// URI) to enforce; empty infers one.
     """
     from components.validate_data import core

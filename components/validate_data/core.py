@@ -1,15 +1,18 @@
 """Schema inference, schema enforcement and an anomaly report for a Dataset artifact.
 
 The validation schema (``schema.json`` in the schema artifact) records, per column, its kind
-(int/float/bool/string/datetime), role, observed range, null-fraction limit and, for strings, the
-category domain. Checking a Dataset against it yields typed anomalies, each with a severity;
-error-severity anomalies fail the step with :class:`DataValidationError`.
+(int/float/bool/string/datetime), role, for a feature how it is used (``feature_kind``: numeric or
+categorical, as the Dataset schema says), observed range, null-fraction limit and, for strings,
+booleans and categorical features, the category domain. Checking a Dataset against it yields
+typed anomalies, each with a severity; error-severity anomalies fail the step with
+:class:`DataValidationError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,9 @@ from components.validate_data.stats import (
     duplicate_rows,
     float_values,
     frame_stats,
+    text_counts,
 )
+from serving.preprocess import resolve_kind
 from shipyard import attempts
 from shipyard.artifacts import read_dataset, write_json, write_text
 from shipyard.config import Config, require
@@ -45,6 +50,7 @@ ANOMALY_SEVERITY = {
     "constant_label": "error",
     "duplicate_rows": "warning",
     "unusable_feature": "error",
+    "kind_mismatch": "error",
     "rare_class": "error",
     "duplicate_id": "error",
 }
@@ -62,10 +68,12 @@ class ValidateConfig(Config):
         profile: Also write the drift reference profile (``profile/``) beside ``schema.json``, so a
             later ``drift_check`` compares new data with this data in about one pass over it
             (only when no error-severity anomaly was found).
-        model_ready: Also check what ``train_model`` needs: every feature column numeric or bool
-            and free of nulls (``unusable_feature``), and every class of a classification label
-            with at least ``min_class_rows`` rows (``rare_class``), so such data fails here,
-            once, and not in a retried tuning or training step.
+        model_ready: Also check what ``train_model`` needs: every feature column something it
+            can use, numbers (nulls allowed), strings, booleans or categories, with at least one
+            value (``unusable_feature`` otherwise: a datetime, a complex or other dtype, a
+            feature declared numeric that holds strings, an all-null feature), and every class
+            of a classification label with at least ``min_class_rows`` rows (``rare_class``),
+            so such data fails here, once, and not in a retried tuning or training step.
         min_class_rows: Rows each class of a classification label needs (``model_ready``). The
             default 7 is what split_data's default 15 % validation and test fractions need to
             stratify (7 x 0.15 >= 1), so that every class is in train, validation and test;
@@ -119,8 +127,18 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def default_feature_kind(st: ColumnStats) -> str:
+    """How a feature with no declared kind is used: categorical for strings and booleans, numeric
+    for numbers, none for what training cannot use (datetimes, other dtypes)."""
+    return "categorical" if st.kind in ("string", "bool") else "numeric" if st.kind in NUMERIC_KINDS else ""
+
+
 def infer_schema(
-    df: Any, roles: dict[str, str], config: ValidateConfig, stats: dict[Any, ColumnStats] | None = None
+    df: Any,
+    roles: dict[str, str],
+    config: ValidateConfig,
+    stats: dict[Any, ColumnStats] | None = None,
+    kinds: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Infers a validation schema from a DataFrame.
 
@@ -129,6 +147,8 @@ def infer_schema(
         roles: Column name → role, from the Dataset's ``schema.json``.
         config: Domain-size cap.
         stats: The columns' statistics when already computed (see :func:`frame_stats`).
+        kinds: Feature name → ``numeric`` / ``categorical``, from the Dataset's ``schema.json``;
+            a feature not in it gets :func:`default_feature_kind`.
 
     Returns:
         The schema as a JSON-able dict (``version``, ``min_rows``, ``columns``).
@@ -147,20 +167,41 @@ def infer_schema(
             # Rounded up, so the data the schema was inferred from always passes its own limit.
             "max_null_fraction": math.ceil(null_fraction * 1e6) / 1e6,
         }
+        feature_kind = ""
+        if role == "feature":
+            feature_kind = (kinds or {}).get(name) or default_feature_kind(st)
+            if feature_kind:
+                spec["feature_kind"] = feature_kind
         if role == "id":
             spec["unique"] = bool(not df[name].duplicated().any())
-        if st.lo is not None and st.hi is not None:
+        counts = st.counts
+        if feature_kind == "categorical" and counts is None and st.kind in NUMERIC_KINDS:
+            counts = text_counts(df[name])  # integer codes declared categorical: a domain, not a range
+        elif st.lo is not None and st.hi is not None:
             spec["min"], spec["max"] = st.lo, st.hi
-        elif st.counts is not None and len(st.counts) <= config.max_domain_size:
-            spec["domain"] = sorted(st.counts)
+        if counts is not None and len(counts) <= config.max_domain_size:
+            spec["domain"] = sorted(counts)
         columns[name] = spec
     return {"version": SCHEMA_VERSION, "min_rows": config.min_rows, "columns": columns}
 
 
 def find_anomalies(
-    df: Any, schema: dict[str, Any], config: ValidateConfig, stats: dict[Any, ColumnStats] | None = None
+    df: Any,
+    schema: dict[str, Any],
+    config: ValidateConfig,
+    stats: dict[Any, ColumnStats] | None = None,
+    kinds: dict[str, str] | None = None,
 ) -> list[Anomaly]:
-    """Checks ``df`` against ``schema`` and returns every anomaly found."""
+    """Checks ``df`` against ``schema`` and returns every anomaly found.
+
+    Args:
+        df: The data.
+        schema: The validation schema (inferred, or see :func:`load_schema`).
+        config: The validation policy.
+        stats: The columns' statistics when already computed (see :func:`frame_stats`).
+        kinds: Feature name → kind as the Dataset's ``schema.json`` says (what training will
+            use); a schema ``feature_kind`` that differs is a ``kind_mismatch``.
+    """
     found: list[Anomaly] = []
     n = len(df)
 
@@ -186,8 +227,21 @@ def find_anomalies(
     for name, spec in expected.items():
         if name in df.columns:
             _check_column(df[name], name, spec, add, stats[name])
-            if config.model_ready and spec.get("role", "feature") == "feature":
-                _check_model_input(df[name], name, add, stats[name])
+            is_feature = spec.get("role", "feature") == "feature"
+            declared, used = spec.get("feature_kind"), (kinds or {}).get(name)
+            if is_feature and declared and used and declared != used:
+                add(
+                    "kind_mismatch",
+                    name,
+                    n,
+                    f"feature {name!r} is {declared} in the validation schema but {used} in the Dataset, and "
+                    f"training uses the Dataset's kind; declare it in the ingest options "
+                    f'({{"{declared}": ["{name}"]}})',
+                )
+            if config.model_ready and is_feature:
+                _check_model_input(
+                    df[name], name, add, stats[name], declared or used or default_feature_kind(stats[name])
+                )
             if config.model_ready and spec.get("role") == "label":
                 _check_classes(df[name], name, add, stats[name], config.min_class_rows)
     dup = duplicate_rows(df)
@@ -244,9 +298,12 @@ def _check_column(s: Any, name: str, spec: dict[str, Any], add: Any, st: ColumnS
                 f"column {name!r} has values outside [{lo}, {hi}]",
                 values[out][:3].tolist(),
             )
-    elif "domain" in spec and st.counts is not None:
-        domain = set(spec["domain"])
-        unseen = {value: k for value, k in st.counts.items() if value not in domain}
+    counts = st.counts
+    if counts is None and "domain" in spec and spec.get("feature_kind") == "categorical" and st.kind in NUMERIC_KINDS:
+        counts = text_counts(s)
+    if "domain" in spec and counts is not None:
+        domain = {_domain_key(v) for v in spec["domain"]}
+        unseen = {value: k for value, k in counts.items() if _domain_key(value) not in domain}
         if unseen:
             add(
                 "unseen_category",
@@ -257,18 +314,38 @@ def _check_column(s: Any, name: str, spec: dict[str, Any], add: Any, st: ColumnS
             )
 
 
-def _check_model_input(s: Any, name: str, add: Any, st: ColumnStats) -> None:
-    if st.kind not in ("int", "float", "bool"):
-        examples = s.dropna().head(3).astype(str).tolist()
-        add("unusable_feature", name, len(s), f"feature {name!r} is {st.kind}; train_model needs numbers", examples)
-        return
-    if st.nulls:
+def _domain_key(value: Any) -> str:
+    """A domain value as text, so a hand-written ``1``, ``1.0`` and ``"1"`` are one value, as are
+    ``true`` and ``"True"`` (data values are counted as text: :func:`text_counts`)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str) and re.fullmatch(r"-?\d+\.0+", value):
+        return value.split(".")[0]
+    return str(value)
+
+
+def _check_model_input(s: Any, name: str, add: Any, st: ColumnStats, feature_kind: str) -> None:
+    """What training cannot use: a datetime or other dtype, strings declared numeric, no values at all."""
+    examples = s.dropna().head(3).astype(str).tolist()
+    if st.kind in ("datetime", "other"):
         add(
             "unusable_feature",
             name,
-            st.nulls,
-            f"feature {name!r} has {st.nulls} null(s); train_model needs complete rows",
+            len(s),
+            f"feature {name!r} is {st.kind} ({s.dtype}); train_model takes numbers, strings and booleans "
+            "(give it another role in the ingest options, e.g. roles: {" + repr(name) + ": 'time'}, or convert it)",
+            examples,
         )
+    elif feature_kind == "numeric" and st.kind not in ("int", "float", "bool"):
+        add(
+            "unusable_feature",
+            name,
+            len(s),
+            f"feature {name!r} is used as numeric but holds {st.kind} values; declare it categorical or convert it",
+            examples,
+        )
+    elif st.rows and st.nulls == st.rows:
+        add("unusable_feature", name, st.nulls, f"feature {name!r} has no values (all null); train_model needs some")
 
 
 def _check_classes(s: Any, name: str, add: Any, st: ColumnStats, min_rows: int) -> None:
@@ -305,17 +382,23 @@ def _check_classes(s: Any, name: str, add: Any, st: ColumnStats, min_rows: int) 
 
 
 def check_frame(
-    df: Any, roles: dict[str, str], config: ValidateConfig, schema: dict[str, Any] | None = None
+    df: Any,
+    roles: dict[str, str],
+    config: ValidateConfig,
+    schema: dict[str, Any] | None = None,
+    kinds: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[Anomaly], dict[str, Any]]:
     """Infers the schema (unless one is given, see :func:`load_schema`) and finds the anomalies.
+
+    ``kinds`` maps a feature to its kind in the Dataset schema (see :func:`find_anomalies`).
 
     Returns:
         ``(schema, anomalies, summary)``; the summary counts rows, columns, anomalies, errors
         and warnings.
     """
     stats = frame_stats(df)
-    schema = schema if schema is not None else infer_schema(df, roles, config, stats)
-    anomalies = find_anomalies(df, schema, config, stats)
+    schema = schema if schema is not None else infer_schema(df, roles, config, stats, kinds)
+    anomalies = find_anomalies(df, schema, config, stats, kinds)
     errors = sum(a.severity == "error" for a in anomalies)
     summary = {
         "rows": int(len(df)),
@@ -402,7 +485,9 @@ def check_dataset(
     if stray:
         raise ConfigError(f"{config.section}: column_severity names column(s) {stray} that are not in the data")
     roles = {c.name: c.role for c in dschema.columns}
-    schema, anomalies, summary = check_frame(df, roles, config, load_schema(schema_in) if schema_in else None)
+    kinds = {c.name: resolve_kind(c.dtype, c.kind) for c in dschema.columns if c.role == "feature"}
+    enforced = load_schema(schema_in) if schema_in else None
+    schema, anomalies, summary = check_frame(df, roles, config, enforced, kinds)
     errors = [a for a in anomalies if a.severity == "error"]
     if config.profile and not errors and len(df):
         from components.drift_check import core as drift
@@ -413,7 +498,8 @@ def check_dataset(
         summary["profile"] = True
         if not schema_in:  # an inferred schema also records quantiles, read off the profile's sorted values
             for name, column in profile.columns.items():
-                if column.values is not None and len(column.values) and name in schema["columns"]:
+                spec = schema["columns"].get(name)
+                if column.values is not None and len(column.values) and spec and "min" in spec:
                     schema["columns"][name]["quantiles"] = drift.quantiles(column.values, QUANTILES)
     write_json(Path(schema_out_dir) / "schema.json", schema)
     return summary, anomalies

@@ -2,6 +2,9 @@
 
 Schema *inference* needs the validation policy and lives in :mod:`components.validate_data.core`;
 this module only knows the file's shape: its version, its keys, and what each column entry may say.
+A column entry's ``kind`` is what the column holds (int, float, bool, string, datetime, other) and,
+for a feature, ``feature_kind`` is how training uses it (``numeric`` or ``categorical``: the
+Dataset schema's ``kind``, which ``ingest_data`` infers or the user declares).
 """
 
 from __future__ import annotations
@@ -14,8 +17,22 @@ from shipyard.artifacts import ROLES, read_json
 from shipyard.errors import DataValidationError
 
 SCHEMA_VERSION = 1
+#: What a column physically holds (checked against the data: ``wrong_dtype``).
 KINDS = ("int", "float", "bool", "string", "datetime", "other")
-COLUMN_KEYS = {"kind", "role", "nullable", "max_null_fraction", "min", "max", "domain", "unique", "quantiles"}
+#: How a feature is used (the Dataset schema's ``kind``): ``numeric`` or ``categorical``.
+FEATURE_KINDS = ("numeric", "categorical")
+COLUMN_KEYS = {
+    "kind",
+    "role",
+    "feature_kind",
+    "nullable",
+    "max_null_fraction",
+    "min",
+    "max",
+    "domain",
+    "unique",
+    "quantiles",
+}
 
 
 def load_schema(path: str | Path) -> dict[str, Any]:
@@ -54,9 +71,18 @@ def _check_column_spec(path: Path, name: str, spec: Any) -> None:
     if unknown:
         raise DataValidationError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(COLUMN_KEYS)}")
     if "kind" in spec and spec["kind"] not in KINDS:
-        raise DataValidationError(f"{where}: kind {spec['kind']!r} is not one of {list(KINDS)}")
+        hint = (
+            f'; kind is what the column holds, feature_kind how a feature is used ("feature_kind": {spec["kind"]!r})'
+            if spec["kind"] in FEATURE_KINDS
+            else ""
+        )
+        raise DataValidationError(f"{where}: kind {spec['kind']!r} is not one of {list(KINDS)}{hint}")
     if "role" in spec and spec["role"] not in ROLES:
         raise DataValidationError(f"{where}: role {spec['role']!r} is not one of {list(ROLES)}")
+    if "feature_kind" in spec and spec["feature_kind"] not in FEATURE_KINDS:
+        raise DataValidationError(f"{where}: feature_kind {spec['feature_kind']!r} is not one of {list(FEATURE_KINDS)}")
+    if "feature_kind" in spec and spec.get("role", "feature") != "feature":
+        raise DataValidationError(f"{where}: feature_kind is for features; this column has role {spec['role']!r}")
     for key in ("min", "max", "max_null_fraction"):
         value = spec.get(key)
         if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):

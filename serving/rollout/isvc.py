@@ -13,15 +13,17 @@ from typing import Any
 
 from shipyard import images
 from shipyard.errors import ConfigError
+from shipyard.formats import FORMATS
 
 RUNTIME_NAME = "shipyard"
-SERVED_FORMATS = ("sklearn-skops", "torchscript", "onnx")
+#: The formats the serving image serves (the ``tf`` extra is not in it), from :data:`shipyard.formats.FORMATS`.
+SERVED_FORMATS = tuple(f.name for f in FORMATS.values() if f.in_image)
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def model_format_name(fmt: str) -> str:
     """The KServe modelFormat name for a Shipyard model format (``shipyard-onnx``...)."""
-    return f"shipyard-{fmt}"
+    return FORMATS[fmt].kserve_name
 
 
 def _sanitize(obj: Any) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def test_sklearn_dataset_is_ingested_with_label_role(tmp_path, name, rows, colum
 
     summary = ingest(f"sklearn:{name}", str(out), IngestConfig())
 
-    assert summary == {"rows": rows, "columns": columns, "label": "target"}
+    assert summary == {"rows": rows, "columns": columns, "label": "target", "warnings": []}
     df, schema = read_dataset(out)
     assert df.shape == (rows, columns)
     roles = _roles(schema)
@@ -56,6 +56,7 @@ def test_sklearn_dataset_is_ingested_with_label_role(tmp_path, name, rows, colum
     assert [r for c, r in roles.items() if c != "target"] == ["feature"] * (columns - 1)
     assert schema.features == [c for c in df.columns if c != "target"]
     assert {c.name: c.dtype for c in schema.columns} == {c: str(t) for c, t in df.dtypes.items()}
+    assert {c.kind for c in schema.columns if c.role == "feature"} == {"numeric"}
 
 
 def test_unknown_sklearn_dataset_names_it_and_the_known_ones(tmp_path):
@@ -77,9 +78,15 @@ def test_csv_with_id_column_gets_role_id(tmp_path):
 
     summary = ingest(str(src), str(out), IngestConfig.from_dict({"id_columns": ["id"]}))
 
-    assert summary == {"rows": 20, "columns": 4, "label": "target"}
+    assert summary == {"rows": 20, "columns": 4, "label": "target", "warnings": []}
     df, schema = read_dataset(out)
     assert _roles(schema) == {"id": "id", "x": "feature", "color": "feature", "target": "label"}
+    assert [(c.name, c.kind) for c in schema.columns] == [
+        ("id", ""),
+        ("x", "numeric"),
+        ("color", "categorical"),
+        ("target", ""),
+    ]
     assert schema.features == ["x", "color"]
     pd.testing.assert_frame_equal(df, _frame())
 
@@ -243,7 +250,8 @@ def test_header_only_csv_is_ingested_with_zero_rows_and_validation_flags_empty_d
 
     summary = ingest(str(src), str(out), IngestConfig())
 
-    assert summary == {"rows": 0, "columns": 3, "label": "target"}
+    assert summary["rows"] == 0 and summary["columns"] == 3 and summary["label"] == "target"
+    assert summary["warnings"] == ["column 'a' has no values (all null)", "column 'b' has no values (all null)"]
     report = tmp_path / "report.json"
     with pytest.raises(DataValidationError) as exc:
         validate(str(out), str(tmp_path / "schema"), str(report), str(tmp_path / "report.md"), ValidateConfig())
@@ -296,7 +304,7 @@ def test_write_frame_gives_the_roles_ingest_gives_and_allows_no_label(tmp_path):
     write_frame(pd.read_csv(src), str(src), str(frame_out), "target", ("id",))
     assert read_dataset(frame_out)[1] == read_dataset(ingest_out)[1]
     summary = write_frame(df, "frame", str(unlabeled), None, ("id",))
-    assert summary == {"rows": 20, "columns": 4, "label": None}
+    assert summary == {"rows": 20, "columns": 4, "label": None, "warnings": []}
     assert _roles(read_dataset(unlabeled)[1]) == {"id": "id", "x": "feature", "color": "feature", "target": "feature"}
     with pytest.raises(DataValidationError, match=r"frame: column\(s\) \['nope'\] not found"):
         write_frame(df, "frame", str(tmp_path / "x"), None, ("nope",))

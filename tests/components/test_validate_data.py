@@ -68,12 +68,14 @@ def test_infer_then_enforce_round_trip_has_no_anomalies(tmp_path, inferred):
     assert schema["columns"]["color"] == {
         "kind": "string",
         "role": "feature",
+        "feature_kind": "categorical",
         "nullable": False,
         "max_null_fraction": 0.0,
         "domain": ["blue", "green", "red"],
     }
     assert schema["columns"]["id"]["role"] == "id" and schema["columns"]["target"]["role"] == "label"
     assert schema["columns"]["x"]["kind"] == "float" and schema["columns"]["count"]["kind"] == "int"
+    assert schema["columns"]["x"]["feature_kind"] == "numeric" and "feature_kind" not in schema["columns"]["id"]
 
     summary, report = _run(tmp_path, _frame(), ValidateConfig(model_ready=False), inferred, tag="enforce")
 
@@ -315,16 +317,25 @@ def test_every_anomaly_type_has_a_valid_default_severity():
     assert ValidateConfig.from_dict({"severity": {k: "warning" for k in ANOMALY_SEVERITY}}).severity
 
 
-def test_model_ready_flags_string_and_null_features(tmp_path):
+def test_model_ready_accepts_string_and_nullable_features_and_flags_what_training_cannot_use(tmp_path):
+    """Strings are categorical features and nulls are imputed: neither is unusable any more; a
+    feature with no values at all, or a datetime feature, is."""
     df = _frame()
     df.loc[2, "x"] = np.nan
     summary, report = _run(tmp_path, df, ValidateConfig(fail_on_error=False))
-    unusable = {a["column"]: a for a in report["anomalies"] if a["type"] == "unusable_feature"}
-    assert set(unusable) == {"color", "x"}
-    assert unusable["color"]["severity"] == "error" and "train_model needs numbers" in unusable["color"]["message"]
-    assert unusable["x"]["count"] == 1 and "1 null(s)" in unusable["x"]["message"]
-    relaxed, report = _run(tmp_path, df, ValidateConfig(model_ready=False, fail_on_error=False), tag="relaxed")
+    assert summary["errors"] == 0, report["anomalies"]
     assert not [a for a in report["anomalies"] if a["type"] == "unusable_feature"]
+    bad = df.assign(empty=np.nan, when=pd.date_range("2024-01-01", periods=N))
+    dataset = tmp_path / "bad-data"
+    write_dataset(dataset, bad, infer_schema(bad, "target", ("id",), roles={"when": "feature"}))
+    args = (str(dataset), str(tmp_path / "bad-schema"), str(tmp_path / "bad.json"), str(tmp_path / "bad.md"))
+    with pytest.raises(DataValidationError, match="2 error-severity anomalies; first: unusable_feature in empty"):
+        validate(*args, ValidateConfig())
+    unusable = {a["column"]: a for a in json.loads((tmp_path / "bad.json").read_text())["anomalies"]}
+    assert set(unusable) == {"empty", "when"}
+    assert "no values (all null)" in unusable["empty"]["message"] and unusable["empty"]["count"] == N
+    assert "is datetime" in unusable["when"]["message"] and "'time'" in unusable["when"]["message"]
+    assert validate(*args, ValidateConfig(model_ready=False))["errors"] == 0
 
 
 def test_inferred_schema_never_lets_the_label_be_null(tmp_path):

@@ -156,10 +156,11 @@ def test_model_stats_fold_rows_scored_alone_with_the_other_requests():
     assert stats.max[0] == 7.0
 
 
-def test_outputs_past_float32_are_a_400_naming_the_row_on_every_path(linear):
+def test_outputs_past_float32_are_a_model_fault_naming_the_row_on_every_path(linear):
     """Finite inputs far outside the training range can push a prediction past float32: that is an
-    error naming the row, never a 200 with null (JSON has no Inf) — and in a batch only that request fails."""
-    from kserve.errors import InvalidInput
+    error naming the row, never a 200 with null (JSON has no Inf): the model's fault (InferenceError,
+    HTTP 500), not the client's — and in a batch only that request fails."""
+    from kserve.errors import InferenceError
 
     from serving.fastpath import v2_inputs
 
@@ -168,9 +169,9 @@ def test_outputs_past_float32_are_a_400_naming_the_row_on_every_path(linear):
     good, huge = x[0].tolist(), [3e38] * x.shape[1]
     for model in (lane, plain):
         for body, row in ((_row_body(huge), 0), (_row_body(good + huge, [2, x.shape[1]]), 1)):
-            with pytest.raises(InvalidInput, match=rf"output for row {row} is \[.*\], not finite in float32"):
+            with pytest.raises(InferenceError, match=rf"output for row {row} is \[.*\], not finite in float32"):
                 _run(model.infer_v2(*v2_inputs(body)))
-        with pytest.raises(InvalidInput, match="not finite in float32"):
+        with pytest.raises(InferenceError, match="not finite in float32"):
             _run(model.predict({"instances": [huge]}))
     batched = model_for("m", model_dir, ServeConfig(batching="on"))
     batched.load()
@@ -181,7 +182,7 @@ def test_outputs_past_float32_are_a_400_naming_the_row_on_every_path(linear):
 
     answers = _run(together())
     batched.stop()
-    assert isinstance(answers[1], InvalidInput)
+    assert isinstance(answers[1], InferenceError)
     assert [a["outputs"][0]["data"] for a in (answers[0], answers[2])] == [
         _run(plain.infer_v2(*v2_inputs(_row_body(good))))["outputs"][0]["data"]
     ] * 2

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from mixed_model import metric_samples as _samples
 
 from serving import codec
 from serving.formats import load_model
@@ -278,15 +279,6 @@ def test_a_content_type_that_is_not_json_gets_415_naming_it(served, rows):
 def test_the_log_names_the_address_it_listens_on(served):
     log = Path(served["server"].log_path).read_text()
     assert f"Uvicorn running on http://127.0.0.1:{served['server'].port} " in log, log[-2000:]
-
-
-def _samples(text: str) -> dict[str, float]:
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            out[key] = float(value)
-    return out
 
 
 def test_metrics_count_requests_batches_classes_and_features(served, rows):
