@@ -223,21 +223,24 @@ def test_smoke_requests_of_a_mixed_type_model_carry_the_raw_values(mixed):
     v1, v2 = smoke_requests(model, sample)
 
     records = v1["instances"]
-    assert len(records) == 12 and list(records[0]) == ["tenure", "plan", "autopay", "seats"]
-    assert records[0]["tenure"] is None and records[0]["plan"] is None  # nulls in the raw test rows
-    assert records[1]["plan"] == "enterprise" and isinstance(records[1]["autopay"], bool)
+    assert len(records) == 12 and [list(r) for r in records] == [["age", "tenure", "plan", "region", "autopay"]] * 12
+    assert records[0]["plan"] == "enterprise" and isinstance(records[0]["autopay"], bool)
+    nulls = sample["age"].isna().to_numpy()
+    assert nulls.any() and [r["age"] is None for r in records] == nulls.tolist()  # nulls in the raw rows
+    assert all(isinstance(r["tenure"], int) for r in records)
     json.dumps(v1, allow_nan=False), json.dumps(v2, allow_nan=False)
     inputs = {i["name"]: i for i in v2["inputs"]}
     assert {n: i["datatype"] for n, i in inputs.items()} == {
+        "age": "FP64",
         "tenure": "FP64",
         "plan": "BYTES",
+        "region": "BYTES",
         "autopay": "BOOL",
-        "seats": "FP64",
     }
     assert all(i["shape"] == [12] and i["data"] == [r[n] for r in records] for n, i in inputs.items())
     # the datatypes the server advertises win
-    _, v2 = smoke_requests(model, sample, {"inputs": [{"name": "seats", "datatype": "INT64", "shape": [-1]}]})
-    assert {i["name"]: i["datatype"] for i in v2["inputs"]}["seats"] == "INT64"
+    _, v2 = smoke_requests(model, sample, {"inputs": [{"name": "tenure", "datatype": "INT64", "shape": [-1]}]})
+    assert {i["name"]: i["datatype"] for i in v2["inputs"]}["tenure"] == "INT64"
 
 
 def test_smoke_requests_of_an_all_numeric_model_send_one_fp32_matrix(baseline_artifacts):
@@ -262,34 +265,19 @@ def test_smoke_rows_the_model_does_not_take_are_a_typed_error(mixed, tmp_path):
     from shipyard.errors import DataValidationError
 
     df, _ = read_dataset(mixed["test"])
-    df.loc[1, "seats"] = None
-    with pytest.raises(DataValidationError, match=r"feature 'seats' is null in row 1"):
+    df["tenure"] = df["tenure"].astype(object)
+    df.loc[1, "tenure"] = None
+    with pytest.raises(DataValidationError, match=r"feature 'tenure' is null in row 1"):
         smoke_requests(load_model(mixed["linear"]), df.head(3))
     with pytest.raises(DataValidationError, match=r"missing feature column\(s\) \['plan'\]"):
         smoke_requests(load_model(mixed["linear"]), df.drop(columns=["plan"]).head(3))
 
 
-def _serving_takes_raw_rows() -> bool:
-    """Whether the serving branch (raw-row requests, serving/protocol.py) is here."""
-    import importlib.util
-
-    return importlib.util.find_spec("serving.protocol") is not None
-
-
 @pytest.mark.serving
-@pytest.mark.xfail(
-    not _serving_takes_raw_rows(),
-    reason="the server takes raw rows (strings, nulls) with serving/protocol.py",
-    strict=True,
-)
 @pytest.mark.parametrize("family", ["linear", "gbdt"])
 def test_local_target_smoke_tests_a_mixed_type_model_on_raw_rows(mixed, tmp_path, started_servers, family):
     """The same raw test rows (nulls, strings, booleans, an unseen category) give the same scores over
     V1 and V2 as score_frame, the path evaluation scores them on."""
-    from mixed_artifacts import hgb_trusted
-
-    if family == "gbdt" and not hgb_trusted():
-        pytest.xfail("serving/formats.py does not trust HistGradientBoosting's skops types yet")
     result, _ = _deploy(mixed, tmp_path, model=family, target="local", smoke_rows=20, ready_timeout_s=90)
 
     smoke = result["smoke"]

@@ -287,9 +287,7 @@ def mixed(tmp_path_factory) -> dict:
     return build_mixed(tmp_path_factory.mktemp("mixed"))
 
 
-def test_a_sklearn_gbdt_candidate_passes_through_with_its_preprocessing(mixed, tmp_path, monkeypatch):
-    from mixed_artifacts import trust_hgb
-
+def test_a_sklearn_gbdt_candidate_passes_through_with_its_preprocessing(mixed, tmp_path):
     source = mixed["gbdt"]
     result = quantize(
         str(source),
@@ -308,7 +306,6 @@ def test_a_sklearn_gbdt_candidate_passes_through_with_its_preprocessing(mixed, t
     markdown = (tmp_path / "q.md").read_text()
     assert "Format sklearn-skops (family gbdt) has no quantized variants" in markdown
     assert "| as trained | sklearn-skops | gbdt | ✔ |" in markdown
-    trust_hgb(monkeypatch)  # serving/formats.py does not trust HistGradientBoosting's skops types yet
     test, _ = read_dataset(mixed["test"])
     np.testing.assert_array_equal(load_model(tmp_path / "out").score_frame(test), load_model(source).score_frame(test))
 

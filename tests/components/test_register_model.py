@@ -177,7 +177,7 @@ def test_a_hist_gradient_boosting_candidate_is_registered_with_its_family(mixed,
     tags = client.get_run(result["run_id"]).data.tags
     assert tags["shipyard.format"] == "sklearn-skops"
     assert tags["shipyard.family"] == "gbdt" and tags["shipyard.estimator"] == "HistGradientBoostingClassifier"
-    assert tags["shipyard.preprocessing"] == "raw rows: 2 numeric (scaling none), 2 categorical (codes) feature(s)"
+    assert tags["shipyard.preprocessing"] == "raw rows: 2 numeric (scaling none), 3 categorical (codes) feature(s)"
     version = client.get_model_version(NAME, str(result["version"]))
     assert version.tags["shipyard.family"] == "gbdt" and result["alias"] == CHALLENGER
     copied = _local(result["source"])
