@@ -8,6 +8,7 @@ the scoring module takes the encoded float32 matrix of :class:`serving.preproces
 when a test patches them in (:func:`patch_train_core`).
 """
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,11 @@ def patch_train_core(monkeypatch: Any) -> None:
     )
 
 
-def write_artifact(path: Path, train_df: Any, prep: Any, schema: Any, label: str, kinds: dict[str, str]) -> Path:
-    """Fits the module briefly on ``train_df`` (encoded by ``prep``) and writes the torchscript artifact."""
+def write_artifact(path: Path, train_df: Any, prep: Any, schema: Any) -> Path:
+    """Fits the module briefly on ``train_df`` (the mixed table, encoded by ``prep``) and writes the
+    torchscript artifact (:func:`mixed_artifacts.manifest`)."""
+    import mixed_artifacts
+
     from shipyard import artifacts
 
     torch.manual_seed(0)
@@ -86,7 +90,7 @@ def write_artifact(path: Path, train_df: Any, prep: Any, schema: Any, label: str
     }
     mlp = build(arch)
     x = torch.from_numpy(prep.transform_frame(train_df).x)
-    y = torch.from_numpy(train_df[label].to_numpy())
+    y = torch.from_numpy(train_df[mixed_artifacts.LABEL].to_numpy())
     optimizer = torch.optim.Adam(mlp.parameters(), lr=0.02)
     for _ in range(150):
         optimizer.zero_grad()
@@ -99,15 +103,9 @@ def write_artifact(path: Path, train_df: Any, prep: Any, schema: Any, label: str
         scripted.save(str(tmp / "model.pt"))
         torch.save(mlp.state_dict(), tmp / "weights.pt")
 
-    manifest = artifacts.ModelManifest(
-        format="torchscript",
-        task="binary",
-        input_schema=tuple(schema.column(f) for f in kinds),
-        label=label,
-        label_names=(0, 1),
-        metrics={"val_loss": 0.5},
-        details={"family": "mlp", "architecture": arch},
-        preprocessing=prep.to_dict(),
+    details = {"family": "mlp", "architecture": arch}
+    manifest = dataclasses.replace(
+        mixed_artifacts.manifest("torchscript", prep, schema, details), metrics={"val_loss": 0.5}
     )
     artifacts.write_model(path, manifest, write)
     return path

@@ -37,23 +37,31 @@ def _schema(df: pd.DataFrame) -> Any:
     return DatasetSchema(tuple(column(str(c)) for c in df.columns))
 
 
+def manifest(fmt: str, prep: Any, schema: Any, details: dict[str, Any]) -> Any:
+    """The ``model.json`` of a binary model of :data:`LABEL` on the raw :data:`KINDS` features."""
+    from shipyard.artifacts import ModelManifest
+
+    return ModelManifest(
+        format=fmt,
+        task="binary",
+        input_schema=tuple(schema.column(f) for f in KINDS),
+        label=LABEL,
+        label_names=(0, 1),
+        details=details,
+        preprocessing=prep.to_dict(),
+    )
+
+
 def write_model(path: Path, model: Any, prep: Any, schema: Any, family: str) -> Path:
     """Writes a sklearn-skops Model artifact with the fitted preprocessing and raw input schema."""
     import skops.io as sio
 
     from shipyard import artifacts
 
-    manifest = artifacts.ModelManifest(
-        format="sklearn-skops",
-        task="binary",
-        input_schema=tuple(schema.column(f) for f in KINDS),
-        label=LABEL,
-        label_names=(0, 1),
-        metrics={},
-        details={"family": family, "estimator": type(model).__name__},
-        preprocessing=prep.to_dict(),
+    details = {"family": family, "estimator": type(model).__name__}
+    artifacts.write_model(
+        path, manifest("sklearn-skops", prep, schema, details), lambda tmp: sio.dump(model, tmp / "model.skops")
     )
-    artifacts.write_model(path, manifest, lambda tmp: sio.dump(model, tmp / "model.skops"))
     return path
 
 

@@ -147,18 +147,16 @@ def test_quantize_config_accepts_a_list_of_known_variants():
 # --- quantize() ----------------------------------------------------------------------------------
 
 
+def _quantize(root, source, val, config: QuantizeConfig) -> dict:
+    """quantize() into ``root``: ``out`` (the Model), ``q.json`` and ``q.md``."""
+    return quantize(str(source), str(val), str(root / "out"), str(root / "q.json"), str(root / "q.md"), config)
+
+
 @pytest.fixture(scope="module")
 def quantized(artifacts, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("quantize")
     config = QuantizeConfig(latency_repeats=10)
-    result = quantize(
-        str(artifacts["model"]),
-        str(artifacts["val"]),
-        str(root / "out"),
-        str(root / "q.json"),
-        str(root / "q.md"),
-        config,
-    )
+    result = _quantize(root, artifacts["model"], artifacts["val"], config)
     return {"result": result, "root": root, "config": config}
 
 
@@ -254,14 +252,7 @@ def test_quantize_report_is_consistent_with_the_rule(quantized):
 def test_sklearn_model_passes_through_unchanged(baseline_artifacts, tmp_path):
     source = baseline_artifacts["baseline"]
 
-    result = quantize(
-        str(source),
-        str(baseline_artifacts["val"]),
-        str(tmp_path / "out"),
-        str(tmp_path / "q.json"),
-        str(tmp_path / "q.md"),
-        QuantizeConfig(latency_repeats=10),
-    )
+    result = _quantize(tmp_path, source, baseline_artifacts["val"], QuantizeConfig(latency_repeats=10))
 
     assert result["variant"] == "sklearn-skops" and result["size_ratio"] == 1.0 and result["table"] == {}
     assert "passed through unchanged" in result["reason"]
@@ -289,14 +280,7 @@ def mixed(tmp_path_factory) -> dict:
 
 def test_a_sklearn_gbdt_candidate_passes_through_with_its_preprocessing(mixed, tmp_path):
     source = mixed["gbdt"]
-    result = quantize(
-        str(source),
-        str(mixed["val"]),
-        str(tmp_path / "out"),
-        str(tmp_path / "q.json"),
-        str(tmp_path / "q.md"),
-        QuantizeConfig(latency_repeats=10),
-    )
+    result = _quantize(tmp_path, source, mixed["val"], QuantizeConfig(latency_repeats=10))
 
     assert result["variant"] == "sklearn-skops" and result["table"] == {}
     assert result["reason"] == "format sklearn-skops (family gbdt) has no quantized variants; passed through unchanged"
@@ -315,7 +299,7 @@ def test_an_mlp_with_embeddings_exports_every_variant_serving_raw_rows(mixed, tm
     """The rebuild is generic (state_dict + build_module(architecture)): an MLP whose module casts
     its code columns to int64 for nn.Embedding goes through TorchScript int8 and the ONNX export."""
     import embedding_mlp
-    from mixed_artifacts import KINDS, LABEL
+    from mixed_artifacts import KINDS
 
     from components.quantize_model.core import _build_variant
     from serving.preprocess import Preprocessing
@@ -324,7 +308,7 @@ def test_an_mlp_with_embeddings_exports_every_variant_serving_raw_rows(mixed, tm
     embedding_mlp.patch_train_core(monkeypatch)
     train, schema = read_dataset(mixed["train"])
     prep = Preprocessing.fit(train, KINDS, numeric="standard", categorical="codes")
-    source = embedding_mlp.write_artifact(tmp_path / "mlp", train, prep, schema, LABEL, KINDS)
+    source = embedding_mlp.write_artifact(tmp_path / "mlp", train, prep, schema)
     test, _ = read_dataset(mixed["test"])
     expected = load_model(source).score_frame(test)  # raw rows: nulls, strings, booleans, an unseen plan
 
@@ -343,14 +327,7 @@ def test_an_mlp_with_embeddings_exports_every_variant_serving_raw_rows(mixed, tm
         else:  # int8 weights: a quantization error, not another model
             assert np.abs(got - expected).max() < 0.1
 
-    result = quantize(
-        str(source),
-        str(mixed["val"]),
-        str(tmp_path / "out"),
-        str(tmp_path / "q.json"),
-        str(tmp_path / "q.md"),
-        QuantizeConfig(latency_repeats=5),
-    )
+    result = _quantize(tmp_path, source, mixed["val"], QuantizeConfig(latency_repeats=5))
     out = read_model_manifest(tmp_path / "out")
     assert set(result["table"]) == set(VARIANTS) and out.preprocessing == prep.to_dict()
     y = labels_of(load_model(source), test, "test")
@@ -369,12 +346,7 @@ def test_a_torchscript_model_without_its_state_dict_is_an_artifact_error(mixed, 
     write_model(tmp_path / "bare", manifest, lambda tmp: scripted.save(str(tmp / "model.pt")))
 
     with pytest.raises(ArtifactError, match=r"needs weights.pt and details.architecture"):
-        quantize(
-            str(tmp_path / "bare"),
-            str(mixed["val"]),
-            str(tmp_path / "out"),
-            str(tmp_path / "q.json"),
-            str(tmp_path / "q.md"),
-            QuantizeConfig(latency_repeats=5, variants=("int8-torchscript",)),
+        _quantize(
+            tmp_path, tmp_path / "bare", mixed["val"], QuantizeConfig(latency_repeats=5, variants=("int8-torchscript",))
         )
     assert not (tmp_path / "out").exists()
