@@ -6,7 +6,8 @@ Targets:
   patch an existing one so the new revision takes ``canaryTrafficPercent`` of the traffic) and
   wait for it to be ready.
 - ``local``: start ``shipyard serve`` on 127.0.0.1, send one V1 and one V2 request built from
-  test rows, check the answers equal the artifact's own predictions, and stop the server.
+  raw test rows (strings, nulls and all), check the answers equal the artifact's own predictions
+  on the same rows (its fitted preprocessing, as evaluation applies it), and stop the server.
 - ``render``: only write the YAML.
 """
 
@@ -182,37 +183,100 @@ class LocalServer:
             self.proc.wait(timeout=5)
 
 
-def smoke_test(url: str, name: str, model_dir: str, test_dir: str, rows: int) -> dict[str, Any]:
-    """Sends one V1 and one V2 request and checks both against the artifact's own predictions.
+def json_value(value: Any) -> Any:
+    """One raw cell as JSON holds it: NaN, NaT and pandas' NA become None, numpy scalars Python values."""
+    import pandas as pd
+
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def raw_records(df: Any, features: Sequence[str]) -> list[dict[str, Any]]:
+    """V1 records of raw rows: ``{feature: value}`` in the model's feature order, strings as they
+    are, nulls as None (``null``), numbers and booleans as Python values."""
+    columns = {f: [json_value(v) for v in df[f].tolist()] for f in features}
+    return [{f: columns[f][i] for f in features} for i in range(len(df))]
+
+
+def v2_datatype(feature: Any) -> str:
+    """The V2 datatype of a raw feature (a :class:`serving.preprocess.FeaturePrep`) where the server's
+    metadata names none: categorical strings are BYTES, booleans BOOL, integer categories INT64,
+    numbers FP64."""
+    if feature.kind == "categorical":
+        return "BOOL" if feature.is_bool else "INT64" if feature.is_integer else "BYTES"
+    return "FP64"
+
+
+def smoke_requests(
+    model: Any, sample: Any, metadata: Any = None, where: str = "smoke rows"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The V1 and V2 bodies for raw rows ``sample`` (a DataFrame) of ``model`` (a LoadedModel).
+
+    V1: ``instances`` as records of the raw values (:func:`raw_records`). V2: an all-numeric model
+    without nulls (identity preprocessing) gets one ``FP32`` tensor ``[rows, features]``, as
+    always; any other model one tensor per feature holding the same raw values as the records,
+    typed as the server's V2 metadata (``metadata["inputs"]``) says, else by :func:`v2_datatype`.
 
     Raises:
+        DataValidationError: A feature is missing from ``sample``, or of a type or with nulls the
+            model does not take (checked by the model's own preprocessing).
+    """
+    features = model.manifest.feature_names
+    x = model.encode_frame(sample, where).x  # checks the raw rows as the server will
+    records = raw_records(sample, features)
+    v1 = {"instances": records}
+    if model.preprocessing.identity:
+        inputs = [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]
+    else:
+        advertised = {}
+        if isinstance(metadata, dict) and isinstance(metadata.get("inputs"), list):
+            advertised = {i.get("name"): i.get("datatype") for i in metadata["inputs"] if isinstance(i, dict)}
+        inputs = [
+            {
+                "name": f.name,
+                "shape": [len(records)],
+                "datatype": advertised.get(f.name) or v2_datatype(f),
+                "data": [r[f.name] for r in records],
+            }
+            for f in model.preprocessing.features
+        ]
+    return v1, {"id": "shipyard-smoke", "inputs": inputs}
+
+
+def smoke_test(url: str, name: str, model_dir: str, test_dir: str, rows: int) -> dict[str, Any]:
+    """Sends one V1 and one V2 request of raw test rows and checks both against the artifact's own
+    predictions on the same rows (:meth:`serving.formats.LoadedModel.score_frame`: the model's
+    fitted preprocessing, as evaluation scores them).
+
+    Raises:
+        DataValidationError: The test rows lack a feature, or have values the model does not take.
         DeploymentError: A request fails or an answer differs from the local prediction.
     """
-    from serving import codec
     from serving.formats import load_model
 
     model = load_model(model_dir)
-    features = model.manifest.feature_names
     df, _ = read_dataset(test_dir)
-    x = codec.from_frame(df.head(rows), features, test_dir)  # checks the features before indexing
-    sample = df[features].head(rows)
-    expected = model.scores(x)
-    records = json.loads(sample.to_json(orient="records"))
+    sample = df.head(rows).reset_index(drop=True)
+    expected = model.score_frame(sample, str(test_dir))
+    metadata = None
+    if not model.preprocessing.identity:
+        status, metadata = _http("GET", f"{url}/v2/models/{name}")
+        if status != 200:
+            raise DeploymentError(f"V2 metadata request returned HTTP {status}: {metadata}")
+    v1_body, v2_body = smoke_requests(model, sample, metadata, str(test_dir))
 
     t0 = time.perf_counter()
-    status, v1 = _http("POST", f"{url}/v1/models/{name}:predict", {"instances": records})
+    status, v1 = _http("POST", f"{url}/v1/models/{name}:predict", v1_body)
     v1_ms = (time.perf_counter() - t0) * 1e3
     if status != 200:
         raise DeploymentError(f"V1 smoke request returned HTTP {status}: {v1}")
     t0 = time.perf_counter()
-    status, v2 = _http(
-        "POST",
-        f"{url}/v2/models/{name}/infer",
-        {
-            "id": "shipyard-smoke",
-            "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
-        },
-    )
+    status, v2 = _http("POST", f"{url}/v2/models/{name}/infer", v2_body)
     v2_ms = (time.perf_counter() - t0) * 1e3
     if status != 200:
         raise DeploymentError(f"V2 smoke request returned HTTP {status}: {v2}")
@@ -230,7 +294,14 @@ def smoke_test(url: str, name: str, model_dir: str, test_dir: str, rows: int) ->
         raise DeploymentError(
             f"served predictions differ from the artifact's: expected {want}, V1 {got_v1}, V2 {got_v2}"
         )
-    return {"rows": len(x), "v1": "passed", "v2": "passed", "v1_ms": round(v1_ms, 1), "v2_ms": round(v2_ms, 1)}
+    return {
+        "rows": len(sample),
+        "v1": "passed",
+        "v2": "passed",
+        "v2_inputs": "matrix" if model.preprocessing.identity else "per-feature",
+        "v1_ms": round(v1_ms, 1),
+        "v2_ms": round(v2_ms, 1),
+    }
 
 
 KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.formats import load_model
+from serving.formats import WEIGHTS_FILE, LoadedModel, load_model
 from shipyard import attempts
 from shipyard import metrics as task_metrics
 from shipyard.artifacts import read_dataset, write_json, write_text
@@ -88,26 +88,107 @@ class EvalConfig(Config):
         require(self.baseline_tolerance >= 0, self.section, "baseline_tolerance must be >= 0")
 
 
-def score_dataset(model_dir: str, dataset_dir: str) -> tuple[Any, np.ndarray, np.ndarray]:
-    """Loads a model and scores a Dataset; returns ``(loaded model, encoded y, scores)``."""
-    from serving import codec
+def labels_of(model: LoadedModel, df: Any, where: str) -> np.ndarray:
+    """The test labels as the model's scores index them: class positions in ``label_names``, or
+    float64 values for regression.
 
-    model = load_model(model_dir)
-    df, schema = read_dataset(dataset_dir)
+    Raises:
+        DataValidationError: The label column is missing or has nulls, a class is unknown to the
+            model, or a regression label is not a number.
+    """
+    import pandas as pd
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
     label = model.manifest.label
     if label not in df.columns:
-        raise DataValidationError(f"{dataset_dir}: label column {label!r} missing")
-    x = codec.from_frame(df, model.manifest.feature_names, str(dataset_dir))
-    raw = df[label].to_numpy()
+        raise DataValidationError(f"{where}: label column {label!r} missing")
+    column = df[label]
+    nulls = column.isna().to_numpy()
+    if nulls.any():
+        first = int(np.flatnonzero(nulls)[0])
+        raise DataValidationError(
+            f"{where}: label {label!r} is null in {int(nulls.sum())} row(s), first row {first}; "
+            "expected a label in every row"
+        )
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.astype(object)
     if model.is_classifier:
         index = {v: i for i, v in enumerate(model.manifest.label_names)}
-        unseen = sorted({v for v in raw.tolist() if v not in index}, key=str)
+        values = [v.item() if isinstance(v, np.generic) else v for v in column.tolist()]
+        unseen = sorted({v for v in values if v not in index}, key=str)
         if unseen:
-            raise DataValidationError(f"{dataset_dir}: label {label!r} has classes {unseen[:5]} unknown to the model")
-        y = np.array([index[v] for v in raw.tolist()])
-    else:
-        y = raw.astype(np.float64)
-    return model, y, model.scores(x)
+            raise DataValidationError(f"{where}: label {label!r} has classes {unseen[:5]} unknown to the model")
+        return np.array([index[v] for v in values], dtype=np.int64)
+    if not is_numeric_dtype(column.dtype) or is_bool_dtype(column.dtype):
+        raise DataValidationError(
+            f"{where}: label {label!r} has dtype {column.dtype}; a regression model needs numeric labels"
+        )
+    return column.to_numpy(dtype=np.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scored:
+    """One model's scores on a Dataset.
+
+    Attributes:
+        model: The loaded model (:func:`serving.formats.load_model`).
+        y: The labels (:func:`labels_of`).
+        scores: Probabilities ``[rows, classes]`` or values ``[rows]``.
+        unknown: Per categorical feature, how many test values fell in the unknown bucket.
+    """
+
+    model: LoadedModel
+    y: np.ndarray
+    scores: np.ndarray
+    unknown: dict[str, int]
+
+
+def score_dataset(model_dir: str, dataset_dir: str) -> Scored:
+    """Loads a model and scores a Dataset's raw rows through the model's own preprocessing
+    (:meth:`serving.formats.LoadedModel.encode_frame`, then ``scores``: what ``score_frame`` does,
+    keeping the unknown-category counts), exactly as the server scores them.
+
+    Raises:
+        ArtifactError: The model cannot be verified or loaded.
+        DataValidationError: The labels are unusable (:func:`labels_of`), or a feature is missing,
+            of the wrong type, or null where the model allows no nulls.
+    """
+    model = load_model(model_dir)
+    df, _ = read_dataset(dataset_dir)
+    where = str(dataset_dir)
+    y = labels_of(model, df, where)
+    encoded = model.encode_frame(df, where)
+    return Scored(model, y, model.scores(encoded.x), dict(encoded.unknown))
+
+
+def family_of(model: LoadedModel) -> str:
+    """The model family (``mlp``, ``gbdt``, ``linear``) from ``details["family"]``, else ``""``."""
+    family = model.manifest.details.get("family", "")
+    return family if isinstance(family, str) else ""
+
+
+def same_model(a: LoadedModel, b: LoadedModel) -> bool:
+    """True when both artifacts hold the same weights (the same format and weights file sha256)."""
+    if a.manifest.format != b.manifest.format:
+        return False
+    name = WEIGHTS_FILE[a.manifest.format]
+    return a.manifest.files.get(name) is not None and a.manifest.files.get(name) == b.manifest.files.get(name)
+
+
+def baseline_note(candidate: LoadedModel, baseline: LoadedModel) -> str:
+    """A sentence for the report when the candidate and the baseline are one model or one family, else ``""``."""
+    if same_model(candidate, baseline):
+        return (
+            "the candidate is the baseline itself (the same weights): the baseline check compares a model "
+            "with itself and passes trivially; the thresholds alone decide the blessing"
+        )
+    family = family_of(candidate)
+    if family and family == family_of(baseline):
+        return (
+            f"the candidate and the baseline are both of the {family} family: the baseline check compares "
+            "two models of one family, not the candidate with a different kind of model"
+        )
+    return ""
 
 
 def check_thresholds(values: dict[str, float], thresholds: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
@@ -173,11 +254,21 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluates the candidate (and baseline) on the test split and decides the blessing.
 
+    Both models score the test split's raw rows through their own fitted preprocessing
+    (:func:`score_dataset`), so each is judged on what it would serve.
+
     Returns:
         ``{"blessed", "task", "primary_metric", "metrics", "baseline_metrics", "checks",
-        "confusion_matrix", "roc", "label_names"}``.
+        "confusion_matrix", "roc", "label_names", "format", "family", "baseline_family",
+        "baseline_note", "unknown_categories"}``.
+
+    Raises:
+        ConfigError: A threshold or primary metric that does not apply to the task.
+        DataValidationError: The test split cannot be scored by a model (:func:`score_dataset`),
+            or the baseline is of another task or has other classes.
     """
-    model, y, scores = score_dataset(model_dir, test_dir)
+    candidate = score_dataset(model_dir, test_dir)
+    model, y, scores = candidate.model, candidate.y, candidate.scores
     task = model.manifest.task
     values = task_metrics.compute(task, y, scores)
     primary = config.primary_metric or PRIMARY_METRIC[task]
@@ -190,11 +281,18 @@ def evaluate(
     if foreign:
         raise ConfigError(f"evaluate: threshold metric(s) {foreign} do not apply to a {task} task")
     checks = check_thresholds(values, thresholds)
-    baseline_values = None
+    baseline_values, note, baseline_family = None, "", None
     if baseline_dir:
-        _, by, bscores = score_dataset(baseline_dir, test_dir)
-        baseline_values = task_metrics.compute(task, by, bscores)
-        checks.append(compare_to_baseline(task, primary, y, scores, bscores, config))
+        base = score_dataset(baseline_dir, test_dir)
+        bm = base.model.manifest
+        if bm.task != task or tuple(bm.label_names) != tuple(model.manifest.label_names):
+            raise DataValidationError(
+                f"{baseline_dir}: the baseline is a {bm.task} model with classes {list(bm.label_names)}; "
+                f"the candidate is {task} with {list(model.manifest.label_names)}: they cannot be compared"
+            )
+        baseline_values = task_metrics.compute(task, base.y, base.scores)
+        checks.append(compare_to_baseline(task, primary, y, scores, base.scores, config))
+        note, baseline_family = baseline_note(model, base.model), family_of(base.model)
     blessed = all(c["passed"] for c in checks)
     result: dict[str, Any] = {
         "blessed": blessed,
@@ -206,27 +304,48 @@ def evaluate(
         "rows": int(len(y)),
         "label_names": list(model.manifest.label_names),
         "format": model.manifest.format,
+        "family": family_of(model),
+        "baseline_family": baseline_family,
+        "baseline_note": note,
+        "unknown_categories": candidate.unknown,
     }
     if task != "regression":
         result["confusion_matrix"] = task_metrics.confusion(y, scores, scores.shape[1])
         if scores.shape[1] == 2 and len(np.unique(y)) == 2:
             result["roc"] = task_metrics.roc_points(y, scores[:, 1])
     write_json(report_json, result)
-    metric_rows = [(k, v, (baseline_values or {}).get(k)) for k, v in values.items()]
-    write_text(
-        report_md,
-        (
-            f"# Evaluation: {'BLESSED' if blessed else 'NOT blessed'}\n\n{len(y)} test rows, task {task}, "
-            f"model format {model.manifest.format}.\n\n"
-            + markdown_table(["metric", "candidate", "baseline"], metric_rows)
-            + "\n"
-            + markdown_table(
-                ["check", "value", "interval", "passed"],
-                [
-                    (c["check"], c["value"], " … ".join(f"{v:.4g}" for v in c.get("interval", [])) or None, c["passed"])
-                    for c in checks
-                ],
-            )
-        ),
-    )
+    write_text(report_md, _markdown(result))
     return result
+
+
+def _markdown(result: dict[str, Any]) -> str:
+    """The human report of :func:`evaluate`'s result."""
+    values, baseline_values = result["metrics"], result["baseline_metrics"] or {}
+    family = f" ({result['family']})" if result["family"] else ""
+    base_family = f" ({result['baseline_family']})" if result["baseline_family"] else ""
+    lines = [
+        f"# Evaluation: {'BLESSED' if result['blessed'] else 'NOT blessed'}\n",
+        f"{result['rows']} test rows, task {result['task']}, model format {result['format']}{family}"
+        + (f", baseline{base_family}" if result["baseline_metrics"] is not None else "")
+        + ".\n",
+    ]
+    if result["baseline_note"]:
+        lines.append(f"Note: {result['baseline_note']}.\n")
+    if result["unknown_categories"]:
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(result["unknown_categories"].items()))
+        lines.append(f"Test values outside the training vocabulary (scored as the unknown category): {counts}.\n")
+    checks = result["checks"]
+    metric_rows = [(k, v, baseline_values.get(k)) for k, v in values.items()]
+    return (
+        "\n".join(lines)
+        + "\n"
+        + markdown_table(["metric", "candidate", "baseline"], metric_rows)
+        + "\n"
+        + markdown_table(
+            ["check", "value", "interval", "passed"],
+            [
+                (c["check"], c["value"], " … ".join(f"{v:.4g}" for v in c.get("interval", [])) or None, c["passed"])
+                for c in checks
+            ],
+        )
+    )

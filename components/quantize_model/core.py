@@ -31,8 +31,9 @@ import numpy as np
 from serving.formats import WEIGHTS_FILE, LoadedModel, load_model
 from shipyard import attempts
 from shipyard import metrics as task_metrics
-from shipyard.artifacts import ModelManifest, read_model_manifest, write_json, write_model, write_text
+from shipyard.artifacts import ModelManifest, read_dataset, read_model_manifest, write_json, write_model, write_text
 from shipyard.config import Config, require
+from shipyard.errors import ArtifactError
 from shipyard.report import markdown_table
 from shipyard.tasks import LOWER_IS_BETTER, PRIMARY_METRIC
 
@@ -81,9 +82,15 @@ def _median_us(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times) * 1e6
 
 
-def measure(model: LoadedModel, x: np.ndarray, y: np.ndarray, config: QuantizeConfig) -> dict[str, Any]:
-    """Size, single-row and batch latency (µs, median) and metrics of one loaded variant."""
+def measure(model: LoadedModel, df: Any, y: np.ndarray, config: QuantizeConfig, where: str) -> dict[str, Any]:
+    """Size, single-row and batch latency (µs, median) and metrics of one loaded variant.
+
+    The raw rows ``df`` go through the variant's own preprocessing (from its ``model.json``), as
+    the server applies it; the latencies time the model on the encoded rows (the preprocessing is
+    the same for every variant, so it would only add noise to the comparison).
+    """
     weights = model.path / WEIGHTS_FILE[model.manifest.format]
+    x = model.encode_frame(df, where).x
     batch = x[: config.batch_size]
     one = x[:1]
     return {
@@ -114,19 +121,55 @@ def choose(table: dict[str, dict[str, Any]], task: str, config: QuantizeConfig) 
     return pick, reason
 
 
-def _build_variant(name: str, source_dir: Path, manifest: ModelManifest, out: Path, sample: np.ndarray) -> None:
+def rebuild_module(source_dir: Path, manifest: ModelManifest) -> Any:
+    """The source's scoring module rebuilt from its ``state_dict`` (``weights.pt``) and
+    ``details["architecture"]`` by train_model's ``build_module`` and ``scoring_module``: it takes
+    the encoded float32 matrix (categorical codes included) and gives what is served.
+
+    Raises:
+        ArtifactError: The artifact lacks ``weights.pt`` or ``details.architecture``.
+    """
     import torch
 
     from components.train_model import core as train_core
 
+    arch = require_rebuildable(source_dir, manifest)
+    state = torch.load(source_dir / train_core.STATE_DICT_FILE, map_location="cpu", weights_only=True)
+    mlp = train_core.build_module(arch)
+    mlp.load_state_dict(state)
+    mlp.eval()
+    return train_core.scoring_module(mlp, manifest.task).eval()
+
+
+def require_rebuildable(source_dir: Path, manifest: ModelManifest) -> dict[str, Any]:
+    """``details["architecture"]``, once the artifact is known to hold what :func:`rebuild_module` needs.
+
+    Raises:
+        ArtifactError: The artifact lacks ``weights.pt`` or ``details.architecture``.
+    """
+    from components.train_model.core import STATE_DICT_FILE
+
+    arch = manifest.details.get("architecture")
+    if STATE_DICT_FILE not in manifest.files or not isinstance(arch, dict):
+        raise ArtifactError(
+            f"{source_dir}: a torchscript model to quantize needs {STATE_DICT_FILE} and "
+            "details.architecture in model.json (as train_model writes them)"
+        )
+    return arch
+
+
+def _build_variant(name: str, source_dir: Path, manifest: ModelManifest, out: Path, sample: np.ndarray) -> None:
+    """Writes variant ``name`` of the source to ``out``; ``sample`` is encoded rows for the ONNX export.
+
+    Every variant's ``model.json`` keeps the source's ``input_schema`` and ``preprocessing``, so it
+    takes the same raw rows.
+    """
+    import torch
+
     if name == "fp32-torchscript":
         shutil.copytree(source_dir, out)
         return
-    state = torch.load(source_dir / train_core.STATE_DICT_FILE, map_location="cpu", weights_only=True)
-    mlp = train_core.build_module(manifest.details["architecture"])
-    mlp.load_state_dict(state)
-    mlp.eval()
-    scorer = train_core.scoring_module(mlp, manifest.task).eval()
+    scorer = rebuild_module(source_dir, manifest)
     details = {**manifest.details, "variant": name}
     fmt = "onnx" if name.endswith("onnx") else "torchscript"
     variant_manifest = dataclasses.replace(manifest, format=fmt, details=details)
@@ -177,7 +220,7 @@ def quantize(
 
     import torch
 
-    from components.train_model import core as train_core
+    from components.evaluate_model.core import labels_of
 
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     source = Path(model_dir)
@@ -185,20 +228,34 @@ def quantize(
     parent = {"path": str(source), "format": manifest.format, "model_json_sha256": _sha(source)}
     if manifest.format != "torchscript":
         write_model(output_dir, dataclasses.replace(manifest, parent=parent), _copier(source, manifest.files))
-        note = f"format {manifest.format} has no quantized variants; passed through unchanged"
+        family = manifest.details.get("family")
+        what = f"format {manifest.format}" + (f" (family {family})" if family else "")
+        note = f"{what} has no quantized variants; passed through unchanged"
         result = {"variant": manifest.format, "reason": note, "size_ratio": 1.0, "table": {}}
         write_json(report_json, result)
-        write_text(report_md, f"# Quantization\n\n{note}.\n")
+        summary = markdown_table(
+            ["variant", "format", "family", "chosen"], [("as trained", manifest.format, family, "✔")]
+        )
+        write_text(
+            report_md,
+            f"# Quantization\n\n{note[0].upper()}{note[1:]}: it is served as trained, with its fitted preprocessing."
+            f"\n\n{summary}",
+        )
         return result
-    val = train_core.load_split(val_dir, manifest.task, list(manifest.label_names) or None)
+    require_rebuildable(source, manifest)  # before the data is read: the artifact's fault comes first
+    reference = load_model(source)
+    val_df, _ = read_dataset(val_dir)
+    where = str(val_dir)
+    val_y = labels_of(reference, val_df, where)
+    sample = reference.encode_frame(val_df, where).x
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # serving runs one request per thread; measure the same way
     work = Path(tempfile.mkdtemp(prefix="shipyard-quantize-"))
     try:
         table: dict[str, dict[str, Any]] = {}
         for name in dict.fromkeys(("fp32-torchscript", *config.variants)):
-            _build_variant(name, source, manifest, work / name, val.x)
-            table[name] = measure(load_model(work / name), val.x, val.y, config)
+            _build_variant(name, source, manifest, work / name, sample)
+            table[name] = measure(load_model(work / name), val_df, val_y, config, where)
         pick, reason = choose(table, manifest.task, config)
         chosen = work / pick
         chosen_manifest = read_model_manifest(chosen)

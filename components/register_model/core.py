@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard import attempts, names, rdb
-from shipyard.artifacts import read_json, read_model_manifest
+from shipyard.artifacts import ModelManifest, read_json, read_model_manifest
 from shipyard.errors import ConfigError
 
 CHALLENGER = "challenger"
@@ -113,6 +113,37 @@ def mlflow_run(tracking_uri: str, experiment: str, run_name: str, tags: dict[str
     client.set_terminated(run.info.run_id, status="FINISHED")
 
 
+def model_tags(manifest: ModelManifest, model_dir: str) -> dict[str, str]:
+    """Tags that say what the model is, whatever its format: ``shipyard.family`` and
+    ``shipyard.estimator`` (from ``details`` when present) and ``shipyard.preprocessing`` (what the
+    model takes: ``identity`` for the plain numeric matrix, else its scaling, encoding and how many
+    numeric and categorical raw features).
+
+    Raises:
+        DataValidationError: ``model.json`` holds a malformed ``preprocessing``.
+    """
+    from serving.preprocess import Preprocessing
+
+    out: dict[str, str] = {}
+    for key in ("family", "estimator"):
+        value = manifest.details.get(key)
+        if isinstance(value, str) and value:
+            out[f"shipyard.{key}"] = value
+    if manifest.preprocessing is None:
+        out["shipyard.preprocessing"] = "identity"
+        return out
+    prep = Preprocessing.from_dict(manifest.preprocessing, f"{model_dir}/model.json")
+    if prep.identity:
+        out["shipyard.preprocessing"] = "identity"
+        return out
+    kinds = [f.kind for f in prep.features]
+    out["shipyard.preprocessing"] = (
+        f"raw rows: {kinds.count('numeric')} numeric (scaling {prep.numeric}), "
+        f"{kinds.count('categorical')} categorical ({prep.categorical}) feature(s)"
+    )
+    return out
+
+
 @attempts.step
 def register(
     model_dir: str,
@@ -141,9 +172,15 @@ def register(
 
     Returns:
         ``{"name", "version", "run_id", "alias", "tracking_uri", "source"}``.
+
+    Raises:
+        ConfigError: An unusable model name or tracking store (see the module docstring).
+        ArtifactError / IntegrityError: The model artifact is malformed or altered.
+        DataValidationError: Its ``model.json`` holds a malformed ``preprocessing``.
     """
     model_name = names.resolve_model_name(model_name, source)
     manifest = read_model_manifest(model_dir)
+    story = model_tags(manifest, model_dir)  # a malformed preprocessing fails before anything is logged
     from mlflow.entities import Metric, Param
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -155,6 +192,7 @@ def register(
         "shipyard.format": manifest.format,
         "shipyard.task": manifest.task,
         "shipyard.blessed": str(bool(blessed)).lower(),
+        **story,
         **(tags or {}),
     }
     now = int(time.time() * 1000)

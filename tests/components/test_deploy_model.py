@@ -164,7 +164,7 @@ def test_local_target_smoke_tests_and_stops_the_server(baseline_artifacts, tmp_p
     )
 
     smoke = result["smoke"]
-    assert (smoke["v1"], smoke["v2"], smoke["rows"]) == ("passed", "passed", 4)
+    assert (smoke["v1"], smoke["v2"], smoke["rows"], smoke["v2_inputs"]) == ("passed", "passed", 4, "matrix")
     assert result["action"] == "smoke-tested locally"
     (server,) = started_servers
     assert result["endpoint"] == f"{server.url}/v2/models/breast-cancer/infer"
@@ -174,6 +174,114 @@ def test_local_target_smoke_tests_and_stops_the_server(baseline_artifacts, tmp_p
     assert (out / "server.log").is_file()
     assert json.loads((out / RESULT_FILE).read_text()) == result
     assert "server stopped" in (tmp_path / "deploy.md").read_text()
+
+
+# --- raw rows: the smoke requests of a mixed-type model ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> dict[str, Path]:
+    from mixed_artifacts import build_mixed
+
+    return build_mixed(tmp_path_factory.mktemp("mixed"))
+
+
+def test_raw_records_are_json_with_nulls_strings_and_python_scalars():
+    import numpy as np
+    import pandas as pd
+
+    from components.deploy_model.core import raw_records
+
+    df = pd.DataFrame(
+        {
+            "tenure": [1.5, np.nan],
+            "plan": ["pro", None],
+            "autopay": np.array([True, False]),
+            "seats": pd.array([3, None], dtype="Int64"),
+            "ignored": ["x", "y"],
+        }
+    )
+    records = raw_records(df, ["plan", "tenure", "autopay", "seats"])
+
+    assert records == [
+        {"plan": "pro", "tenure": 1.5, "autopay": True, "seats": 3},
+        {"plan": None, "tenure": None, "autopay": False, "seats": None},
+    ]
+    assert [list(r) for r in records] == [["plan", "tenure", "autopay", "seats"]] * 2  # the model's order
+    assert all(type(v) in (str, float, bool, int, type(None)) for r in records for v in r.values())
+    json.dumps(records, allow_nan=False)
+
+
+def test_smoke_requests_of_a_mixed_type_model_carry_the_raw_values(mixed):
+    from components.deploy_model.core import smoke_requests
+    from serving.formats import load_model
+    from shipyard.artifacts import read_dataset
+
+    model = load_model(mixed["linear"])
+    df, _ = read_dataset(mixed["test"])
+    sample = df.head(12)
+    v1, v2 = smoke_requests(model, sample)
+
+    records = v1["instances"]
+    assert len(records) == 12 and [list(r) for r in records] == [["age", "tenure", "plan", "region", "autopay"]] * 12
+    assert records[0]["plan"] == "enterprise" and isinstance(records[0]["autopay"], bool)
+    nulls = sample["age"].isna().to_numpy()
+    assert nulls.any() and [r["age"] is None for r in records] == nulls.tolist()  # nulls in the raw rows
+    assert all(isinstance(r["tenure"], int) for r in records)
+    json.dumps(v1, allow_nan=False), json.dumps(v2, allow_nan=False)
+    inputs = {i["name"]: i for i in v2["inputs"]}
+    assert {n: i["datatype"] for n, i in inputs.items()} == {
+        "age": "FP64",
+        "tenure": "FP64",
+        "plan": "BYTES",
+        "region": "BYTES",
+        "autopay": "BOOL",
+    }
+    assert all(i["shape"] == [12] and i["data"] == [r[n] for r in records] for n, i in inputs.items())
+    # the datatypes the server advertises win
+    _, v2 = smoke_requests(model, sample, {"inputs": [{"name": "tenure", "datatype": "INT64", "shape": [-1]}]})
+    assert {i["name"]: i["datatype"] for i in v2["inputs"]}["tenure"] == "INT64"
+
+
+def test_smoke_requests_of_an_all_numeric_model_send_one_fp32_matrix(baseline_artifacts):
+    from components.deploy_model.core import smoke_requests
+    from serving.formats import load_model
+    from shipyard.artifacts import read_dataset
+
+    model = load_model(baseline_artifacts["baseline"])
+    df, _ = read_dataset(baseline_artifacts["test"])
+    v1, v2 = smoke_requests(model, df.head(3))
+
+    (tensor,) = v2["inputs"]
+    assert tensor["name"] == "input" and tensor["datatype"] == "FP32"
+    assert tensor["shape"] == [3, len(model.manifest.feature_names)]
+    assert [list(r) for r in v1["instances"]] == [model.manifest.feature_names] * 3
+
+
+def test_smoke_rows_the_model_does_not_take_are_a_typed_error(mixed, tmp_path):
+    from components.deploy_model.core import smoke_requests
+    from serving.formats import load_model
+    from shipyard.artifacts import read_dataset
+    from shipyard.errors import DataValidationError
+
+    df, _ = read_dataset(mixed["test"])
+    df["tenure"] = df["tenure"].astype(object)
+    df.loc[1, "tenure"] = None
+    with pytest.raises(DataValidationError, match=r"feature 'tenure' is null in row 1"):
+        smoke_requests(load_model(mixed["linear"]), df.head(3))
+    with pytest.raises(DataValidationError, match=r"missing feature column\(s\) \['plan'\]"):
+        smoke_requests(load_model(mixed["linear"]), df.drop(columns=["plan"]).head(3))
+
+
+@pytest.mark.serving
+@pytest.mark.parametrize("family", ["linear", "gbdt"])
+def test_local_target_smoke_tests_a_mixed_type_model_on_raw_rows(mixed, tmp_path, started_servers, family):
+    """The same raw test rows (nulls, strings, booleans, an unseen category) give the same scores over
+    V1 and V2 as score_frame, the path evaluation scores them on."""
+    result, _ = _deploy(mixed, tmp_path, model=family, target="local", smoke_rows=20, ready_timeout_s=90)
+
+    smoke = result["smoke"]
+    assert (smoke["v1"], smoke["v2"], smoke["rows"], smoke["v2_inputs"]) == ("passed", "passed", 20, "per-feature")
 
 
 @pytest.mark.parametrize(

@@ -272,3 +272,118 @@ def test_multiclass_report_has_a_square_confusion_matrix_and_no_roc(tmp_path):
     assert len(matrix) == 3 and all(len(r) == 3 for r in matrix)
     assert sum(map(sum, matrix)) == result["rows"] == len(read_dataset(tmp_path / "test")[0])
     assert [c["check"] for c in result["checks"]][0] == "accuracy ≥ 0.7"
+
+
+# --- a mixed-type table: raw rows through each model's own preprocessing -----------------------
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> dict[str, Path]:
+    from mixed_artifacts import build_mixed
+
+    return build_mixed(tmp_path_factory.mktemp("mixed"))
+
+
+def test_a_mixed_type_candidate_is_scored_on_raw_rows_as_it_is_served(tmp_path, mixed):
+    import numpy as np
+
+    from serving.formats import load_model
+    from shipyard import metrics as task_metrics
+
+    result, _ = _evaluate(tmp_path, mixed["gbdt"], mixed["test"], mixed["linear"])
+
+    df, _ = read_dataset(mixed["test"])
+    assert df["age"].isna().any() and df["region"].isna().any() and (df["plan"] == "enterprise").any()
+    for key, metrics in (("gbdt", result["metrics"]), ("linear", result["baseline_metrics"])):
+        model = load_model(mixed[key])
+        scores = model.score_frame(df)  # the server's path: the model's own fitted preprocessing
+        assert metrics == task_metrics.compute("binary", df["target"].to_numpy(), scores)
+        assert np.isfinite(scores).all()
+    assert result["metrics"]["roc_auc"] > 0.8 and result["baseline_metrics"]["roc_auc"] > 0.8
+    assert (result["family"], result["baseline_family"], result["baseline_note"]) == ("gbdt", "linear", "")
+    unseen = int((df["plan"] == "enterprise").sum()) + int((df["plan"] == "legacy").sum())
+    assert result["unknown_categories"] == {"plan": unseen}
+    markdown = (tmp_path / "eval.md").read_text()
+    assert "model format sklearn-skops (gbdt), baseline (linear)" in markdown
+    assert f"unknown category): plan: {unseen}" in markdown
+
+
+def test_the_baseline_as_candidate_gets_a_note_and_a_sane_comparison(tmp_path, mixed):
+    result, report = _evaluate(tmp_path, mixed["linear"], mixed["test"], mixed["linear"])
+
+    check = _baseline_check(result)
+    assert check["value"] == 0.0 and check["interval"] == [0.0, 0.0] and check["passed"] is True
+    assert result["metrics"] == result["baseline_metrics"]
+    assert "the candidate is the baseline itself" in result["baseline_note"]
+    assert report["baseline_note"] == result["baseline_note"]
+    assert "Note: the candidate is the baseline itself" in (tmp_path / "eval.md").read_text()
+    # the thresholds still decide
+    result, _ = _evaluate(
+        tmp_path, mixed["linear"], mixed["test"], mixed["linear"], tag="strict", thresholds={"roc_auc": {"min": 0.999}}
+    )
+    assert result["blessed"] is False and _baseline_check(result)["passed"] is True
+
+
+def test_two_models_of_one_family_are_compared_with_a_note(tmp_path, mixed):
+    from mixed_artifacts import KINDS, LABEL, write_model
+    from sklearn.linear_model import LogisticRegression
+
+    from serving.preprocess import Preprocessing
+
+    train, schema = read_dataset(mixed["train"])
+    prep = Preprocessing.fit(train, KINDS, numeric="standard", categorical="onehot")
+    weak = LogisticRegression(C=0.001).fit(prep.transform_frame(train).x, train[LABEL].to_numpy())
+    other = write_model(tmp_path / "other-linear", weak, prep, schema, "linear")
+
+    result, _ = _evaluate(tmp_path, other, mixed["test"], mixed["linear"], comparison="point")
+
+    assert "both of the linear family" in result["baseline_note"]
+    assert result["metrics"] != result["baseline_metrics"]
+
+
+def _broken_test_split(tmp_path: Path, mixed: dict[str, Path], change) -> Path:
+    from shipyard.artifacts import write_dataset
+
+    df, schema = read_dataset(mixed["test"])
+    change(df)
+    write_dataset(tmp_path / "broken", df, schema)
+    return tmp_path / "broken"
+
+
+def _set(column: str, row: int, value):
+    def change(df):
+        if value is None or isinstance(value, str):
+            df[column] = df[column].astype(object)
+        df.loc[row, column] = value
+
+    return change
+
+
+def _as_text(column: str):
+    """The column as text, as a CSV export without types gives it (nulls stay null)."""
+
+    def change(df):
+        df[column] = df[column].map(lambda v: None if v != v else f"{v:.1f}" if isinstance(v, float) else str(v))
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        (_as_text("age"), r"feature 'age' is '[0-9.]+' in row \d+; expected a number"),
+        (_set("tenure", 2, None), r"feature 'tenure' is null in row 2; expected a number"),
+        (_as_text("autopay"), r"feature 'autopay' is '(True|False)' in row 0; expected true or false"),
+        (lambda df: df.drop(columns=["plan"], inplace=True), r"missing feature column\(s\) \['plan'\]"),
+        (_set("target", 6, None), r"label 'target' is null in 1 row\(s\), first row 6"),
+        (_set("target", 7, 2), r"label 'target' has classes \[2\] unknown to the model"),
+    ],
+)
+def test_bad_test_data_is_a_typed_error_naming_the_column(tmp_path, mixed, change, pattern):
+    from shipyard.errors import DataValidationError
+
+    broken = _broken_test_split(tmp_path, mixed, change)
+    with pytest.raises(DataValidationError, match=pattern) as exc:
+        _evaluate(tmp_path, mixed["linear"], broken)
+    assert str(exc.value).startswith(f"{broken}: ")
+    assert not (tmp_path / "eval.json").exists()

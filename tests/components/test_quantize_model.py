@@ -7,11 +7,18 @@ import json
 import numpy as np
 import pytest
 
+from components.evaluate_model.core import labels_of
 from components.quantize_model.core import VARIANTS, QuantizeConfig, choose, quantize
-from components.train_model.core import load_split
 from serving.formats import load_model
-from shipyard.artifacts import read_model_manifest, sha256_file
+from shipyard.artifacts import read_dataset, read_model_manifest, sha256_file
 from shipyard.errors import ConfigError
+
+
+def _val(model_dir, val_dir) -> tuple[np.ndarray, np.ndarray]:
+    """The validation rows as the model takes them (its own preprocessing) and their labels."""
+    model = load_model(model_dir)
+    df, _ = read_dataset(val_dir)
+    return model.encode_frame(df).x, labels_of(model, df, str(val_dir))
 
 
 def _row(latency: float, size: int, **metrics: float) -> dict:
@@ -140,18 +147,16 @@ def test_quantize_config_accepts_a_list_of_known_variants():
 # --- quantize() ----------------------------------------------------------------------------------
 
 
+def _quantize(root, source, val, config: QuantizeConfig) -> dict:
+    """quantize() into ``root``: ``out`` (the Model), ``q.json`` and ``q.md``."""
+    return quantize(str(source), str(val), str(root / "out"), str(root / "q.json"), str(root / "q.md"), config)
+
+
 @pytest.fixture(scope="module")
 def quantized(artifacts, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("quantize")
     config = QuantizeConfig(latency_repeats=10)
-    result = quantize(
-        str(artifacts["model"]),
-        str(artifacts["val"]),
-        str(root / "out"),
-        str(root / "q.json"),
-        str(root / "q.md"),
-        config,
-    )
+    result = _quantize(root, artifacts["model"], artifacts["val"], config)
     return {"result": result, "root": root, "config": config}
 
 
@@ -198,17 +203,17 @@ def test_quantized_model_scores_like_the_source(quantized, artifacts):
 
     result, config = quantized["result"], quantized["config"]
     row = result["table"][result["variant"]]
-    val = load_split(str(artifacts["val"]), "binary", [0, 1])
+    x, y = _val(artifacts["model"], artifacts["val"])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as quantize() measured it
     try:
-        source = load_model(artifacts["model"]).scores(val.x)
-        out = load_model(quantized["root"] / "out").scores(val.x)
+        source = load_model(artifacts["model"]).scores(x)
+        out = load_model(quantized["root"] / "out").scores(x)
     finally:
         torch.set_num_threads(threads)
     assert out.shape == source.shape
-    assert task_metrics.compute("binary", val.y, out) == pytest.approx(row["metrics"], rel=1e-9)
-    fp32_auc = task_metrics.compute("binary", val.y, source)["roc_auc"]
+    assert task_metrics.compute("binary", y, out) == pytest.approx(row["metrics"], rel=1e-9)
+    fp32_auc = task_metrics.compute("binary", y, source)["roc_auc"]
     assert row["metrics"]["roc_auc"] >= fp32_auc - config.max_metric_drop - 1e-12
     if result["variant"].startswith("fp32-"):
         np.testing.assert_allclose(out, source, atol=FP32_ATOL)
@@ -220,10 +225,10 @@ def test_fp32_variants_score_as_the_source_to_float32_rounding(artifacts, tmp_pa
     """Every fp32 variant, whether or not it wins on this machine, is the source's network."""
     from components.quantize_model.core import _build_variant
 
-    val = load_split(str(artifacts["val"]), "binary", [0, 1])
-    _build_variant(variant, artifacts["model"], read_model_manifest(artifacts["model"]), tmp_path / variant, val.x)
-    source = load_model(artifacts["model"]).scores(val.x)
-    np.testing.assert_allclose(load_model(tmp_path / variant).scores(val.x), source, atol=FP32_ATOL)
+    x, _ = _val(artifacts["model"], artifacts["val"])
+    _build_variant(variant, artifacts["model"], read_model_manifest(artifacts["model"]), tmp_path / variant, x)
+    source = load_model(artifacts["model"]).scores(x)
+    np.testing.assert_allclose(load_model(tmp_path / variant).scores(x), source, atol=FP32_ATOL)
 
 
 @pytest.mark.slow
@@ -247,14 +252,7 @@ def test_quantize_report_is_consistent_with_the_rule(quantized):
 def test_sklearn_model_passes_through_unchanged(baseline_artifacts, tmp_path):
     source = baseline_artifacts["baseline"]
 
-    result = quantize(
-        str(source),
-        str(baseline_artifacts["val"]),
-        str(tmp_path / "out"),
-        str(tmp_path / "q.json"),
-        str(tmp_path / "q.md"),
-        QuantizeConfig(latency_repeats=10),
-    )
+    result = _quantize(tmp_path, source, baseline_artifacts["val"], QuantizeConfig(latency_repeats=10))
 
     assert result["variant"] == "sklearn-skops" and result["size_ratio"] == 1.0 and result["table"] == {}
     assert "passed through unchanged" in result["reason"]
@@ -268,3 +266,87 @@ def test_sklearn_model_passes_through_unchanged(baseline_artifacts, tmp_path):
     }
     assert json.loads((tmp_path / "q.json").read_text())["variant"] == "sklearn-skops"
     assert "no quantized variants" in (tmp_path / "q.md").read_text()
+
+
+# --- mixed-type tables: the preprocessing travels with every variant ------------------------------
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> dict:
+    from mixed_artifacts import build_mixed
+
+    return build_mixed(tmp_path_factory.mktemp("mixed"))
+
+
+def test_a_sklearn_gbdt_candidate_passes_through_with_its_preprocessing(mixed, tmp_path):
+    source = mixed["gbdt"]
+    result = _quantize(tmp_path, source, mixed["val"], QuantizeConfig(latency_repeats=10))
+
+    assert result["variant"] == "sklearn-skops" and result["table"] == {}
+    assert result["reason"] == "format sklearn-skops (family gbdt) has no quantized variants; passed through unchanged"
+    before, after = read_model_manifest(source), read_model_manifest(tmp_path / "out")
+    assert after.preprocessing == before.preprocessing is not None
+    assert after.input_schema == before.input_schema and after.files == before.files
+    markdown = (tmp_path / "q.md").read_text()
+    assert "Format sklearn-skops (family gbdt) has no quantized variants" in markdown
+    assert "| as trained | sklearn-skops | gbdt | ✔ |" in markdown
+    test, _ = read_dataset(mixed["test"])
+    np.testing.assert_array_equal(load_model(tmp_path / "out").score_frame(test), load_model(source).score_frame(test))
+
+
+@pytest.mark.slow
+def test_an_mlp_with_embeddings_exports_every_variant_serving_raw_rows(mixed, tmp_path, monkeypatch):
+    """The rebuild is generic (state_dict + build_module(architecture)): an MLP whose module casts
+    its code columns to int64 for nn.Embedding goes through TorchScript int8 and the ONNX export."""
+    import embedding_mlp
+    from mixed_artifacts import KINDS
+
+    from components.quantize_model.core import _build_variant
+    from serving.preprocess import Preprocessing
+    from shipyard import metrics as task_metrics
+
+    embedding_mlp.patch_train_core(monkeypatch)
+    train, schema = read_dataset(mixed["train"])
+    prep = Preprocessing.fit(train, KINDS, numeric="standard", categorical="codes")
+    source = embedding_mlp.write_artifact(tmp_path / "mlp", train, prep, schema)
+    test, _ = read_dataset(mixed["test"])
+    expected = load_model(source).score_frame(test)  # raw rows: nulls, strings, booleans, an unseen plan
+
+    sample = load_model(source).encode_frame(read_dataset(mixed["val"])[0]).x
+    for variant in VARIANTS:
+        _build_variant(variant, source, read_model_manifest(source), tmp_path / variant, sample)
+        manifest = read_model_manifest(tmp_path / variant)
+        assert (
+            manifest.preprocessing == prep.to_dict()
+            and manifest.input_schema == read_model_manifest(source).input_schema
+        )
+        got = load_model(tmp_path / variant).score_frame(test)
+        assert got.shape == expected.shape and np.isfinite(got).all()
+        if variant.startswith("fp32-"):
+            np.testing.assert_allclose(got, expected, atol=FP32_ATOL)
+        else:  # int8 weights: a quantization error, not another model
+            assert np.abs(got - expected).max() < 0.1
+
+    result = _quantize(tmp_path, source, mixed["val"], QuantizeConfig(latency_repeats=5))
+    out = read_model_manifest(tmp_path / "out")
+    assert set(result["table"]) == set(VARIANTS) and out.preprocessing == prep.to_dict()
+    y = labels_of(load_model(source), test, "test")
+    assert task_metrics.compute("binary", y, expected)["roc_auc"] > 0.7
+
+
+def test_a_torchscript_model_without_its_state_dict_is_an_artifact_error(mixed, tmp_path):
+    import torch
+
+    from shipyard.artifacts import ModelManifest, write_model
+    from shipyard.errors import ArtifactError
+
+    source = read_model_manifest(mixed["linear"])
+    scripted = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Softmax(dim=-1)))
+    manifest = ModelManifest("torchscript", "binary", source.input_schema[:4], source.label, (0, 1))
+    write_model(tmp_path / "bare", manifest, lambda tmp: scripted.save(str(tmp / "model.pt")))
+
+    with pytest.raises(ArtifactError, match=r"needs weights.pt and details.architecture"):
+        _quantize(
+            tmp_path, tmp_path / "bare", mixed["val"], QuantizeConfig(latency_repeats=5, variants=("int8-torchscript",))
+        )
+    assert not (tmp_path / "out").exists()

@@ -159,6 +159,55 @@ def test_tampered_model_on_a_fresh_store_creates_no_database(baseline_artifacts,
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlartifacts").exists()
 
 
+# --- a mixed-type candidate of another family ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> dict[str, Path]:
+    from mixed_artifacts import build_mixed
+
+    return build_mixed(tmp_path_factory.mktemp("mixed"))
+
+
+def test_a_hist_gradient_boosting_candidate_is_registered_with_its_family(mixed, store, eval_json):
+    source = mixed["gbdt"]
+    result = register(str(source), NAME, eval_json, True, store)
+
+    client = _client(store)
+    tags = client.get_run(result["run_id"]).data.tags
+    assert tags["shipyard.format"] == "sklearn-skops"
+    assert tags["shipyard.family"] == "gbdt" and tags["shipyard.estimator"] == "HistGradientBoostingClassifier"
+    assert tags["shipyard.preprocessing"] == "raw rows: 2 numeric (scaling none), 3 categorical (codes) feature(s)"
+    version = client.get_model_version(NAME, str(result["version"]))
+    assert version.tags["shipyard.family"] == "gbdt" and result["alias"] == CHALLENGER
+    copied = _local(result["source"])
+    assert read_model_manifest(copied).files == read_model_manifest(source).files
+    assert read_model_manifest(copied).preprocessing == read_model_manifest(source).preprocessing
+
+
+def test_an_all_numeric_model_is_tagged_identity(baseline_artifacts, store):
+    result = register(str(baseline_artifacts["baseline"]), NAME, None, False, store)
+    tags = _client(store).get_run(result["run_id"]).data.tags
+    assert tags["shipyard.preprocessing"] == "identity"
+
+
+def test_a_malformed_preprocessing_fails_before_anything_is_logged(mixed, store, tmp_path):
+    from shipyard.artifacts import read_json, write_json
+    from shipyard.errors import DataValidationError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(mixed["linear"], broken)
+    manifest = read_json(broken / "model.json", "model.json")
+    manifest["preprocessing"]["version"] = 99
+    write_json(broken / "model.json", manifest)
+
+    with pytest.raises(
+        DataValidationError, match=r"broken/model.json: preprocessing: expected an object with version 1"
+    ):
+        register(str(broken), NAME, None, True, store)
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 # --- resolve_tracking_uri ------------------------------------------------------------------------
 
 
