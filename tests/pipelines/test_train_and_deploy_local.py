@@ -64,13 +64,21 @@ def test_dataset_contracts(run):
 
 def test_model_contracts(run):
     d = run["dir"]
-    for path, fmt in ((d / "train-model" / "model", "torchscript"), (d / "train-model" / "baseline", "sklearn-skops")):
+    comparison = json.loads((d / "train-model" / "comparison_json").read_text())
+    assert set(comparison["table"]) == {"gbdt", "mlp", "linear"}
+    family = comparison["candidate"]
+    fmt = "torchscript" if family == "mlp" else "sklearn-skops"
+    for path, expected in ((d / "train-model" / "model", fmt), (d / "train-model" / "baseline", "sklearn-skops")):
         manifest = read_model_manifest(path)  # verifies every sha256
-        assert manifest.format == fmt and manifest.task == "binary" and manifest.label_names == (0, 1)
+        assert manifest.format == expected and manifest.task == "binary" and manifest.label_names == (0, 1)
+        assert manifest.preprocessing is None  # all-numeric without nulls: the identity
     quantized = read_model_manifest(d / "quantize-model" / "quantized")
-    assert quantized.parent and quantized.parent["format"] == "torchscript"
     table = json.loads((d / "quantize-model" / "table").read_text())
-    assert set(table["table"]) == {"fp32-torchscript", "int8-torchscript", "fp32-onnx", "int8-onnx"}
+    if family == "mlp":
+        assert quantized.parent and quantized.parent["format"] == "torchscript"
+        assert set(table["table"]) == {"fp32-torchscript", "int8-torchscript", "fp32-onnx", "int8-onnx"}
+    else:  # a scikit-learn candidate passes through quantization unchanged
+        assert quantized.format == "sklearn-skops" and quantized.details.get("family") == family
 
 
 def test_tuning_and_evaluation(run):
@@ -93,7 +101,8 @@ def test_registered_in_mlflow(run):
     assert evaluation["blessed"], evaluation["checks"]
     assert client.get_model_version_by_alias(NAME, "challenger").version == versions[0].version
     run_data = client.get_run(versions[0].run_id).data
-    assert "test_roc_auc" in run_data.metrics and run_data.tags["shipyard.format"] in ("onnx", "torchscript")
+    assert "test_roc_auc" in run_data.metrics
+    assert run_data.tags["shipyard.format"] in ("onnx", "torchscript", "sklearn-skops")
 
 
 def test_deploy_smoke_and_isvc(run, isvc_schema):
