@@ -95,6 +95,10 @@ class ShipyardModel(Model):
                 f"{self.model_dir}: {type(self).__name__} serves {self.format}, "
                 f"the artifact is {loaded.manifest.format}"
             )
+        # One call before the first request: scikit-learn's tree models, ONNX Runtime and TorchScript
+        # pay lazy set-up (thread pools, graph optimization) on their first call, hundreds of ms.
+        # An all-zeros row is valid input after preprocessing (code 0 is the first category).
+        loaded.scores(np.zeros((1, loaded.preprocessing.width), dtype=np.float32))
         self.loaded = loaded
         self.decoder = protocol.Decoder(loaded.preprocessing, loaded.manifest.input_schema)
         self._features = self.decoder.features  # computed once, not per request
