@@ -69,8 +69,9 @@ def train_and_deploy(
         model_name: Registered model name; the InferenceService name derives from it. Empty derives it
             from data: the dataset name or the file stem as a DNS-1035 label (sklearn:diabetes → diabetes).
         seed: Seed for the split, the tuner and training.
-        ingest: ingest_data options (id_columns, csv_delimiter).
-        validation: validate_data options (min_rows, max_domain_size, severity, fail_on_error, model_ready).
+        ingest: ingest_data options (id_columns, categorical, numeric, roles, csv_delimiter).
+        validation: validate_data options (min_rows, max_domain_size, severity, fail_on_error, model_ready:
+            every feature usable by training and every class with enough rows).
         split: split_data options (train, val, test, stratify).
         tune: tune_hyperparams options (n_trials, timeout_s, search_space, base, storage, ...).
         train: train_model overrides over the tuned parameters (e.g. device; candidate: best, mlp, gbdt
