@@ -27,7 +27,9 @@ the raw matrix as it always did.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,6 +48,7 @@ MAX_CATEGORIES = 64
 MIN_FREQUENCY = 5
 #: Quantile knots kept per feature for ``quantile`` scaling.
 QUANTILE_KNOTS = 64
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Raw dtypes (pandas names) of categorical values: compared as strings, booleans or integers.
 _BOOL_DTYPES = ("bool", "boolean")
 
@@ -90,16 +93,21 @@ class FeaturePrep:
         """The code of a null (a nullable categorical feature only)."""
         return len(self.vocabulary) + 1
 
+    @functools.cached_property
+    def lookup(self) -> dict[Any, int]:
+        """``{vocabulary value: code}``, built once per feature."""
+        return {v: i for i, v in enumerate(self.vocabulary)}
+
     @property
     def cardinality(self) -> int:
         """How many codes a categorical feature can take (vocabulary, unknown, missing if nullable)."""
         return len(self.vocabulary) + 1 + int(self.nullable)
 
-    @property
+    @functools.cached_property
     def is_bool(self) -> bool:
         return self.dtype in _BOOL_DTYPES
 
-    @property
+    @functools.cached_property
     def is_integer(self) -> bool:
         return self.dtype.lower().startswith(("int", "uint"))
 
@@ -221,7 +229,7 @@ class Preprocessing:
             null_ok = has_null or name in allowed_null
             if kind == "numeric":
                 values = _numeric_column(series, name, "training data")
-                features.append(_fit_numeric(name, dtype, values, null_ok, numeric))
+                features.append(_fit_numeric(name, dtype, values, null_ok, numeric, indicator=has_null))
             else:
                 features.append(_fit_categorical(name, dtype, series, null_ok, max_categories, min_frequency))
         return cls(tuple(features), numeric, categorical)
@@ -399,7 +407,8 @@ def _numeric_column(raw: Any, name: str, where: str) -> np.ndarray:
                     ) from exc
                 if values[i] != values[i]:  # a NaN number is a null
                     values[i] = math.nan
-    big = np.isinf(values) | (np.abs(np.nan_to_num(values)) > np.finfo(np.float32).max)
+    with np.errstate(invalid="ignore"):
+        big = np.abs(values) > _FLOAT32_MAX  # NaN (a null) compares false; ±Inf and huge are true
     if big.any():
         row = int(np.flatnonzero(big)[0])
         raise DataValidationError(
@@ -408,7 +417,11 @@ def _numeric_column(raw: Any, name: str, where: str) -> np.ndarray:
     return values
 
 
-def _fit_numeric(name: str, dtype: str, values: np.ndarray, nullable: bool, scaling: str) -> FeaturePrep:
+def _fit_numeric(
+    name: str, dtype: str, values: np.ndarray, nullable: bool, scaling: str, indicator: bool
+) -> FeaturePrep:
+    """A numeric feature's imputation and scaling; the missing indicator only when the training
+    rows have nulls (a column of zeros would teach a model nothing about a null)."""
     present = values[~np.isnan(values)]
     if len(present) == 0:
         raise DataValidationError(f"training data: numeric feature {name!r} has no values (all null)")
@@ -434,7 +447,7 @@ def _fit_numeric(name: str, dtype: str, values: np.ndarray, nullable: bool, scal
         dtype,
         nullable=nullable,
         impute=impute,
-        indicator=nullable,
+        indicator=indicator,
         center=center,
         scale=scale,
         knots=knots,
@@ -449,16 +462,51 @@ def _fit_categorical(
     name: str, dtype: str, series: Any, nullable: bool, max_categories: int, min_frequency: int
 ) -> FeaturePrep:
     prep = FeaturePrep(name, "categorical", dtype, nullable=nullable)
-    values = _category_values(prep, series, "training data")
-    counts = values.dropna().value_counts(sort=False)
+    counts: dict[Any, int] = {}
+    for value, n in _value_counts(prep, series, "training data"):
+        counts[value] = counts.get(value, 0) + n  # raw values that read as one (1 and "1") add up
     # most frequent first; equal counts in the values' own order, so the vocabulary is deterministic
-    order = sorted(counts.items(), key=lambda kv: (-int(kv[1]), _sort_key(kv[0])))
-    kept = [_plain(v) for v, n in order if n >= min_frequency][:max_categories]
+    order = sorted(counts.items(), key=lambda kv: (-kv[1], _sort_key(kv[0])))
+    kept = [v for v, n in order if n >= min_frequency][:max_categories]
     return dataclasses.replace(prep, vocabulary=tuple(kept))
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
-    return (0, value) if isinstance(value, (bool, int, float, np.integer, np.floating)) else (1, str(value))
+    return (0, value) if isinstance(value, (bool, int, float)) else (1, str(value))
+
+
+def _value_counts(f: FeaturePrep, raw: Any, where: str) -> list[tuple[Any, int]]:
+    """``(value as the vocabulary holds it, rows)`` of the non-null values of a training column."""
+    import pandas as pd
+
+    s = raw if isinstance(raw, pd.Series) else pd.Series(raw, dtype=object)
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        counts = s.value_counts(dropna=True, sort=False)
+        keys = [_key(f, v, where, -1) for v in counts.index.tolist()]
+        return [(k, int(n)) for k, n in zip(keys, counts.tolist(), strict=True) if n]
+    if _uniform(f, s):
+        counts = s.value_counts(dropna=True, sort=False)
+        return [(_plain(k), int(n)) for k, n in zip(counts.index.tolist(), counts.tolist(), strict=True)]
+    values = s.tolist()
+    nulls = s.isna().to_numpy()
+    keys = [_key(f, v, where, i) for i, v in enumerate(values) if not nulls[i]]
+    counts = pd.Series(keys, dtype=object).value_counts(sort=False)
+    return [(k, int(n)) for k, n in zip(counts.index.tolist(), counts.tolist(), strict=True)]
+
+
+def _uniform(f: FeaturePrep, s: Any) -> bool:
+    """Whether every non-null value of the Series is already of the feature's own type (so the
+    column is encoded in C, without a Python call per value)."""
+    import pandas as pd
+    from pandas.api.types import infer_dtype, is_bool_dtype, is_integer_dtype, is_string_dtype
+
+    if f.is_bool:
+        return is_bool_dtype(s.dtype)
+    if f.is_integer:
+        return is_integer_dtype(s.dtype) and not is_bool_dtype(s.dtype)
+    if isinstance(s.dtype, pd.StringDtype):
+        return True
+    return is_string_dtype(s.dtype) and infer_dtype(s, skipna=True) in ("string", "empty")
 
 
 def _plain(value: Any) -> Any:
@@ -466,71 +514,94 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _category_values(f: FeaturePrep, raw: Any, where: str) -> Any:
-    """``raw`` as a pandas Series of comparable values: str for string features, bool for booleans,
-    int for integer features; nulls as NA.
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+
+
+def _key(f: FeaturePrep, v: Any, where: str, row: int) -> Any:
+    """One non-null raw value as the vocabulary holds it: a bool, an int or a str.
+
+    A boolean feature takes ``true``/``false`` (also as the text a V2 ``BYTES`` tensor carries), an
+    integer feature integers (or integral floats, or their text), a string feature strings (or
+    numbers and booleans, compared as their text).
 
     Raises:
-        DataValidationError: A boolean feature holds a non-boolean, an integer one a non-integer.
+        DataValidationError: A value of another type (``row`` names it; -1: a category of a
+            pandas categorical column).
     """
-    import pandas as pd
-
-    s = raw if isinstance(raw, pd.Series) else pd.Series(list(raw) if not isinstance(raw, np.ndarray) else raw)
-    s = s.reset_index(drop=True)
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        s = s.astype(object)
-    nulls = s.isna()
     if f.is_bool:
-        ok = s[~nulls].map(lambda v: isinstance(v, (bool, np.bool_)))
+        if isinstance(v, (bool, np.bool_)):
+            return bool(v)
+        if isinstance(v, str) and v.lower() in ("true", "false"):
+            return v.lower() == "true"
         expected = "true or false"
     elif f.is_integer:
-        ok = s[~nulls].map(
-            lambda v: (
-                isinstance(v, (int, np.integer))
-                and not isinstance(v, bool)
-                or isinstance(v, (float, np.floating))
-                and float(v).is_integer()
-            )
-        )
+        if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+            return int(v)
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            return int(v)
+        if isinstance(v, str) and _INTEGER_TEXT.fullmatch(v.strip()):
+            return int(v)
         expected = "an integer"
     else:
-        ok = s[~nulls].map(lambda v: isinstance(v, (str, int, float, bool, np.generic)))
+        if isinstance(v, str):
+            return v
+        if isinstance(v, (bool, np.bool_)):
+            return "true" if v else "false"
+        if isinstance(v, (int, float, np.integer, np.floating)):
+            return str(int(v)) if float(v).is_integer() else str(v)
         expected = "a string"
-    if not ok.all():
-        row = int(ok.index[~ok.to_numpy(dtype=bool)][0])
-        raise DataValidationError(f"{where}: feature {f.name!r} is {_short(s[row])} in row {row}; expected {expected}")
-    if f.is_bool:
-        return s.astype(object).where(~nulls, None).map(lambda v: None if v is None else bool(v))
-    if f.is_integer:
-        return s.astype(object).where(~nulls, None).map(lambda v: None if v is None else int(v))
-    return s.astype(object).where(~nulls, None).map(lambda v: None if v is None else _as_text(v))
+    at = f" in row {row}" if row >= 0 else ""
+    raise DataValidationError(f"{where}: feature {f.name!r} is {_short(v)}{at}; expected {expected}")
 
 
-def _as_text(value: Any) -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
+def _is_null(v: Any) -> bool:
+    import pandas as pd
+
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, (float, np.floating)) and v != v)
 
 
 def _codes(f: FeaturePrep, raw: Any, where: str) -> tuple[np.ndarray, int]:
-    """The codes of one categorical column and how many values were outside the vocabulary."""
+    """The codes of one categorical column and how many values were outside the vocabulary.
+
+    A Series whose values are all of the feature's type (or a pandas categorical) is looked up in
+    C; anything else (request columns, mixed object columns) value by value.
+    """
     import pandas as pd
 
-    values = _category_values(f, raw, where)
-    nulls = values.isna().to_numpy()
-    if nulls.any() and not f.nullable:
-        row = int(np.flatnonzero(nulls)[0])
-        raise DataValidationError(
-            f"{where}: feature {f.name!r} is null in row {row}; expected a value "
-            "(the model was trained without nulls in it)"
-        )
-    index = pd.Index(list(f.vocabulary), dtype=object)
-    codes = index.get_indexer(values.to_numpy(dtype=object)).astype(np.int64)
-    outside = (codes < 0) & ~nulls
-    codes[outside] = f.unknown_code
-    codes[nulls] = f.missing_code
+    if isinstance(raw, pd.Series) and (isinstance(raw.dtype, pd.CategoricalDtype) or _uniform(f, raw)):
+        nulls = raw.isna().to_numpy()
+        if isinstance(raw.dtype, pd.CategoricalDtype):
+            per_category, _ = _codes(f, raw.cat.categories.tolist(), where)
+            codes = np.append(per_category, f.missing_code)[raw.cat.codes.to_numpy()]  # code -1: null
+        else:
+            index = pd.Index(list(f.vocabulary), dtype=object)
+            codes = index.get_indexer(raw.to_numpy(dtype=object)).astype(np.int64)
+        outside = (codes < 0) | ((codes == f.unknown_code) & ~nulls)
+        codes[codes < 0] = f.unknown_code
+    else:
+        values = raw.tolist() if hasattr(raw, "tolist") else list(raw)
+        lookup = f.lookup
+        codes = np.empty(len(values), dtype=np.int64)
+        nulls = np.zeros(len(values), dtype=bool)
+        outside = np.zeros(len(values), dtype=bool)
+        for i, v in enumerate(values):
+            if _is_null(v):
+                nulls[i] = True
+                continue
+            code = lookup.get(_key(f, v, where, i))
+            if code is None:
+                outside[i] = True
+                code = f.unknown_code
+            codes[i] = code
+    outside &= ~nulls
+    if nulls.any():
+        if not f.nullable:
+            row = int(np.flatnonzero(nulls)[0])
+            raise DataValidationError(
+                f"{where}: feature {f.name!r} is null in row {row}; expected a value "
+                "(the model was trained without nulls in it)"
+            )
+        codes[nulls] = f.missing_code
     return codes, int(outside.sum())
 
 

@@ -699,8 +699,10 @@ def _fit(
     if best_state is not None:
         mlp.load_state_dict(best_state)
     mlp.eval()
+    unseen = fill_unseen_embeddings(mlp, inputs.train_x)
     return mlp, {
         "best_val_loss": best_loss,
+        "untrained_codes": unseen,
         "best_epoch": best_epoch,
         "epochs": epoch + 1,
         "stopped": stopped,
@@ -709,6 +711,32 @@ def _fit(
         "train_seconds": round(time.perf_counter() - start, 3),
         "architecture": arch,
     }
+
+
+def fill_unseen_embeddings(mlp: TabularMLP, train_x: np.ndarray) -> int:
+    """Gives every categorical code that never occurs in ``train_x`` (the unknown bucket without
+    rare training values, the missing bucket without training nulls) the count-weighted mean of
+    its feature's trained embeddings, instead of the random initialization no gradient moved. An
+    unseen category then scores as an average known one. Returns how many codes were filled.
+    """
+    if mlp.n_cat == 0:
+        return 0
+    codes = np.minimum(np.clip(train_x[:, mlp.cat_index.numpy()], 0, None), mlp.cat_max.numpy()).astype(np.int64)
+    counts = np.bincount((codes + mlp.cat_offset.numpy()).ravel(), minlength=mlp.embedding.num_embeddings)
+    starts = mlp.cat_offset.numpy().tolist()
+    sizes = (mlp.cat_max.numpy().astype(np.int64) + 1).tolist()
+    filled = 0
+    with torch.no_grad():
+        weight = mlp.embedding.weight
+        for start, size in zip(starts, sizes, strict=True):
+            n = torch.from_numpy(counts[start : start + size].astype(np.float32))
+            if bool((n > 0).all()) or not bool((n > 0).any()):
+                continue
+            rows = weight[start : start + size]
+            mean = (rows * n.unsqueeze(1)).sum(dim=0) / n.sum()
+            rows[n == 0] = mean
+            filled += int((n == 0).sum())
+    return filled
 
 
 def _chunked_loss(
@@ -1031,8 +1059,8 @@ def _train_mlp(
 ) -> dict[str, Any]:
     """Fits the MLP (or takes tuning's identical fit) and writes it to ``out``; returns its summary."""
     key = reuse_key(data_digest(train_dir, val_dir), config, device)
-    why_not = _reuse_problem(tuned_dir, key)
     inputs = mlp_inputs(tr, va)
+    why_not = _reuse_problem(tuned_dir, key, inputs.prep)
     if why_not is None:
         assert tuned_dir is not None
         manifest = read_model_manifest(tuned_dir)
@@ -1054,8 +1082,10 @@ def _train_mlp(
     return info
 
 
-def _reuse_problem(tuned_dir: str | None, key: str) -> str | None:
-    """Why tuning's model cannot stand in for a new fit, or None when it can."""
+def _reuse_problem(tuned_dir: str | None, key: str, prep: Preprocessing) -> str | None:
+    """Why tuning's model cannot stand in for a new fit, or None when it can: the same data,
+    parameters and device (``key``) and the same fitted preprocessing (``prep``: the weights
+    only mean something over the codes and columns they were trained on)."""
     if not tuned_dir:
         return "no tuned model given"
     path = Path(tuned_dir)
@@ -1069,6 +1099,8 @@ def _reuse_problem(tuned_dir: str | None, key: str) -> str | None:
         return f"{tuned_dir} is not a tuned MLP"
     if manifest.details.get("reuse_key") != key:
         return "its data, parameters or device differ from this step's"
+    if (manifest.preprocessing or None) != (None if prep.identity else prep.to_dict()):
+        return "its fitted preprocessing differs from this step's"
     return None
 
 

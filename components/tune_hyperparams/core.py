@@ -139,7 +139,8 @@ def budget(rows: int, columns: int, config: TuneConfig) -> dict[str, Any]:
     shrink in proportion (``n_trials`` at least ``MIN_TRIALS``, epochs at least ``MIN_EPOCHS``,
     patience with them, the ensemble to at least 2 members), since each epoch is longer and has
     more steps. The automatic time limit
-    is ``SECONDS_PER_MILLION_CELLS`` per million cells within ``TIMEOUT_BOUNDS``; above the full
+    is none up to the full budget (the same data and seed then always run the same trials) and
+    ``SECONDS_PER_MILLION_CELLS`` per million cells within ``TIMEOUT_BOUNDS`` above it; above the full
     budget each trial also gets ``max_seconds`` = its share of it, so that no trial outlasts the
     study (a trial that hits it keeps its best epoch; the epoch count then depends on the machine).
 
@@ -164,8 +165,12 @@ def budget(rows: int, columns: int, config: TuneConfig) -> dict[str, Any]:
             "min_epochs": min(defaults.min_epochs, epochs // 2),
         }
     if config.timeout_s == -1:
+        # Up to the full budget no time limit: the study is small, and a limit would make the trial
+        # count (so the best parameters and the candidate) depend on the machine's speed.
         low, high = TIMEOUT_BOUNDS
-        timeout: float | None = min(high, max(low, SECONDS_PER_MILLION_CELLS * cells / 1e6))
+        timeout: float | None = (
+            None if factor >= 1.0 else min(high, max(low, SECONDS_PER_MILLION_CELLS * cells / 1e6))
+        )
     else:
         timeout = config.timeout_s or None
     if factor < 1.0 and timeout:

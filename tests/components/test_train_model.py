@@ -440,3 +440,33 @@ def test_a_null_where_training_had_none_names_the_feature_and_row(tmp_path):
             train_dir, val_dir, str(tmp_path / "model"), str(tmp_path / "baseline"), core.TrainConfig(max_epochs=1)
         )
     assert not (tmp_path / "model").exists()
+
+
+def test_an_unseen_category_scores_as_an_average_known_one_in_the_mlp(tmp_path):
+    """Without rare training values the MLP's unknown bucket gets no gradient; its embedding is the
+    count-weighted mean of the known ones, so an unseen plan scores inside the known plans' range."""
+    train = _mixed(400, 0, False)
+    train["plan"] = train["plan"].replace("legacy", "basic")
+    val = _mixed(150, 1, False).assign(plan=lambda d: d["plan"].replace("legacy", "basic"))
+    train_dir, val_dir = str(tmp_path / "train"), str(tmp_path / "val")
+    write_dataset(train_dir, train, MIXED_SCHEMA)
+    write_dataset(val_dir, val, MIXED_SCHEMA)
+    core.train(
+        train_dir,
+        val_dir,
+        str(tmp_path / "model"),
+        str(tmp_path / "baseline"),
+        core.TrainConfig.from_dict({**SMALL, "candidate": "mlp"}),
+    )
+    model = load_model(tmp_path / "model")
+    assert read_model_manifest(tmp_path / "model").details["training"]["untrained_codes"] >= 1
+    rows = val.head(40)
+    per_plan = {p: model.score_frame(rows.assign(plan=p))[:, 1].mean() for p in ("basic", "pro", "team")}
+    unseen = model.score_frame(rows.assign(plan="enterprise"))[:, 1].mean()
+    assert min(per_plan.values()) <= unseen <= max(per_plan.values()), (per_plan, unseen)
+    mlp = core.load_torch_weights(str(tmp_path / "model"))
+    vocab = list(model.preprocessing.features[2].vocabulary)  # plan, the first categorical feature
+    counts = train["plan"].value_counts()
+    weight = mlp.embedding.weight.detach()[: len(vocab) + 1]  # plan's codes start at offset 0
+    expected = sum(float(counts[v]) * weight[i] for i, v in enumerate(vocab)) / float(counts.sum())
+    torch.testing.assert_close(weight[len(vocab)], expected, rtol=1e-5, atol=1e-6)  # the unknown bucket

@@ -137,3 +137,35 @@ def test_malformed_json_is_a_typed_error():
         Preprocessing.from_dict({"features": []})
     with pytest.raises(DataValidationError, match=r"features\[0\] must be an object with a name"):
         Preprocessing.from_dict({"version": 1, "features": [{"name": "a", "kind": "text"}]})
+
+
+def test_a_feature_nullable_only_by_the_schema_imputes_without_an_indicator():
+    df = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [1.0, 2.0, 3.0, 4.0]})
+    prep = Preprocessing.fit(df, {"a": "numeric", "b": "numeric"}, nullable=["a"])
+    assert prep.output_names == ["a", "b"]  # no column of zeros a model could not learn from
+    x = prep.transform_columns({"a": [None], "b": [2.0]}, 1).x
+    assert x.tolist() == [[2.5, 2.0]]
+    with pytest.raises(DataValidationError, match="feature 'b' is null in row 0"):
+        prep.transform_columns({"a": [1.0], "b": [None]}, 1)
+
+
+def test_booleans_and_integers_may_come_as_text_as_v2_bytes_carry_them():
+    df = pd.DataFrame({"flag": [True, False] * 10, "code": [3, 7] * 10})
+    prep = Preprocessing.fit(df, {"flag": "categorical", "code": "categorical"})
+    as_values = prep.transform_columns({"flag": [True, False], "code": [3, 7]}, 2).x
+    as_text = prep.transform_columns({"flag": ["true", "False"], "code": ["3", "7"]}, 2).x
+    np.testing.assert_array_equal(as_values, as_text)
+    with pytest.raises(DataValidationError, match=r"feature 'code' is 'x7' in row 0; expected an integer"):
+        prep.transform_columns({"flag": [True], "code": ["x7"]}, 1)
+
+
+def test_frames_of_strings_categoricals_and_objects_encode_alike():
+    df = mixed_frame()
+    prep = Preprocessing.fit(df, KINDS)
+    as_objects = prep.transform_frame(df).x
+    as_category = prep.transform_frame(df.assign(plan=df["plan"].astype("category"))).x
+    as_string = prep.transform_frame(df.assign(plan=df["plan"].astype("string"))).x
+    np.testing.assert_array_equal(as_objects, as_category)
+    np.testing.assert_array_equal(as_objects, as_string)
+    again = Preprocessing.fit(df.assign(plan=df["plan"].astype("category")), KINDS)
+    assert again.features[1].vocabulary == prep.features[1].vocabulary
