@@ -168,9 +168,7 @@ def budget(rows: int, columns: int, config: TuneConfig) -> dict[str, Any]:
         # Up to the full budget no time limit: the study is small, and a limit would make the trial
         # count (so the best parameters and the candidate) depend on the machine's speed.
         low, high = TIMEOUT_BOUNDS
-        timeout: float | None = (
-            None if factor >= 1.0 else min(high, max(low, SECONDS_PER_MILLION_CELLS * cells / 1e6))
-        )
+        timeout: float | None = None if factor >= 1.0 else min(high, max(low, SECONDS_PER_MILLION_CELLS * cells / 1e6))
     else:
         timeout = config.timeout_s or None
     if factor < 1.0 and timeout:
