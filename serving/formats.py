@@ -24,7 +24,7 @@ import numpy as np
 from serving import codec
 from serving.preprocess import Encoded, Preprocessing
 from shipyard.artifacts import ModelManifest, read_model_manifest
-from shipyard.errors import ArtifactError, UnsafeArtifactError
+from shipyard.errors import ArtifactError, DataValidationError, UnsafeArtifactError
 from shipyard.formats import FORMATS
 
 #: The weights file each format keeps in the artifact directory.
@@ -63,11 +63,19 @@ class LoadedModel:
         #: numpy; only models that offer it (:class:`LinearScorer`), else None.
         self.score_row: Callable[[Sequence[float]], list[float]] | None = getattr(scorer, "row", None)
         #: Raw features → the matrix the weights take; the identity for a model without one.
-        self.preprocessing = (
-            Preprocessing.plain(manifest.feature_names)
-            if manifest.preprocessing is None
-            else Preprocessing.from_dict(manifest.preprocessing, str(path / "model.json"))
-        )
+        try:
+            self.preprocessing = (
+                Preprocessing.plain(manifest.feature_names)
+                if manifest.preprocessing is None
+                else Preprocessing.from_dict(manifest.preprocessing, str(path / "model.json"))
+            )
+        except DataValidationError as exc:  # a broken artifact, not bad client data
+            raise ArtifactError(str(exc)) from exc
+        if self.preprocessing.feature_names != manifest.feature_names:
+            raise ArtifactError(
+                f"{path / 'model.json'}: preprocessing features {self.preprocessing.feature_names} differ from "
+                f"input_schema {manifest.feature_names}"
+            )
         if not self.preprocessing.identity:
             self.score_row = None  # one raw row needs the preprocessing first
 

@@ -354,6 +354,9 @@ class Preprocessing:
                 )
             entry = {**d, "knots": tuple(d.get("knots", ())), "ranks": tuple(d.get("ranks", ()))}
             entry["vocabulary"] = tuple(d.get("vocabulary", ()))
+            problem = _entry_problem(entry)
+            if problem:
+                raise DataValidationError(f"{where}: feature {d['name']!r}: {problem}")
             features.append(FeaturePrep(**entry))
         return cls(tuple(features), numeric, categorical)
 
@@ -362,6 +365,24 @@ class Preprocessing:
         """The identity over non-nullable numeric features (what a model without a
         ``preprocessing`` entry in its ``model.json`` gets)."""
         return cls(tuple(FeaturePrep(n, "numeric") for n in names))
+
+
+def _entry_problem(entry: dict[str, Any]) -> str:
+    """What is wrong with one parsed feature entry of the JSON form, or ``""``."""
+    numbers = ("impute", "center", "scale")
+    if not all(isinstance(entry.get(k, 0.0), (int, float)) and not isinstance(entry.get(k), bool) for k in numbers):
+        return f"{', '.join(numbers)} must be numbers"
+    if not all(isinstance(entry.get(k, False), bool) for k in ("nullable", "indicator")):
+        return "nullable and indicator must be true or false"
+    if not isinstance(entry.get("dtype", ""), str) or entry.get("scale", 1.0) == 0:
+        return "dtype must be a string and scale must not be 0"
+    vocabulary = entry["vocabulary"]
+    if not all(isinstance(v, (str, int)) for v in vocabulary) or len(set(vocabulary)) != len(vocabulary):
+        return "vocabulary must hold distinct strings, integers or booleans"
+    knots, ranks = entry["knots"], entry["ranks"]
+    if len(knots) != len(ranks) or any(b <= a for a, b in zip(knots, knots[1:], strict=False)):
+        return "knots must be strictly increasing, one rank each"
+    return ""
 
 
 def resolve_kind(dtype: str, declared: str = "") -> str:

@@ -169,3 +169,19 @@ def test_frames_of_strings_categoricals_and_objects_encode_alike():
     np.testing.assert_array_equal(as_objects, as_string)
     again = Preprocessing.fit(df.assign(plan=df["plan"].astype("category")), KINDS)
     assert again.features[1].vocabulary == prep.features[1].vocabulary
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"vocabulary": ["a", "a"]}, "vocabulary must hold distinct"),
+        ({"impute": "x"}, "must be numbers"),
+        ({"nullable": "yes"}, "must be true or false"),
+    ],
+)
+def test_a_damaged_entry_is_refused_when_read(change, message):
+    prep = Preprocessing.fit(mixed_frame(40), KINDS).to_dict()
+    feature = prep["features"][1] if "vocabulary" in change else prep["features"][0]
+    feature.update(change)
+    with pytest.raises(DataValidationError, match=message):
+        Preprocessing.from_dict(prep)
