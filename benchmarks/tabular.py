@@ -23,7 +23,10 @@ Targets (issue 10), over the seeds:
   or 0.03 R² (regression) below the GBDT's on at least 4 of the 6 datasets (an MLP better than
   the GBDT passes).
 
-Run: ``python -m benchmarks.tabular [--datasets a,b] [--seeds 3] [--tune N] [--rows 20000]``.
+Run: ``python -m benchmarks.tabular [--datasets a,b] [--seeds 3] [--tune N] [--rows 20000]
+[--set KEY=VALUE ...]`` (``--set``: train_model overrides, e.g. ``--set gbdt_min_samples_leaf=5``).
+Besides the pipeline's candidate it reports which family two other rules would pick from the same
+validation rows (lowest validation loss; the one-standard-error rule), to judge the candidate rule.
 """
 
 from __future__ import annotations
@@ -145,8 +148,18 @@ def ingest_dataset(name: str, out: Path, rows: int = MIXED_ROWS) -> dict[str, An
     return {"rows": result["rows"], "roles": roles, "warnings": result["warnings"], "oracle": oracle}
 
 
-def run_seed(dataset_dir: Path, work: Path, seed: int, tune_trials: int, oracle: dict[str, float]) -> dict[str, Any]:
-    """Split, (tune,) train and score one dataset with one seed; returns per-family test metrics."""
+def run_seed(
+    dataset_dir: Path,
+    work: Path,
+    seed: int,
+    tune_trials: int,
+    oracle: dict[str, float],
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Split, (tune,) train and score one dataset with one seed; returns per-family test metrics.
+
+    ``overrides`` are train_model's ``overrides``: TrainConfig values over the (tuned) parameters.
+    """
     from components.split_data import core as split_core
     from components.train_model import core as train_core
     from serving.formats import load_model
@@ -181,7 +194,7 @@ def run_seed(dataset_dir: Path, work: Path, seed: int, tune_trials: int, oracle:
         str(parts["val"]),
         str(work / "model"),
         str(work / "baseline"),
-        train_core.TrainConfig.from_dict(params),
+        train_core.TrainConfig.from_dict({**params, **(overrides or {})}),
         tuned_dir=tuned_dir,
         families_dir=str(work / "families"),
     )
@@ -189,10 +202,13 @@ def run_seed(dataset_dir: Path, work: Path, seed: int, tune_trials: int, oracle:
     task = summary["task"]
     label_names = train_core.load_split(str(parts["train"]), task).label_names
     test = train_core.load_split(str(parts["test"]), task, label_names)
+    val = train_core.load_split(str(parts["val"]), task, label_names)
     scored: dict[str, dict[str, float]] = {}
+    val_losses: dict[str, np.ndarray] = {}
     for family in summary["table"]:
-        scores = load_model(work / "families" / family).score_frame(test.frame, "test split")
-        scored[family] = metrics.compute(task, test.y, scores)
+        model = load_model(work / "families" / family)
+        scored[family] = metrics.compute(task, test.y, model.score_frame(test.frame, "test split"))
+        val_losses[family] = row_losses(task, val.y, model.score_frame(val.frame, "validation split"))
     candidate_scores = load_model(work / "model").score_frame(test.frame, "test split")
     scored["candidate"] = metrics.compute(task, test.y, candidate_scores)
     out: dict[str, Any] = {
@@ -206,6 +222,7 @@ def run_seed(dataset_dir: Path, work: Path, seed: int, tune_trials: int, oracle:
         "mlp_epochs": summary.get("epochs"),
         "mlp_best_epoch": summary.get("best_epoch"),
         "gbdt_iterations": summary["table"].get("gbdt", {}).get("iterations"),
+        "what_if": selection_rules(val_losses),
         "train_seconds": round(train_s, 2),
         "tune_seconds": round(tune_s, 2),
     }
@@ -216,6 +233,39 @@ def run_seed(dataset_dir: Path, work: Path, seed: int, tune_trials: int, oracle:
         truth = df["customer_id"].map(oracle).to_numpy()
         out["oracle_roc_auc"] = float(roc_auc_score(test.y, truth))
     return out
+
+
+#: Families from simplest to most complex (the pipeline's tie order).
+SIMPLEST_FIRST = ("linear", "gbdt", "mlp")
+
+
+def row_losses(task: str, y: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per-row validation loss: log loss of the true class, or squared error."""
+    if task == "regression":
+        return (np.asarray(scores, dtype=np.float64) - y) ** 2
+    p = np.clip(scores, 1e-7, 1.0)
+    p = p / p.sum(axis=1, keepdims=True)
+    return -np.log(p[np.arange(len(y)), y])
+
+
+def selection_rules(val_losses: dict[str, np.ndarray]) -> dict[str, str]:
+    """Which family other candidate rules would pick from the same validation rows (what-if).
+
+    - ``val_loss``: the lowest mean validation loss (log loss / MSE), ties to the simpler family.
+    - ``one_se``: the simplest family whose mean validation loss is within one standard error of
+      the paired per-row difference from the lowest (the "one-standard-error rule").
+    """
+    families = [f for f in SIMPLEST_FIRST if f in val_losses]
+    means = {f: float(val_losses[f].mean()) for f in families}
+    best = min(families, key=lambda f: (means[f], families.index(f)))
+    one_se = best
+    for f in families:
+        diff = val_losses[f] - val_losses[best]
+        se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        if diff.mean() <= se:
+            one_se = f
+            break
+    return {"val_loss": best, "one_se": one_se}
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -257,6 +307,13 @@ def summarize(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "mlp_ok": gap >= -tol,
         "runs": runs,
     }
+    what_if = {}
+    for rule in runs[0]["what_if"]:
+        picks = [r["what_if"][rule] for r in runs]
+        mean = statistics.fmean([r["test"][p][primary] for r, p in zip(runs, picks, strict=True)])
+        short = sign * (best_mean - mean)
+        what_if[rule] = {"picks": picks, "mean": mean, "shortfall": short, "ok": short <= best_se + 1e-12}
+    out["what_if"] = what_if
     if "oracle_roc_auc" in runs[0]:
         out["oracle_roc_auc"] = mean_se([r["oracle_roc_auc"] for r in runs])
     return out
@@ -296,6 +353,7 @@ def main(
     seeds: int = 3,
     tune_trials: int = 0,
     rows: int = MIXED_ROWS,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Runs the benchmark, prints the table and the verdicts, and returns (and saves) the result."""
     start = time.perf_counter()
@@ -307,7 +365,8 @@ def main(
             facts = ingest_dataset(name, root / name / "dataset", rows)
             runs = []
             for seed in range(seeds):
-                run = run_seed(root / name / "dataset", root / name / f"seed{seed}", seed, tune_trials, facts["oracle"])
+                work = root / name / f"seed{seed}"
+                run = run_seed(root / name / "dataset", work, seed, tune_trials, facts["oracle"], overrides)
                 runs.append(run)
                 print(
                     f"tabular: {name} seed {seed}: candidate {run['candidate']}; test "
@@ -329,11 +388,27 @@ def main(
     needed = math.ceil(MLP_PASSES_NEEDED * len(summaries) / len(DATASETS))
     mlp_ok = mlp_passes >= needed
     mode = f"tuned ({tune_trials} trials per seed)" if tune_trials else "default TrainConfig, no tuning"
+    if overrides:
+        mode += f"; train overrides {json.dumps(overrides)}"
     print(f"\ntabular: {len(summaries)} dataset(s) × {seeds} seed(s); {mode}; test split; mean ± SE over seeds\n")
     print(table(summaries))
     for s in summaries:
         if "oracle_roc_auc" in s:
             print(f"\n{s['dataset']}: oracle test ROC AUC (true probabilities) {s['oracle_roc_auc'][0]:.4f}")
+    print("\nwhat-if candidate rules on the same validation rows (test primary metric, mean over seeds):")
+    print("| dataset | pipeline (val primary metric) | val_loss | one_se |\n|---|---|---|---|")
+    for s in summaries:
+        cells = [
+            f"{s['stats'][s['primary_metric']]['candidate']['mean']:.4f} ({','.join(s['candidates'])}) "
+            + ("pass" if s["candidate_ok"] else "FAIL")
+        ] + [
+            f"{w['mean']:.4f} ({','.join(w['picks'])}) " + ("pass" if w["ok"] else "FAIL")
+            for w in s["what_if"].values()
+        ]
+        print(f"| {s['dataset']} | " + " | ".join(cells) + " |")
+    for rule in summaries[0]["what_if"] if summaries else ():
+        passed = sum(s["what_if"][rule]["ok"] for s in summaries)
+        print(f"what-if {rule}: candidate target on {passed}/{len(summaries)}")
     print(
         f"\ncandidate never below the best family by more than one SE: "
         f"{sum(s['candidate_ok'] for s in summaries)}/{len(summaries)} -> {'PASS' if cand_ok else 'FAIL'}"
@@ -347,6 +422,7 @@ def main(
         "seeds": seeds,
         "tune_trials": tune_trials,
         "mixed_rows": rows,
+        "overrides": overrides or {},
         "datasets": summaries,
         "candidate_target": cand_ok,
         "mlp_passes": mlp_passes,
@@ -366,12 +442,28 @@ def _cli() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (split and training)")
     parser.add_argument("--tune", type=int, default=0, metavar="N", help="tune with N trials per seed first")
     parser.add_argument("--rows", type=int, default=MIXED_ROWS, help="rows of the generated mixed table")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a train_model override (TrainConfig key; VALUE as JSON, else a string), e.g. gbdt_min_samples_leaf=5",
+    )
     args = parser.parse_args()
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
     names = tuple(n.strip() for n in args.datasets.split(",") if n.strip())
     unknown = [n for n in names if n not in DATASETS]
     if unknown or args.seeds < 1 or args.tune < 0 or args.rows < 100:
         parser.error(f"unknown dataset(s) {unknown}" if unknown else "--seeds ≥ 1, --tune ≥ 0, --rows ≥ 100")
-    main(names, args.seeds, args.tune, args.rows)
+    main(names, args.seeds, args.tune, args.rows, overrides)
 
 
 if __name__ == "__main__":

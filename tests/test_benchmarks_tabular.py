@@ -37,7 +37,7 @@ def test_ingest_excludes_the_id_and_keeps_strings_and_booleans_categorical(tmp_p
 def _run(seed: int, task: str, **families: float) -> dict[str, Any]:
     metric = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}[task]
     test = {f: {metric: v, **({"r2": 1 - v} if task == "regression" else {})} for f, v in families.items()}
-    return {"seed": seed, "task": task, "candidate": "gbdt", "test": test}
+    return {"seed": seed, "task": task, "candidate": "gbdt", "test": test, "what_if": {"val_loss": "linear"}}
 
 
 def test_candidate_target_allows_one_standard_error_of_the_best_family() -> None:
@@ -70,3 +70,15 @@ def test_regression_targets_use_rmse_for_the_candidate_and_r2_for_the_mlp() -> N
     assert s["mlp_metric"] == "r2" and s["mlp_minus_gbdt"] == pytest.approx(-0.02)
     assert s["mlp_ok"]  # 0.02 below in R², within 0.03
     assert "r2" in s["stats"] and np.isfinite(s["stats"]["r2"]["mlp"]["mean"])
+
+
+def test_one_se_rule_prefers_the_simpler_family_unless_the_gain_is_clear() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.exponential(0.3, 200)
+    # linear is 0.002 worse on average, with per-row differences of ±0.05: noise, so it is kept.
+    close = {"linear": base + 0.002 + rng.normal(0, 0.05, 200), "gbdt": base + 0.05, "mlp": base}
+    assert tabular.selection_rules(close) == {"val_loss": "mlp", "one_se": "linear"}
+    clear = {"linear": base + 0.2, "gbdt": base + 0.05, "mlp": base + rng.normal(0, 0.01, 200)}
+    assert tabular.selection_rules(clear)["one_se"] == "mlp"
+    losses = tabular.row_losses("multiclass", np.array([0, 2]), np.array([[0.5, 0.5, 0.0], [0.1, 0.1, 0.8]]))
+    assert losses == pytest.approx([np.log(2), -np.log(0.8)], rel=1e-5)
