@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from benchmarks import drift, import_time, pipeline_overhead, serving, validation
+from benchmarks import drift, import_time, pipeline_overhead, serving, tabular, validation
 
 
 def main() -> None:
@@ -23,6 +23,17 @@ def main() -> None:
     rows.append(("validate_data peak RSS ÷ frame size (target < 3)", val["memory_ratio"]))
     dft = drift.main(cycles=1 if args.quick else 3)
     rows.append(("drift check ÷ Evidently DataDriftPreset (target ≤ 0.05)", dft["ratio_ours_over_evidently"]))
+    tab = tabular.main(seeds=1 if args.quick else 3)
+    n = len(tab["datasets"])
+    rows.append(
+        (
+            "tabular: share of datasets with candidate ≥ best family − 1 SE (target 1)",
+            sum(d["candidate_ok"] for d in tab["datasets"]) / n,
+        )
+    )
+    rows.append(
+        (f"tabular: share of datasets with MLP ≈ GBDT (target ≥ {tabular.MLP_PASSES_NEEDED}/6)", tab["mlp_passes"] / n)
+    )
     if shutil.which("wrk"):
         srv = serving.main(cycles=1 if args.quick else 3, duration_s=5 if args.quick else 10)["ratios"]
         rows.append(("serving req/s: ours ÷ MLServer (target ≥ 1.2)", srv["ours_over_mlserver"]["rps_ratio"]))
