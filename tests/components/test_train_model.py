@@ -470,3 +470,19 @@ def test_an_unseen_category_scores_as_an_average_known_one_in_the_mlp(tmp_path):
     weight = mlp.embedding.weight.detach()[: len(vocab) + 1]  # plan's codes start at offset 0
     expected = sum(float(counts[v]) * weight[i] for i, v in enumerate(vocab)) / float(counts.sum())
     torch.testing.assert_close(weight[len(vocab)], expected, rtol=1e-5, atol=1e-6)  # the unknown bucket
+
+
+def test_the_one_standard_error_rule_prefers_the_simpler_family_within_noise():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 0.2, 60)
+    noise -= noise.mean()  # zero-mean: linear's mean excess is exactly 0.01, under its SE of about 0.013
+    base = np.abs(rng.normal(0.5, 0.1, 60))
+    table = _table(linear=0.9, gbdt=0.95, mlp=0.97)
+    close = {"linear": base + 0.01 + noise * 0.5, "gbdt": base + noise, "mlp": base}
+    pick, reason = core.choose_candidate(table, "binary", "best", close)
+    assert pick == "linear" and "within one standard error" in reason  # mlp's edge is noise on 60 rows
+    clear = {"linear": base + 1.0, "gbdt": base + 0.8, "mlp": base}
+    assert core.choose_candidate(table, "binary", "best", clear)[0] == "mlp"
+    assert core.choose_candidate(table, "binary", "gbdt", clear)[0] == "gbdt"
+    losses = core.row_losses("binary", np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]]))
+    np.testing.assert_allclose(losses, -np.log([0.9, 0.8]))

@@ -80,7 +80,7 @@ def test_the_outcome_names_the_failing_step_and_its_error(labelled_by_name):
 
     outcome = json.loads((labelled_by_name["dir"] / "record-outcome" / "outcome").read_text())
     assert outcome["state"] == "FAILED" and outcome["failed_step"] == "validate-data"
-    assert outcome["error"].startswith("DataValidationError: 2 error-severity anomalies; first: ")
+    assert outcome["error"].startswith("DataValidationError: 1 error-severity anomaly; first: rare_class")
     assert outcome["status_error"] == "Task exit-handler-1 failed."  # all that kfp.local's status says
     assert outcome["model_name"] == "customer-scores"
     client = MlflowClient(f"sqlite:///{labelled_by_name['out'] / 'mlflow.db'}")
