@@ -1,18 +1,20 @@
 """Serving raw mixed-type rows: our runtime vs MLServer's scikit-learn Pipeline, vs the bare ceiling; one-row MLP.
 
 A generated mixed-type table (:func:`mixed_rows`: numbers with nulls, strings with a rare value,
-a boolean) is fitted as Shipyard's GBDT family: :class:`serving.preprocess.Preprocessing`
-(``categorical="codes"``) and a ``HistGradientBoostingClassifier`` with native categorical splits
-on the code columns (``train_model``'s GBDT settings: learning rate 0.1, up to 500 rounds, 31
-leaves, early stopping on a validation split), written as a ``sklearn-skops`` Model artifact with
-the preprocessing in ``model.json``. MLServer 1.7.1 + mlserver-sklearn serves the equivalent
-scikit-learn ``Pipeline``: a ``ColumnTransformer`` with, per feature in the same order, an
-``OrdinalEncoder`` holding the same vocabulary (unknown and missing values to the same codes as
-ours) for a categorical feature, ``SimpleImputer(strategy="median", add_indicator=True)`` for a
-nullable numeric one and ``passthrough`` otherwise, then **the same fitted** GBDT, joblib-dumped,
-answered with ``predict_fn: predict_proba``. Before any timing, the two servers score 300 test
-rows (nulls, the rare value, a category never seen in training) and must agree on every
-probability to 1e-6; ours' V1 records and V2 tensors must give the same answers.
+a boolean; 20,000 rows) goes through ingest_data, split_data and train_model with the GBDT forced
+as the candidate: Shipyard's GBDT family as the pipeline builds it (the fitted
+:class:`serving.preprocess.Preprocessing` with categories as codes, a
+``HistGradientBoostingClassifier`` with native categorical splits on the code columns, a
+``sklearn-skops`` artifact with the preprocessing in ``model.json``). MLServer 1.7.1 +
+mlserver-sklearn serves the equivalent scikit-learn ``Pipeline``: a ``ColumnTransformer`` with,
+per feature in the same order, an ``OrdinalEncoder`` holding the same vocabulary (unknown and
+missing values to the same codes as ours) for a categorical feature, a ``SimpleImputer`` (the
+same training median) and a ``MissingIndicator`` for a nullable numeric one and ``passthrough``
+otherwise, a float32 cast (what ours and the GBDT's training data use), then **the same fitted**
+GBDT, joblib-dumped, answered with ``predict_fn: predict_proba``. Before any timing, the two
+servers score 300 test rows (nulls, the rare value, a category never seen in training) and must
+agree on every label and on every probability to 1e-6; ours' V1 records and V2 tensors must
+give the same answers.
 
 Cases, each one row per request at ``CONNECTIONS`` connections, pinned as in
 :mod:`benchmarks.serving` (server on CPU 0, wrk on CPU 1), interleaved within each cycle:
@@ -85,8 +87,6 @@ LABEL, LABELS = "churn", ("no", "yes")
 PLANS, RARE_PLAN, UNSEEN_PLAN = ("basic", "pro", "team"), "legacy", "enterprise"
 REGIONS = ("east", "north", "south", "west")
 CHANNELS = ("web", "store", "partner", "phone", "reseller")
-#: train_model's GBDT settings (components/train_model, ``gbdt_*``).
-GBDT = {"learning_rate": 0.1, "max_iter": 500, "max_leaf_nodes": 31, "l2_regularization": 0.0, "min_samples_leaf": 20}
 #: V2 datatypes of the raw columns' dtypes.
 V2_TYPES = {"float64": "FP64", "int64": "INT64", "bool": "BOOL", "object": "BYTES"}
 #: Largest |ours - MLServer| allowed on a probability (ours answers float32).
@@ -209,7 +209,8 @@ def sklearn_pipeline(prep: Any, gbdt: Any, train: Any) -> Any:
     Per feature, in ``prep``'s order (so the columns and codes are the same as ours): a
     categorical feature gets an ``OrdinalEncoder`` with ``prep``'s vocabulary, unknown values to
     ``len(vocabulary)`` and missing ones to ``len(vocabulary) + 1``; a nullable numeric feature a
-    median ``SimpleImputer`` with a missing indicator; any other numeric feature passes through.
+    ``SimpleImputer`` filling the same value (the training median) and a ``MissingIndicator``; any
+    other numeric feature passes through.
     Then the matrix is rounded to float32, as ours (and the GBDT's training data) is.
 
     Raises:
@@ -217,7 +218,7 @@ def sklearn_pipeline(prep: Any, gbdt: Any, train: Any) -> Any:
             takes numeric and boolean categories only sorted).
     """
     from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
+    from sklearn.impute import MissingIndicator, SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
 
@@ -237,7 +238,9 @@ def sklearn_pipeline(prep: Any, gbdt: Any, train: Any) -> Any:
             )
             steps.append((f.name, encoder, [f.name]))
         elif f.nullable:
-            steps.append((f.name, SimpleImputer(strategy="median", add_indicator=True), [f.name]))
+            steps.append((f.name, SimpleImputer(strategy="constant", fill_value=f.impute), [f.name]))
+            if f.indicator:
+                steps.append((f"{f.name}__missing", MissingIndicator(features="all"), [f.name]))
         else:
             steps.append((f.name, "passthrough", [f.name]))
     columns = ColumnTransformer(steps, remainder="drop", sparse_threshold=0.0)
@@ -258,53 +261,44 @@ def _nan_for_none(df: Any) -> Any:
 
 
 def build_mixed(work: Path, seed: int = 0) -> Mixed:
-    """Fits the GBDT candidate, writes its artifact and MLServer's equivalent Pipeline; picks the rows.
+    """Builds the GBDT candidate as the pipeline does, and MLServer's equivalent Pipeline; picks the rows.
+
+    The generated table goes through ingest_data, split_data (70/15/15) and train_model with the
+    GBDT forced as the candidate (``families: ["gbdt"]``, the linear baseline beside it), every
+    other setting train_model's default.
 
     Raises:
         SetupError: The Pipeline's matrix differs from the preprocessing's on the check rows.
     """
     import joblib
     import skops.io as sio
-    from sklearn.ensemble import HistGradientBoostingClassifier
 
+    from components.ingest_data import core as ingest
+    from components.split_data import core as split
+    from components.train_model import core as train
     from serving.preprocess import Preprocessing
-    from shipyard.artifacts import Column, ModelManifest, write_model
+    from shipyard.artifacts import read_dataset, read_model_manifest
 
-    df = mixed_rows(ROWS, seed)
-    n_train, n_val = int(ROWS * 0.6), int(ROWS * 0.2)
-    train, val = df.iloc[:n_train], df.iloc[n_train : n_train + n_val]
-    test = df.iloc[n_train + n_val :].reset_index(drop=True)
-    features = [c for c in df.columns if c != LABEL]
-    kinds = {f: "numeric" if df[f].dtype.kind in "if" else "categorical" for f in features}
-    prep = Preprocessing.fit(train, kinds, categorical="codes")
-    x, x_val = prep.transform_frame(train).x, prep.transform_frame(val).x
-    mask = np.zeros(x.shape[1], dtype=bool)
-    for col, _ in prep.code_columns():
-        mask[col] = True
-    gbdt = HistGradientBoostingClassifier(
-        **GBDT,
-        categorical_features=mask,
-        early_stopping=True,
-        scoring="loss",
-        n_iter_no_change=30,
-        random_state=seed,
-    )
-    gbdt.fit(x, (train[LABEL] == LABELS[1]).to_numpy(), X_val=x_val, y_val=(val[LABEL] == LABELS[1]).to_numpy())
-    manifest = ModelManifest(
-        format="sklearn-skops",
-        task="binary",
-        input_schema=tuple(Column(f, str(df[f].dtype), "feature", kinds[f]) for f in features),
-        label=LABEL,
-        label_names=LABELS,
-        preprocessing=prep.to_dict(),
-        details={"family": "gbdt", "built_by": "benchmarks/serving_mixed.py", "n_iter": int(gbdt.n_iter_)},
-    )
-    model_dir = work / "mixed-model"
-    write_model(model_dir, manifest, lambda tmp: sio.dump(gbdt, tmp / "model.skops"))
+    data = work / "data"
+    data.mkdir()
+    mixed_rows(ROWS, seed).to_parquet(data / "mixed.parquet", index=False)
+    paths = {name: str(data / name) for name in ("dataset", "train", "val", "test", "model", "baseline")}
+    ingest.ingest(str(data / "mixed.parquet"), paths["dataset"], ingest.IngestConfig(label=LABEL))
+    split.split(paths["dataset"], paths["train"], paths["val"], paths["test"], split.SplitConfig(seed=seed))
+    config = train.TrainConfig.from_dict({"families": ["gbdt"], "candidate": "gbdt", "seed": seed})
+    train.train(paths["train"], paths["val"], paths["model"], paths["baseline"], config)
+    model_dir = Path(paths["model"])
+    manifest = read_model_manifest(model_dir, verify=True)
+    prep = Preprocessing.from_dict(manifest.preprocessing)
+    weights = model_dir / train.SKOPS_FILE
+    gbdt = sio.load(weights, trusted=sio.get_untrusted_types(file=weights))
+    train_df, _ = read_dataset(paths["train"])
+    test, _ = read_dataset(paths["test"])
+    features = prep.feature_names
 
     check = test.iloc[:CHECK_ROWS].copy()
     check.loc[check.index[:5], "plan"] = UNSEEN_PLAN  # a category never seen in training
-    pipeline = sklearn_pipeline(prep, gbdt, train)
+    pipeline = sklearn_pipeline(prep, gbdt, train_df)
     theirs = pipeline[:-1].transform(_nan_for_none(check[features]))
     ours = prep.transform_frame(check).x
     if theirs.dtype != ours.dtype or not np.array_equal(theirs, ours):
@@ -507,7 +501,7 @@ def main(cycles: int = 3, duration_s: int = 10, seed: int = 0) -> dict[str, Any]
             "settings.json": json.loads((mixed.mlserver_repo / "settings.json").read_text()),
             "model-settings.json": json.loads((mixed.mlserver_repo / MIXED_MODEL / "model-settings.json").read_text()),
         }
-        gbdt_rounds = json.loads((mixed.model_dir / "model.json").read_text())["details"]["n_iter"]
+        gbdt_details = json.loads((mixed.model_dir / "model.json").read_text())["details"]
     finally:
         for proc in procs.values():
             stop(proc)
@@ -519,7 +513,8 @@ def main(cycles: int = 3, duration_s: int = 10, seed: int = 0) -> dict[str, Any]
         "connections": CONNECTIONS,
         "pinned": True,
         "server_env": SERVER_ENV,
-        "table": {"rows": ROWS, "seed": seed, "gbdt": GBDT, "gbdt_rounds": gbdt_rounds},
+        "table": {"rows": ROWS, "seed": seed},
+        "candidate": {k: gbdt_details.get(k) for k in ("family", "params", "iterations")},
         "versions": {
             pkg: metadata.version(pkg) for pkg in ("kserve", "uvicorn", "scikit-learn", "torch", "onnxruntime")
         },
