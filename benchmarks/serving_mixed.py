@@ -240,7 +240,7 @@ def sklearn_pipeline(prep: Any, gbdt: Any, train: Any) -> Any:
         elif f.nullable:
             steps.append((f.name, SimpleImputer(strategy="constant", fill_value=f.impute), [f.name]))
             if f.indicator:
-                steps.append((f"{f.name}__missing", MissingIndicator(features="all"), [f.name]))
+                steps.append((f"{f.name}-missing", MissingIndicator(features="all"), [f.name]))
         else:
             steps.append((f.name, "passthrough", [f.name]))
     columns = ColumnTransformer(steps, remainder="drop", sparse_threshold=0.0)
