@@ -17,7 +17,9 @@ agree on every label and on every probability to 1e-6; ours' V1 records and V2 t
 give the same answers.
 
 Cases, each one row per request at ``CONNECTIONS`` connections, pinned as in
-:mod:`benchmarks.serving` (server on CPU 0, wrk on CPU 1), interleaved within each cycle:
+:mod:`benchmarks.serving` (server on CPU 0, wrk on CPU 1, each in a session of its own at nice
+-15 unless ``--no-priority``; every run records the server's CPU use and other processes'), interleaved
+within each cycle:
 
 - ``ours_mixed_v1``: ``{"instances": [{"age": null, "plan": "pro", ...}]}`` (V1 records).
 - ``ours_mixed_v2``: one V2 tensor per feature (``BYTES`` strings, ``FP64``/``INT64``/``BOOL``).
@@ -54,6 +56,7 @@ import numpy as np
 
 from benchmarks.common import save
 from benchmarks.serving import (
+    PRIORITY_NICE,
     SERVER_CPU,
     SERVER_ENV,
     SUPPORT,
@@ -65,8 +68,11 @@ from benchmarks.serving import (
     ensure_env,
     free_port,
     launch,
+    load_warnings,
+    measured_run,
     mlserver_pins,
     post,
+    priority_in_effect,
     require_taskset,
     require_wrk,
     run_wrk,
@@ -451,14 +457,16 @@ def ratio(runs: dict[str, list[dict[str, Any]]], num: str, den: str, target: flo
     return out
 
 
-def main(cycles: int = 3, duration_s: int = 10, seed: int = 0) -> dict[str, Any]:
-    """Runs the benchmark (pinned as :mod:`benchmarks.serving`) and returns its result dict.
+def main(cycles: int = 3, duration_s: int = 10, seed: int = 0, priority: bool = True) -> dict[str, Any]:
+    """Runs the benchmark (pinned and prioritized as :mod:`benchmarks.serving`) and returns its result dict.
 
     Args:
         cycles: Load runs per case; cases alternate within a cycle.
         duration_s: Seconds of each load run (wrk ``-d``); a run takes about
             ``8 * (cycles * duration_s + WARMUP_S)`` seconds plus a minute of set-up.
         seed: The generated table's and the GBDT's seed.
+        priority: Servers and wrk in sessions of their own at nice ``PRIORITY_NICE``
+            (:func:`benchmarks.serving.prioritized`); False: the default priority.
 
     Raises:
         SetupError: wrk/taskset missing, a server that does not start, or disagreeing answers.
@@ -466,6 +474,8 @@ def main(cycles: int = 3, duration_s: int = 10, seed: int = 0) -> dict[str, Any]
     wrk = require_wrk()
     require_taskset()
     wrk_version = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.split(" [")[0]
+    nice = PRIORITY_NICE if priority else None
+    priority_state = priority_in_effect(nice)
     mlserver = ensure_env()
     work = Path(tempfile.mkdtemp(prefix="shipyard-serving-mixed-"))
     logs = work / "logs"
@@ -480,7 +490,7 @@ def main(cycles: int = 3, duration_s: int = 10, seed: int = 0) -> dict[str, Any]
         bodies = write_bodies(work, mixed, mlp_row)
         srv = servers(work, mixed, models.torch_dir, onnx_dir, mlserver)
         for server in srv.values():  # start all, then wait: their imports overlap
-            procs[server.name] = launch(server, True, logs)
+            procs[server.name] = launch(server, True, logs, nice)
         for server in srv.values():
             wait_ready(server, procs[server.name], logs)
         case_list = cases(bodies)
@@ -490,11 +500,13 @@ def main(cycles: int = 3, duration_s: int = 10, seed: int = 0) -> dict[str, Any]
             for c in case_list
         }
         for c in case_list:  # warm-up: first requests, lazy imports, allocator
-            run_wrk(wrk_argv(wrk, srv[c.server].url(c.path), c.body, CONNECTIONS, WARMUP_S, 1, True), WARMUP_S)
+            warm = wrk_argv(wrk, srv[c.server].url(c.path), c.body, CONNECTIONS, WARMUP_S, 1, True)
+            run_wrk(warm, WARMUP_S, nice)
         runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in case_list}
         for _ in range(cycles):
             for c in case_list:
-                runs[c.name].append(run_wrk(commands[c.name], duration_s))
+                run = measured_run(commands[c.name], duration_s, srv[c.server], procs[c.server].pid, nice)
+                runs[c.name].append(run)
         requests = {name: json.loads(path.read_text()) for name, path in bodies.items()}
         server_commands = {name: shlex.join(["taskset", "-c", SERVER_CPU, *s.argv]) for name, s in srv.items()}
         mlserver_settings = {
@@ -512,6 +524,7 @@ def main(cycles: int = 3, duration_s: int = 10, seed: int = 0) -> dict[str, Any]
         "duration_s": duration_s,
         "connections": CONNECTIONS,
         "pinned": True,
+        "priority": priority_state,
         "server_env": SERVER_ENV,
         "table": {"rows": ROWS, "seed": seed},
         "candidate": {k: gbdt_details.get(k) for k in ("family", "params", "iterations")},
@@ -522,6 +535,7 @@ def main(cycles: int = 3, duration_s: int = 10, seed: int = 0) -> dict[str, Any]
         "mlserver_settings": mlserver_settings,
         "cases": {c.name: {"server": c.server, "path": c.path, **summarize(runs[c.name])} for c in case_list},
         "ratios": {key: ratio(runs, num, den, target, p99) for key, num, den, target, p99 in COMPARISONS},
+        "warnings": load_warnings(runs),
         "requests": requests,
         "answers": answers,
         "commands": {"servers": server_commands, "wrk": {k: shlex.join(v) for k, v in commands.items()}},
@@ -536,9 +550,10 @@ if __name__ == "__main__":
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds per load run (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-priority", action="store_true", help="servers and wrk at the default priority")
     args = parser.parse_args()
     try:
-        out = main(args.cycles, args.duration, args.seed)
+        out = main(args.cycles, args.duration, args.seed, not args.no_priority)
     except SetupError as exc:
         sys.exit(f"serving_mixed benchmark: {exc}")
     print(json.dumps(out, indent=2))
