@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from benchmarks import drift, import_time, pipeline_overhead, serving, tabular, validation
+from benchmarks import drift, import_time, pipeline_overhead, serving, serving_mixed, tabular, validation
 
 
 def main() -> None:
@@ -46,8 +46,20 @@ def main() -> None:
                 srv["batching_on_over_off"].get("rps_ratio", float("nan")),
             )
         )
+        mix = serving_mixed.main(cycles=1 if args.quick else 3, duration_s=5 if args.quick else 10)["ratios"]
+        rows.append(
+            (
+                "serving raw mixed rows: ours V1 ÷ MLServer Pipeline (target ≥ 2)",
+                mix["ours_v1_over_mlserver"]["rps_ratio"],
+            )
+        )
+        rows.append(("serving raw mixed rows: ours V1 ÷ ceiling", mix["ours_v1_over_ceiling"]["rps_ratio"]))
+        rows.append(
+            ("serving one row: TorchScript MLP V2 ÷ ceiling", mix["mlp_torchscript_v2_over_ceiling"]["rps_ratio"])
+        )
+        rows.append(("serving one row: ONNX MLP V2 ÷ ceiling", mix["mlp_onnx_v2_over_ceiling"]["rps_ratio"]))
     else:
-        print("serving benchmark skipped: wrk is not installed (apt-get install -y wrk)")
+        print("serving benchmarks skipped: wrk is not installed (apt-get install -y wrk)")
     width = max(len(r[0]) for r in rows)
     print(f"{'benchmark'.ljust(width)}  ratio")
     for name, value in rows:
