@@ -274,6 +274,28 @@ def shipyard_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "shipyard.cli"]
 
 
+def write_mlserver_settings(repo: Path) -> int:
+    """Writes MLServer's ``settings.json`` (loopback, free ports, one process, no access log) into
+    its model repository and returns its HTTP port."""
+    settings: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "http_port": free_port(),
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "parallel_workers": 0,
+        "debug": False,
+    }
+    (repo / "settings.json").write_text(json.dumps(settings, indent=2))
+    return int(settings["http_port"])
+
+
+def ours_server(name: str, model_dir: Path, model: str, work: Path, extra: Sequence[str] = ()) -> Server:
+    """``shipyard serve MODEL_DIR --name MODEL`` on 127.0.0.1 and a free port, with ``extra`` options."""
+    port = free_port()
+    argv = (*shipyard_command(), "serve", str(model_dir), "--name", model, "--host", "127.0.0.1")
+    return Server(name, (*argv, "--port", str(port), *extra), port, work)
+
+
 def servers(
     work: Path, models: Models, mlserver: Path | None, batching: Batching, needed: Sequence[str] | None = None
 ) -> dict[str, Server]:
@@ -286,27 +308,17 @@ def servers(
         batching: The TorchScript servers' options.
         needed: The names of the servers to start (None: all).
     """
-    settings: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "http_port": free_port(),
-        "grpc_port": free_port(),
-        "metrics_port": free_port(),
-        "parallel_workers": 0,
-        "debug": False,
-    }
-    (models.mlserver_repo / "settings.json").write_text(json.dumps(settings, indent=2))
+    http_port = write_mlserver_settings(models.mlserver_repo)
 
     def ours(name: str, model_dir: Path, model: str, extra: Sequence[str] = ()) -> Server:
-        port = free_port()
-        argv = (*shipyard_command(), "serve", str(model_dir), "--name", model, "--host", "127.0.0.1")
-        return Server(name, (*argv, "--port", str(port), *extra), port, work)
+        return ours_server(name, model_dir, model, work, extra)
 
     out = [
         ours("ours_sklearn", models.sklearn_dir, SKLEARN_MODEL),
         Server(
             "mlserver_sklearn",
             (str(mlserver or "mlserver"), "start", str(models.mlserver_repo)),
-            settings["http_port"],
+            http_port,
             models.mlserver_repo,
         ),
         Server("ceiling", (sys.executable, str(SUPPORT / "ceiling.py"), str(port := free_port())), port, work),

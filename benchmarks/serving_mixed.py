@@ -71,15 +71,16 @@ from benchmarks.serving import (
     load_warnings,
     measured_run,
     mlserver_pins,
+    ours_server,
     post,
     priority_in_effect,
     require_taskset,
     require_wrk,
     run_wrk,
-    shipyard_command,
     stop,
     summarize,
     wait_ready,
+    write_mlserver_settings,
     wrk_argv,
 )
 
@@ -353,21 +354,10 @@ def write_bodies(work: Path, mixed: Mixed, mlp_row: list[float]) -> dict[str, Pa
 
 def servers(work: Path, mixed: Mixed, torch_dir: Path, onnx_dir: Path, mlserver: Path) -> dict[str, Server]:
     """The servers, each on its own free port; MLServer's settings.json is written here."""
-    http_port = free_port()
-    settings = {
-        "host": "127.0.0.1",
-        "http_port": http_port,
-        "grpc_port": free_port(),
-        "metrics_port": free_port(),
-        "parallel_workers": 0,
-        "debug": False,
-    }
-    (mixed.mlserver_repo / "settings.json").write_text(json.dumps(settings, indent=2))
+    http_port = write_mlserver_settings(mixed.mlserver_repo)
 
     def ours(name: str, model_dir: Path, model: str, extra: Sequence[str] = ()) -> Server:
-        port = free_port()
-        argv = (*shipyard_command(), "serve", str(model_dir), "--name", model, "--host", "127.0.0.1")
-        return Server(name, (*argv, "--port", str(port), *extra), port, work)
+        return ours_server(name, model_dir, model, work, extra)
 
     out = [
         ours("ours_mixed", mixed.model_dir, MIXED_MODEL),
