@@ -114,6 +114,16 @@ def local_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run_cli
 
 
+def run_flagship(local_cli: Callable[..., Any], out: Path, data: Path, **options: str) -> dict[str, Any]:
+    """``shipyard run train_and_deploy --local`` on ``data`` with ``--set KEY=VALUE`` per option;
+    asserts it succeeded and returns ``{"out", "dir" (the run directory), "stdout"}``."""
+    sets = [arg for key, value in options.items() for arg in ("--set", f"{key}={value}")]
+    proc = local_cli("run", "train_and_deploy", "--local", "--output", str(out), "--set", f"data={data}", *sets)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = next((out / "artifacts").glob("train-and-deploy-*"))
+    return {"out": out, "dir": run_dir, "stdout": proc.stdout}
+
+
 @resource("local", scope="session")
 def local_run() -> Callable[..., Any]:
     """:func:`shipyard.localrun.run`: a pipeline run in this process under kfp.local."""

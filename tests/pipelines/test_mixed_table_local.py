@@ -14,6 +14,7 @@ import json
 import numpy as np
 import pytest
 import tables
+from conftest import run_flagship
 
 from serving.formats import load_model
 from shipyard.artifacts import read_dataset, read_model_manifest
@@ -28,22 +29,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, local_cli) -> dict:
     out = tmp_path_factory.mktemp("mixed-run")
     data = out / "Churn Export.csv"
     tables.mixed_table(rows=800, seed=3, as_text=True).to_csv(data, index=False)
-    proc = local_cli(
-        "run",
-        "train_and_deploy",
-        "--local",
-        "--output",
-        str(out),
-        "--set",
-        f"data={data}",
-        "--set",
-        'tune={"n_trials": 2}',
-        "--set",
-        'evaluate={"baseline_tolerance": 1.0}',
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    run_dir = next((out / "artifacts").glob("train-and-deploy-*"))
-    return {"out": out, "dir": run_dir, "stdout": proc.stdout}
+    return run_flagship(local_cli, out, data, tune='{"n_trials": 2}', evaluate='{"baseline_tolerance": 1.0}')
 
 
 def test_ingest_sets_ids_text_and_dates_aside(run):

@@ -10,7 +10,7 @@ import json
 
 import pytest
 import yaml
-from conftest import FLAGSHIP_STAGES
+from conftest import FLAGSHIP_STAGES, run_flagship
 
 from shipyard.artifacts import read_dataset, read_model_manifest
 
@@ -27,24 +27,17 @@ def run(tmp_path_factory: pytest.TempPathFactory, local_cli) -> dict:
     out = tmp_path_factory.mktemp("local-run")
     data = out / "Tumour Scans.csv"
     load_breast_cancer(as_frame=True).frame.to_csv(data, index=False)
-    proc = local_cli(
-        "run",
-        "train_and_deploy",
-        "--local",
-        "--output",
-        str(out),
-        "--set",
-        f"data={data}",
-        "--set",
-        'tune={"n_trials": 3}',
-        "--set",  # the MLP, so its quantized variants are checked on every machine (the mixed-table run
-        'train={"candidate": "mlp"}',  # checks the "best" choice)
-        "--set",  # blessing (and so deploying) must not hang on how this machine's MLP compares with the
-        'evaluate={"baseline_tolerance": 1.0}',  # baseline; the roc_auc threshold still applies
+    return run_flagship(
+        local_cli,
+        out,
+        data,
+        tune='{"n_trials": 3}',
+        # the MLP, so its quantized variants are checked on every machine (the mixed run checks "best")
+        train='{"candidate": "mlp"}',
+        # blessing (and so deploying) must not hang on how this machine's MLP compares with the
+        # baseline; the roc_auc threshold still applies
+        evaluate='{"baseline_tolerance": 1.0}',
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    run_dir = next((out / "artifacts").glob("train-and-deploy-*"))
-    return {"out": out, "dir": run_dir, "stdout": proc.stdout}
 
 
 def test_summary_table_names_every_stage(run):
