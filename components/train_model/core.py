@@ -15,9 +15,9 @@ family's ``model.json``, so evaluation and serving apply exactly what training a
   the baseline evaluation compares with. On an all-numeric table without nulls its preprocessing
   is the identity and it is exactly the artifact of earlier versions (the server folds it).
 
-The candidate (``candidate="best"``) is the family with the best validation primary metric
-(:data:`shipyard.tasks.PRIMARY_METRIC`); a tie (accuracy on a small validation split often ties) goes
-to the lower validation loss, then to the simpler family (linear, gbdt, mlp).
+The candidate (``candidate="best"``) follows the one-standard-error rule on the families' per-row
+validation losses: the simplest family (linear, gbdt, mlp) within one standard error of the lowest
+(:func:`choose_candidate`). The MLP itself is in :mod:`components.train_model.mlp`.
 """
 
 import dataclasses
@@ -34,8 +34,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from components.train_model.mlp import (  # noqa: F401 (the MLP's names, re-exported for tuning and quantization)
+    STATE_DICT_FILE,
+    TORCHSCRIPT_FILE,
+    MLPInputs,
+    TabularMLP,
+    architecture,
+    build_module,
+    fill_unseen_embeddings,
+    fit_module,
+    load_torch_weights,
+    pick_device,
+    save_torch_model,
+    scoring_module,
+)
 from serving.preprocess import Preprocessing, resolve_kind
 from shipyard import attempts
 from shipyard.artifacts import (
@@ -51,7 +64,7 @@ from shipyard.artifacts import (
     write_text,
 )
 from shipyard.config import Config, require
-from shipyard.errors import ConfigError, DataValidationError
+from shipyard.errors import DataValidationError
 from shipyard.report import markdown_table
 from shipyard.tasks import LOWER_IS_BETTER, PRIMARY_METRIC, infer_task
 
@@ -61,8 +74,6 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-TORCHSCRIPT_FILE = "model.pt"
-STATE_DICT_FILE = "weights.pt"
 SKOPS_FILE = "model.skops"
 #: Below this many training rows, CPU training runs on one thread unless num_threads says otherwise.
 SMALL_DATA_ROWS = 100_000
@@ -352,204 +363,6 @@ def encode(prep: Preprocessing, data: TabularData, where: str = "dataset") -> np
 # --- the MLP -------------------------------------------------------------------------------------
 
 
-class TabularMLP(nn.Module):
-    """A packed ensemble MLP over the encoded matrix.
-
-    Numeric columns: ``z = (x - center) / scale``, softly clipped to about ±3
-    (``z / sqrt(1 + (z/3)²)``), then each column's ``z`` beside its periodic embedding
-    ``ReLU(W·[cos 2πfz, sin 2πfz] + b)`` (learned frequencies ``f`` per column). Categorical code
-    columns: one learned embedding per code. The concatenated features are scaled by one learned
-    vector per ensemble member, go through the shared ``[Linear → ReLU → Dropout] × depth`` backbone
-    and one output head per member. :meth:`forward` gives each member's output ``[n, members, outputs]``;
-    the serving heads average them.
-    """
-
-    center: torch.Tensor
-    scale: torch.Tensor
-    y_mean: torch.Tensor
-    y_std: torch.Tensor
-    num_index: torch.Tensor
-    cat_index: torch.Tensor
-    cat_offset: torch.Tensor
-    cat_max: torch.Tensor
-
-    def __init__(
-        self,
-        n_features: int,
-        n_outputs: int,
-        width: int,
-        depth: int,
-        dropout: float,
-        categorical: list[list[int]] | None = None,
-        n_frequencies: int = 0,
-        frequency_scale: float = 0.1,
-        embedding_dim: int = 8,
-        ensemble: int = 1,
-    ):
-        super().__init__()
-        cats = [(int(c), int(k)) for c, k in (categorical or [])]
-        cat_cols = {c for c, _ in cats}
-        num_cols = [i for i in range(n_features) if i not in cat_cols]
-        self.n_num, self.n_cat, self.periodic = len(num_cols), len(cats), n_frequencies > 0 and len(num_cols) > 0
-        self.register_buffer("num_index", torch.tensor(num_cols, dtype=torch.long))
-        self.register_buffer("center", torch.zeros(len(num_cols)))
-        self.register_buffer("scale", torch.ones(len(num_cols)))
-        self.register_buffer("y_mean", torch.zeros(1))
-        self.register_buffer("y_std", torch.ones(1))
-        cards = [k for _, k in cats]
-        offsets = np.concatenate([[0], np.cumsum(cards)[:-1]]).astype(np.int64) if cards else np.zeros(0, np.int64)
-        self.register_buffer("cat_index", torch.tensor([c for c, _ in cats], dtype=torch.long))
-        self.register_buffer("cat_offset", torch.from_numpy(offsets))
-        self.register_buffer("cat_max", torch.tensor([k - 1 for k in cards], dtype=torch.float32))
-        n_freq = max(n_frequencies, 1)
-        self.frequencies = nn.Parameter(torch.randn(max(len(num_cols), 1), n_freq) * frequency_scale)
-        bound = 1.0 / math.sqrt(2 * n_freq)
-        self.periodic_weight = nn.Parameter(
-            torch.empty(max(len(num_cols), 1), 2 * n_freq, embedding_dim).uniform_(-bound, bound)
-        )
-        self.periodic_bias = nn.Parameter(torch.empty(max(len(num_cols), 1), embedding_dim).uniform_(-bound, bound))
-        self.embedding = nn.Embedding(max(sum(cards), 1), embedding_dim)
-        size = len(num_cols) * (1 + (embedding_dim if self.periodic else 0)) + len(cats) * embedding_dim
-        size = max(size, 1)
-        signs = torch.randint(0, 2, (ensemble, size)).float() * 2 - 1  # TabM: random ±1 adapters
-        self.member_scale = nn.Parameter(signs)
-        layers: list[nn.Module] = []
-        width_in = size
-        for _ in range(depth):
-            layers += [nn.Linear(width_in, width), nn.ReLU(), nn.Dropout(dropout)]
-            width_in = width
-        self.body = nn.Sequential(*layers)
-        head_bound = 1.0 / math.sqrt(width_in)
-        self.head_weight = nn.Parameter(torch.empty(ensemble, width_in, n_outputs).uniform_(-head_bound, head_bound))
-        self.head_bias = nn.Parameter(torch.zeros(ensemble, n_outputs))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The concatenated numeric and categorical embeddings ``[n, size]``."""
-        parts: list[torch.Tensor] = []
-        if self.n_num > 0:
-            z = (torch.index_select(x, 1, self.num_index) - self.center) / self.scale
-            z = z / torch.sqrt(1.0 + (z / 3.0) ** 2)
-            parts.append(z)
-            if self.periodic:
-                v = (2.0 * math.pi) * z.unsqueeze(-1) * self.frequencies
-                p = torch.cat([torch.cos(v), torch.sin(v)], dim=-1)
-                e = torch.relu(torch.einsum("bnf,nfd->bnd", p, self.periodic_weight) + self.periodic_bias)
-                parts.append(e.flatten(1))
-        if self.n_cat > 0:
-            codes = torch.minimum(torch.clamp(torch.index_select(x, 1, self.cat_index), min=0.0), self.cat_max)
-            parts.append(self.embedding(codes.long() + self.cat_offset).flatten(1))
-        if len(parts) == 0:
-            return torch.zeros(x.shape[0], 1, dtype=x.dtype, device=x.device)
-        return torch.cat(parts, dim=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(x).unsqueeze(1) * self.member_scale  # [n, members, size]
-        h = self.body(h)
-        return torch.einsum("bkh,kho->bko", h, self.head_weight) + self.head_bias
-
-
-class ClassifierScores(nn.Module):
-    """Serving head: the class probabilities, averaged over the ensemble members."""
-
-    def __init__(self, mlp: nn.Module):
-        super().__init__()
-        self.mlp = mlp
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.mlp(x), dim=-1).mean(dim=1)
-
-
-class RegressorScores(nn.Module):
-    """Serving head: the members' mean prediction in the label's own units."""
-
-    y_mean: torch.Tensor
-    y_std: torch.Tensor
-
-    def __init__(self, mlp: TabularMLP):
-        super().__init__()
-        self.mlp = mlp
-        self.register_buffer("y_mean", mlp.y_mean.clone())
-        self.register_buffer("y_std", mlp.y_std.clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(x).mean(dim=1).squeeze(-1) * self.y_std + self.y_mean
-
-
-def architecture(
-    n_features: int,
-    task: str,
-    n_classes: int,
-    config: TrainConfig,
-    categorical: list[tuple[int, int]] | None = None,
-) -> dict[str, Any]:
-    """The constructor arguments recorded in ``model.json`` to rebuild the module.
-
-    Args:
-        n_features: Columns of the encoded matrix.
-        task: The task.
-        n_classes: Classes (ignored for regression).
-        config: Hyperparameters.
-        categorical: ``(column, cardinality)`` of the categorical code columns
-            (:meth:`Preprocessing.code_columns`).
-    """
-    return {
-        "n_features": n_features,
-        "n_outputs": 1 if task == "regression" else n_classes,
-        "width": config.width,
-        "depth": config.depth,
-        "dropout": config.dropout,
-        "categorical": [[int(c), int(k)] for c, k in (categorical or [])],
-        "n_frequencies": config.n_frequencies,
-        "frequency_scale": config.frequency_scale,
-        "embedding_dim": config.embedding_dim,
-        "ensemble": config.ensemble,
-    }
-
-
-def build_module(arch: dict[str, Any]) -> TabularMLP:
-    """Builds an untrained TabularMLP from :func:`architecture`'s dict."""
-    return TabularMLP(
-        arch["n_features"],
-        arch["n_outputs"],
-        arch["width"],
-        arch["depth"],
-        arch["dropout"],
-        categorical=arch.get("categorical", []),
-        n_frequencies=arch.get("n_frequencies", 0),
-        frequency_scale=arch.get("frequency_scale", 0.1),
-        embedding_dim=arch.get("embedding_dim", 8),
-        ensemble=arch.get("ensemble", 1),
-    )
-
-
-def scoring_module(mlp: nn.Module, task: str) -> nn.Module:
-    """Wraps the MLP with the head that turns its members' outputs into what is served."""
-    return RegressorScores(mlp) if task == "regression" else ClassifierScores(mlp)  # type: ignore[arg-type]
-
-
-def pick_device(requested: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train: device 'cuda' requested but no CUDA device is available")
-    if requested == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda")
-
-
-def auto_batch_size(rows: int) -> int:
-    """A power of two near ``rows / 32``, in 32 … 1024 (a few dozen steps per epoch on small data)."""
-    return int(min(1024, max(32, 2 ** round(math.log2(max(rows, 1) / 32)))))
-
-
-@dataclasses.dataclass
-class MLPInputs:
-    """The MLP's fitted preprocessing and the encoded splits it trains on."""
-
-    prep: Preprocessing
-    train_x: np.ndarray
-    val_x: np.ndarray
-
-
 def mlp_inputs(train: TabularData, val: TabularData) -> MLPInputs:
     """Fits the MLP's preprocessing on ``train`` and encodes both splits (done once per tuning study)."""
     prep = fit_preprocessing(train, "mlp")
@@ -586,198 +399,9 @@ def fit_mlp(
     if device.type == "cpu":
         torch.set_num_threads(config.num_threads or (1 if len(train) < SMALL_DATA_ROWS else threads))
     try:
-        return _fit(train, val, inputs, config, device, on_epoch)
+        return fit_module(train, val, inputs, config, device, on_epoch)
     finally:
         torch.set_num_threads(threads)
-
-
-def _robust_scaling(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per column: the median and the interquartile range / 1.349 (σ of a normal), falling back
-    to the standard deviation and then to 1 for (near) constant columns."""
-    if x.shape[1] == 0:
-        return np.zeros(0, np.float32), np.ones(0, np.float32)
-    q25, median, q75 = np.quantile(x, [0.25, 0.5, 0.75], axis=0)
-    scale = (q75 - q25) / 1.349
-    std = x.std(axis=0)
-    scale = np.where(scale > 1e-9, scale, np.where(std > 1e-9, std, 1.0))
-    return median.astype(np.float32), scale.astype(np.float32)
-
-
-def _fit(
-    train: TabularData,
-    val: TabularData,
-    inputs: MLPInputs,
-    config: TrainConfig,
-    device: torch.device,
-    on_epoch: Callable[[int, float], None] | None,
-) -> tuple[TabularMLP, dict[str, Any]]:
-    torch.manual_seed(config.seed)
-    task = train.task
-    codes = inputs.prep.code_columns()
-    arch = architecture(inputs.train_x.shape[1], task, len(train.label_names), config, codes)
-    mlp = build_module(arch)
-    num = mlp.num_index.numpy()
-    center, scale = _robust_scaling(inputs.train_x[:, num])
-    mlp.center.copy_(torch.from_numpy(center))
-    mlp.scale.copy_(torch.from_numpy(scale))
-    if task == "regression":
-        mlp.y_mean.fill_(float(train.y.mean()))
-        mlp.y_std.fill_(float(train.y.std()) or 1.0)
-    mlp.to(device)
-
-    def targets(y: np.ndarray) -> torch.Tensor:
-        if task == "regression":
-            return ((torch.from_numpy(y) - mlp.y_mean.cpu()) / mlp.y_std.cpu()).to(device)
-        return torch.from_numpy(y).to(device)
-
-    members = config.ensemble
-    smoothing = config.label_smoothing
-
-    def train_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if task == "regression":
-            return ((out.squeeze(-1) - y.unsqueeze(1)) ** 2).mean()
-        flat = out.reshape(-1, out.shape[-1])
-        return nn.functional.cross_entropy(flat, y.repeat_interleave(members), label_smoothing=smoothing)
-
-    def ensemble_loss(out: torch.Tensor, y: torch.Tensor) -> float:
-        """The served prediction's loss: log loss of the mean probabilities, or MSE of the mean."""
-        if task == "regression":
-            return float(((out.mean(dim=1).squeeze(-1) - y) ** 2).mean())
-        p = torch.softmax(out, dim=-1).mean(dim=1).clamp_min(1e-7)
-        return float(nn.functional.nll_loss(torch.log(p), y))
-
-    xt, yt = torch.from_numpy(inputs.train_x).to(device), targets(train.y)
-    xv, yv = torch.from_numpy(inputs.val_x).to(device), targets(val.y)
-    batch = config.batch_size or auto_batch_size(len(xt))
-    steps_per_epoch = max(1, math.ceil(len(xt) / batch))
-    total_steps = steps_per_epoch * config.max_epochs
-    warmup = max(1, total_steps // 20)
-    opt = torch.optim.AdamW(mlp.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: (
-            (s + 1) / warmup
-            if s < warmup
-            else 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, total_steps - warmup))))
-        ),
-    )
-    gen = torch.Generator().manual_seed(config.seed)
-    best_loss, best_epoch, best_state = math.inf, -1, None
-    start = time.perf_counter()
-    epoch = 0
-    stopped = "max_epochs"
-    for epoch in range(config.max_epochs):
-        mlp.train()
-        out_of_time = False
-        for idx in torch.randperm(len(xt), generator=gen).split(batch):
-            if config.max_seconds and time.perf_counter() - start > config.max_seconds:
-                out_of_time = True  # checked per step: one epoch of a large model may take minutes
-                break
-            idx = idx.to(device)
-            opt.zero_grad(set_to_none=True)
-            loss = train_loss(mlp(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-            schedule.step()
-        mlp.eval()
-        with torch.no_grad():
-            val_loss = _chunked_loss(mlp, xv, yv, ensemble_loss)
-        if not math.isfinite(val_loss):
-            raise DataValidationError(f"train: validation loss became {val_loss} at epoch {epoch}; lower lr")
-        if val_loss < best_loss - 1e-7:
-            best_loss, best_epoch = val_loss, epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in mlp.state_dict().items()}
-        if on_epoch is not None:
-            on_epoch(epoch, val_loss)
-        if epoch + 1 >= config.min_epochs and epoch - best_epoch >= config.patience:
-            stopped = "patience"
-            break
-        if out_of_time or (config.max_seconds and time.perf_counter() - start > config.max_seconds):
-            stopped = "max_seconds"
-            break
-    mlp = mlp.cpu()
-    if best_state is not None:
-        mlp.load_state_dict(best_state)
-    mlp.eval()
-    unseen = fill_unseen_embeddings(mlp, inputs.train_x)
-    return mlp, {
-        "best_val_loss": best_loss,
-        "untrained_codes": unseen,
-        "best_epoch": best_epoch,
-        "epochs": epoch + 1,
-        "stopped": stopped,
-        "batch_size": batch,
-        "device": device.type,
-        "train_seconds": round(time.perf_counter() - start, 3),
-        "architecture": arch,
-    }
-
-
-def fill_unseen_embeddings(mlp: TabularMLP, train_x: np.ndarray) -> int:
-    """Gives every categorical code that never occurs in ``train_x`` (the unknown bucket without
-    rare training values, the missing bucket without training nulls) the count-weighted mean of
-    its feature's trained embeddings, instead of the random initialization no gradient moved. An
-    unseen category then scores as an average known one. Returns how many codes were filled.
-    """
-    if mlp.n_cat == 0:
-        return 0
-    codes = np.minimum(np.clip(train_x[:, mlp.cat_index.numpy()], 0, None), mlp.cat_max.numpy()).astype(np.int64)
-    counts = np.bincount((codes + mlp.cat_offset.numpy()).ravel(), minlength=mlp.embedding.num_embeddings)
-    starts = mlp.cat_offset.numpy().tolist()
-    sizes = (mlp.cat_max.numpy().astype(np.int64) + 1).tolist()
-    filled = 0
-    with torch.no_grad():
-        weight = mlp.embedding.weight
-        for start, size in zip(starts, sizes, strict=True):
-            n = torch.from_numpy(counts[start : start + size].astype(np.float32))
-            if bool((n > 0).all()) or not bool((n > 0).any()):
-                continue
-            rows = weight[start : start + size]
-            mean = (rows * n.unsqueeze(1)).sum(dim=0) / n.sum()
-            rows[n == 0] = mean
-            filled += int((n == 0).sum())
-    return filled
-
-
-def _chunked_loss(
-    mlp: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Callable[[torch.Tensor, torch.Tensor], float]
-) -> float:
-    """``loss`` over the whole split, computed on the concatenated outputs of 8,192-row chunks."""
-    out = torch.cat([mlp(chunk) for chunk in x.split(8192)]) if len(x) > 8192 else mlp(x)
-    return loss(out, y)
-
-
-def save_torch_model(
-    model_dir: str,
-    mlp: TabularMLP,
-    data: TabularData,
-    arch: dict[str, Any],
-    metrics: dict[str, float],
-    details: dict[str, Any],
-    preprocessing: Preprocessing | None = None,
-) -> ModelManifest:
-    """Writes a ``torchscript`` Model artifact (TorchScript + state_dict) atomically."""
-    scripted = torch.jit.script(scoring_module(mlp, data.task).eval())
-
-    def build(tmp: Path) -> None:
-        scripted.save(str(tmp / TORCHSCRIPT_FILE))
-        torch.save(mlp.state_dict(), tmp / STATE_DICT_FILE)
-
-    manifest = data.manifest(
-        "torchscript",
-        metrics,
-        {**details, "architecture": arch, "framework": {"torch": torch.__version__}},
-        preprocessing,
-    )
-    return write_model(model_dir, manifest, build)
-
-
-def load_torch_weights(model_dir: str | Path) -> TabularMLP:
-    """Rebuilds the MLP of a ``torchscript`` artifact from its architecture and ``state_dict``."""
-    manifest = read_model_manifest(model_dir)
-    mlp = build_module(manifest.details["architecture"])
-    mlp.load_state_dict(torch.load(Path(model_dir) / STATE_DICT_FILE, map_location="cpu", weights_only=True))
-    return mlp.eval()
 
 
 # --- the scikit-learn families ---------------------------------------------------------------------
