@@ -72,14 +72,26 @@ def test_regression_targets_use_rmse_for_the_candidate_and_r2_for_the_mlp() -> N
     assert "r2" in s["stats"] and np.isfinite(s["stats"]["r2"]["mlp"]["mean"])
 
 
-def test_one_se_rule_prefers_the_simpler_family_unless_the_gain_is_clear() -> None:
+def test_what_if_rules_on_the_validation_rows() -> None:
     rng = np.random.default_rng(0)
     base = rng.exponential(0.3, 200)
+    table = {f: {"metrics": {"roc_auc": 0.9}} for f in ("linear", "gbdt", "mlp")}
     # linear is 0.002 worse on average, with per-row differences of ±0.05: noise, so it is kept.
     noise = rng.normal(0, 0.05, 200)
     close = {"linear": base + 0.002 + noise - noise.mean(), "gbdt": base + 0.05, "mlp": base}
-    assert tabular.selection_rules(close) == {"val_loss": "mlp", "one_se": "linear"}
+    assert tabular.selection_rules(close, table, "binary") == {
+        "val_loss": "mlp",
+        "one_se": "linear",
+        "pipeline_on_val": "linear",
+    }
     clear = {"linear": base + 0.2, "gbdt": base + 0.05, "mlp": base + rng.normal(0, 0.01, 200)}
-    assert tabular.selection_rules(clear)["one_se"] == "mlp"
-    losses = tabular.row_losses("multiclass", np.array([0, 2]), np.array([[0.5, 0.5, 0.0], [0.1, 0.1, 0.8]]))
-    assert losses == pytest.approx([np.log(2), -np.log(0.8)], rel=1e-5)
+    assert tabular.selection_rules(clear, table, "binary")["one_se"] == "mlp"
+    # a GBDT with a few confidently wrong rows: "within one SE" of the best for the old rule, not the pipeline's
+    spiky = base - 0.03
+    spiky[0] += 9.0
+    noisy = {"linear": base + 0.2, "gbdt": spiky, "mlp": base}
+    assert tabular.selection_rules(noisy, table, "binary") == {
+        "val_loss": "mlp",
+        "one_se": "gbdt",
+        "pipeline_on_val": "mlp",
+    }

@@ -15,9 +15,11 @@ family's ``model.json``, so evaluation and serving apply exactly what training a
   the baseline evaluation compares with. On an all-numeric table without nulls its preprocessing
   is the identity and it is exactly the artifact of earlier versions (the server folds it).
 
-The candidate (``candidate="best"``) follows the one-standard-error rule on the families' per-row
-validation losses: the simplest family (linear, gbdt, mlp) within one standard error of the lowest
-(:func:`choose_candidate`). The MLP itself is in :mod:`components.train_model.mlp`.
+The candidate (``candidate="best"``): the linear baseline unless another family's per-row losses
+beat it by more than one standard error, then the family with the lowest loss; the losses are the
+validation split's, or out-of-fold over train + validation on a table of at most ``cv_max_rows``
+rows (:mod:`components.train_model.selection`). The MLP itself is in
+:mod:`components.train_model.mlp`.
 """
 
 import dataclasses
@@ -49,6 +51,15 @@ from components.train_model.mlp import (  # noqa: F401 (the MLP's names, re-expo
     save_torch_model,
     scoring_module,
 )
+from components.train_model.selection import (  # noqa: F401 (re-exported: the rule's names)
+    TIE_ORDER,
+    CrossValidation,
+    choose_candidate,
+    cross_validate,
+    cv_problem,
+    primary_of,
+    row_losses,
+)
 from serving.preprocess import Preprocessing, resolve_kind
 from shipyard import attempts
 from shipyard.artifacts import (
@@ -66,7 +77,7 @@ from shipyard.artifacts import (
 from shipyard.config import Config, require
 from shipyard.errors import DataValidationError
 from shipyard.report import markdown_table
-from shipyard.tasks import LOWER_IS_BETTER, PRIMARY_METRIC, infer_task
+from shipyard.tasks import infer_task
 
 
 def progress(message: str) -> None:
@@ -79,8 +90,8 @@ SKOPS_FILE = "model.skops"
 SMALL_DATA_ROWS = 100_000
 #: The families, in training order (the fast, strong GBDT first).
 FAMILIES = ("gbdt", "mlp", "linear")
-#: Order of preference when two families tie on the validation metric: the simpler one wins.
-TIE_ORDER = ("linear", "gbdt", "mlp")
+#: What the ``best`` candidate is chosen on (TrainConfig.selection).
+SELECTIONS = ("auto", "cv", "validation")
 #: TrainConfig fields that shape the MLP's training (the tuning reuse key).
 MLP_FIELDS = (
     "width",
@@ -130,7 +141,12 @@ class TrainConfig(Config):
         num_threads: CPU threads for training; 0 picks 1 below ``SMALL_DATA_ROWS`` training rows
             (a small MLP is fastest single-threaded, and much faster on a busy machine) and
             torch's default above it.
-        candidate: ``best`` (the best validation primary metric) or a family to force.
+        candidate: ``best`` (:func:`choose_candidate`) or a family to force.
+        selection: What the ``best`` candidate is chosen on: ``auto`` (k-fold cross-validation
+            over train + validation when they hold at most ``cv_max_rows`` rows, else the
+            validation split), ``cv`` (always cross-validate) or ``validation``.
+        cv_folds: Folds of that cross-validation.
+        cv_max_rows: Most train + validation rows that ``auto`` cross-validates.
         families: The families to train (``linear`` always is: it is the baseline).
         gbdt_max_iter: Most boosting iterations (early stopping usually ends sooner).
         gbdt_learning_rate: Boosting learning rate.
@@ -160,6 +176,9 @@ class TrainConfig(Config):
     task: str = "auto"
     num_threads: int = 0
     candidate: str = "best"
+    selection: str = "auto"
+    cv_folds: int = 5
+    cv_max_rows: int = 1000
     families: tuple = FAMILIES
     gbdt_max_iter: int = 500
     gbdt_learning_rate: float = 0.1
@@ -190,6 +209,8 @@ class TrainConfig(Config):
             self.section,
             "task must be auto, binary, multiclass or regression",
         )
+        require(self.selection in SELECTIONS, self.section, f"selection must be one of {', '.join(SELECTIONS)}")
+        require(2 <= self.cv_folds <= 20 and self.cv_max_rows >= 0, self.section, "cv_folds in 2..20, cv_max_rows >= 0")
         unknown = sorted(set(self.families) - set(FAMILIES))
         require(not unknown, self.section, f"families: unknown {unknown}; expected some of {list(FAMILIES)}")
         require(
@@ -520,79 +541,6 @@ def reuse_key(data_sha: str, config: TrainConfig, device: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _primary(task: str, metrics: dict[str, float]) -> str:
-    primary = PRIMARY_METRIC[task]
-    return primary if primary in metrics else "accuracy"
-
-
-def row_losses(task: str, y: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Each validation row's loss: the log loss of its true class, or the squared error."""
-    if task == "regression":
-        return (np.asarray(scores, dtype=np.float64).reshape(-1) - y) ** 2
-    p = np.asarray(scores, dtype=np.float64)[np.arange(len(y)), y]
-    return -np.log(np.clip(p, 1e-15, 1.0))
-
-
-def choose_candidate(
-    table: dict[str, dict[str, Any]],
-    task: str,
-    forced: str = "best",
-    losses: dict[str, np.ndarray] | None = None,
-) -> tuple[str, str]:
-    """The candidate family and why: the forced one, else the best on validation.
-
-    With ``losses`` (each family's per-row validation losses, :func:`row_losses`): the one-standard-
-    error rule. The family with the lowest mean loss is the best; the candidate is the simplest
-    family (:data:`TIE_ORDER`: linear, gbdt, mlp) whose mean loss exceeds the best's by at most one
-    standard error of their paired per-row difference — a validation split of a few dozen rows
-    cannot tell such families apart, and the simpler one is the safer bet (on six tables this
-    rule met the "never below the best family by more than one standard error" target on 5 of 6,
-    the best primary metric on 4: benchmarks/RESULTS.md).
-
-    Without ``losses``: the best validation primary metric, a tie (within 1e-12) going to the lower
-    validation loss, then to the earlier family in :data:`TIE_ORDER`.
-
-    Args:
-        table: ``{family: {"metrics": {...}, "val_loss": ...}}`` of the families trained.
-        task: The task (its primary metric; ``accuracy`` when ``roc_auc`` is undefined on the split).
-        forced: ``best`` or the family to take.
-        losses: Per-row validation losses per family (same rows, same order).
-
-    Returns:
-        ``(family, reason)``.
-    """
-    if forced != "best":
-        return forced, f"forced by candidate={forced!r}"
-    metric = _primary(task, next(iter(table.values()))["metrics"])
-    if losses:
-        families = [f for f in TIE_ORDER if f in losses]
-        means = {f: float(losses[f].mean()) for f in families}
-        best = min(families, key=lambda f: (round(means[f], 12), families.index(f)))
-        for family in families:
-            diff = losses[family] - losses[best]
-            se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
-            if diff.mean() <= se:
-                break
-        value = table[family]["metrics"][metric]
-        if family == best:
-            return family, f"lowest validation loss ({means[best]:.4g}); validation {metric} {value:.4g}"
-        return family, (
-            f"simplest family within one standard error of the lowest validation loss ({best}: "
-            f"{means[best]:.4g}, {family}: {means[family]:.4g}); validation {metric} {value:.4g}"
-        )
-    sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
-    order = sorted(
-        table,
-        key=lambda f: (
-            round(sign * table[f]["metrics"][metric], 12),
-            round(float(table[f].get("val_loss", 0.0)), 12),
-            TIE_ORDER.index(f),
-        ),
-    )
-    best = order[0]
-    return best, f"best validation {metric} ({table[best]['metrics'][metric]:.4g}) among {', '.join(order)}"
-
-
 @attempts.step
 def train(
     train_dir: str,
@@ -678,7 +626,22 @@ def train(
                 **extra,
             }
             progress(f"train: {family} fitted in {seconds:.1f}s; validation {_fmt_metrics(metrics)}")
-        pick, reason = choose_candidate(table, tr.task, config.candidate, losses)
+        chosen_on, where = losses, "validation"
+        if config.candidate == "best" and len(families) > 1 and config.selection != "validation":
+            limit = config.cv_max_rows if config.selection == "auto" else math.inf
+            why_not = cv_problem(tr, va, config.cv_folds, limit)
+            if why_not is None:
+                rows = len(tr) + len(va)
+                progress(f"train: comparing the families by {config.cv_folds}-fold cross-validation over {rows} rows")
+                cv = cross_validate(tr, va, families, config, fit_scorer, config.cv_folds, progress)
+                chosen_on, where = cv.losses, f"{cv.folds}-fold CV"
+                for family in families:
+                    table[family]["cv_loss"] = float(cv.losses[family].mean())
+                summary["selection"] = {"method": "cv", "folds": cv.folds, "rows": cv.rows, "seconds": cv.seconds}
+            else:
+                progress(f"train: no cross-validation: {why_not}")
+                summary["selection"] = {"method": "validation", "why": why_not}
+        pick, reason = choose_candidate(table, tr.task, config.candidate, chosen_on, where)
         progress(f"train: candidate {pick} ({reason})")
         _copy_artifact(work / pick, model_dir)
         _copy_artifact(work / "linear", baseline_dir)
@@ -690,15 +653,38 @@ def train(
         candidate=pick,
         reason=reason,
         table=table,
-        primary_metric=_primary(tr.task, table[pick]["metrics"]),
+        primary_metric=primary_of(tr.task, table[pick]["metrics"]),
         best_val_loss=table[pick]["val_loss"],
         baseline_val_loss=table["linear"]["val_loss"],
     )
     if comparison_json:
-        write_json(comparison_json, {k: summary[k] for k in ("task", "candidate", "reason", "primary_metric", "table")})
+        keys = ("task", "candidate", "reason", "primary_metric", "selection", "table")
+        write_json(comparison_json, {k: summary[k] for k in keys if k in summary})
     if comparison_md:
         write_text(comparison_md, comparison_markdown(summary))
     return summary
+
+
+def fit_scorer(
+    train: TabularData, val: TabularData, family: str, config: TrainConfig
+) -> Callable[[TabularData], np.ndarray]:
+    """Fits one family as the step does (early-stopped on ``val``) and returns its scorer: a split's
+    probabilities ``[rows, classes]`` or values ``[rows]`` (what cross-validation compares)."""
+    if family == "mlp":
+        inputs = mlp_inputs(train, val)
+        mlp, _ = fit_mlp(train, val, config, inputs=inputs)
+        module = scoring_module(mlp, train.task)
+
+        def score_mlp(data: TabularData) -> np.ndarray:
+            with torch.no_grad():
+                return module(torch.from_numpy(encode(inputs.prep, data, "held-out fold"))).numpy()
+
+        return score_mlp
+    prep = fit_preprocessing(train, family)
+    x, xv = encode(prep, train, "train split"), encode(prep, val, "validation split")
+    model = fit_gbdt(train, x, val, xv, prep, config) if family == "gbdt" else fit_baseline(train, config.seed, x)
+    predict = model.predict if train.task == "regression" else model.predict_proba
+    return lambda data: np.asarray(predict(encode(prep, data, "held-out fold")))
 
 
 def _fmt_metrics(metrics: dict[str, float]) -> str:
@@ -780,17 +766,32 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
     """The comparison of the families as Markdown (validation metrics, fit seconds, format)."""
     table = summary["table"]
     names = list(next(iter(table.values()))["metrics"])
+    cv = all("cv_loss" in row for row in table.values())
     rows = [
         (
             family,
             row["format"],
             *[row["metrics"].get(n) for n in names],
             row["val_loss"],
+            *([row["cv_loss"]] if cv else []),
             row["fit_seconds"],
             "✔" if family == summary["candidate"] else "",
         )
         for family, row in table.items()
     ]
-    return f"# Model families\n\nCandidate: **{summary['candidate']}** — {summary['reason']}.\n\n" + markdown_table(
-        ["family", "format", *names, "val loss", "fit s", "candidate"], rows
+    selection = summary.get("selection", {})
+    if selection.get("method") == "cv":
+        how = (
+            f"Chosen on {selection['folds']}-fold cross-validation over {selection['rows']} rows of train + "
+            f"validation ({selection['seconds']:.1f} s; cv loss: mean out-of-fold log loss or squared error); "
+            "the metrics are the validation split's.\n\n"
+        )
+    elif selection.get("why"):
+        how = f"Chosen on the validation split: {selection['why'].split(': ')[0]}.\n\n"
+    else:
+        how = ""
+    header = ["family", "format", *names, "val loss", *(["cv loss"] if cv else []), "fit s", "candidate"]
+    return (
+        f"# Model families\n\nCandidate: **{summary['candidate']}** — {summary['reason']}.\n\n{how}"
+        + markdown_table(header, rows)
     )
