@@ -692,7 +692,13 @@ def _summary_lines(result: dict[str, Any]) -> list[str]:
     lines = [
         f"{result['rows']} test rows, task {result['task']}, model format {result['format']}{family}"
         + (f", baseline{base_family}" if result["baseline_metrics"] is not None else "")
-        + (f", champion v{champion['version']}" if champion and champion["version"] else ", champion" if champion else "")
+        + (
+            f", champion v{champion['version']}"
+            if champion and champion["version"]
+            else ", champion"
+            if champion
+            else ""
+        )
         + f"; primary metric {result['primary_metric']}."
     ]
     if result["forced"]:
