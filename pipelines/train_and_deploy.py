@@ -77,7 +77,8 @@ def train_and_deploy(
         train: train_model overrides over the tuned parameters (e.g. device; candidate: best, mlp, gbdt
             or linear; families).
         quantize: quantize_model options (variants, objective, max_metric_drop, ...).
-        evaluate: evaluate_model options (thresholds, baseline_tolerance, primary_metric, comparison, ...).
+        evaluate: evaluate_model options (thresholds, change_thresholds, comparison, slices, fairness,
+            force_bless, threshold_objective, ...).
         deploy: deploy_model options (namespace, canary_traffic_percent, service_account, ...).
         deploy_target: kubernetes (apply the InferenceService), local (serve and smoke-test on 127.0.0.1) or render.
         schema_uri: A validation schema.json (path or gs://) to enforce; empty infers one from the data.
@@ -109,6 +110,7 @@ def train_and_deploy(
             model=quantized.outputs["quantized"],
             baseline=trained.outputs["baseline"],
             test=parts.outputs["test"],
+            val=parts.outputs["val"],
             options=evaluate,
         )
         register_model(
@@ -125,6 +127,7 @@ def train_and_deploy(
         with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not a Python test)
             deploy_model(
                 model=quantized.outputs["quantized"],
+                evaluation=evaluated.outputs["evaluation"],
                 test=parts.outputs["test"],
                 model_name=model_name,
                 target=deploy_target,

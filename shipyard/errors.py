@@ -17,6 +17,10 @@ class DataValidationError(ShipyardError, ValueError):
     """Data does not meet the contract: a column, dtype, range or file is not as expected."""
 
 
+class SchemaMismatchError(DataValidationError):
+    """Two models that are to be compared take different input schemas (features or their kinds)."""
+
+
 class ArtifactError(ShipyardError, ValueError):
     """A directory is not a valid Shipyard artifact (missing or malformed manifest)."""
 
@@ -38,7 +42,7 @@ class UnsupportedSchemeError(StorageError):
 
 
 class NotBlessedError(ShipyardError):
-    """A model did not pass its evaluation thresholds and may not be deployed."""
+    """A model did not pass its evaluation checks (or has no evaluation) and may not be deployed."""
 
 
 class DeploymentError(ShipyardError, RuntimeError):

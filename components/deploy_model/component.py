@@ -7,6 +7,7 @@ from shipyard.images import CPU_IMAGE
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def deploy_model(
     model: Input[Model],
+    evaluation: Input[Artifact],
     test: Input[Dataset],
     model_name: str,
     deployment: Output[Artifact],
@@ -15,10 +16,11 @@ def deploy_model(
     options: dict = {},
     data: str = "",
 ) -> str:
-    """Renders the KServe InferenceService (canaryTrafficPercent) and applies it, or smoke-tests it locally.
+    """Checks the blessing, renders the KServe InferenceService and applies it, or smoke-tests it locally.
 
     Args:
         model: The blessed Model artifact; its URI becomes the storageUri.
+        evaluation: evaluate_model's evaluation.json: deploy refuses (NotBlessedError) a model it does not bless.
         test: Test split: rows for the smoke requests.
         model_name: Registered model name (empty derives it from data); the service name derives from it.
         deployment: Output: inferenceservice.yaml (rendered), result.json and server.log (local).
@@ -42,4 +44,5 @@ def deploy_model(
         report.path,
         core.DeployConfig.from_dict({**options, "target": target}),
         data,
+        evaluation_json=evaluation.path,
     )["endpoint"]

@@ -9,6 +9,11 @@ Targets:
   raw test rows (strings, nulls and all), check the answers equal the artifact's own predictions
   on the same rows (its fitted preprocessing, as evaluation applies it), and stop the server.
 - ``render``: only write the YAML.
+
+Whatever the target, :func:`deploy` first checks the blessing itself (TFX's rule: a pusher reads
+the blessing, it does not trust its wiring): the evaluation must say ``blessed`` and be of this
+very model (its ``model_sha256`` is the artifact's weights digest), else :class:`NotBlessedError`
+names the failed checks and nothing is written.
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ from typing import Any
 
 import numpy as np
 
+from serving.formats import WEIGHTS_FILE
 from serving.rollout.isvc import render_inference_service
 from shipyard import attempts, names
-from shipyard.artifacts import read_dataset, read_model_manifest, write_json, write_text
+from shipyard.artifacts import ModelManifest, read_dataset, read_json, read_model_manifest, write_json, write_text
 from shipyard.config import Config, require
-from shipyard.errors import DeploymentError
+from shipyard.errors import DeploymentError, NotBlessedError
 
 ISVC_FILE = "inferenceservice.yaml"
 RESULT_FILE = "result.json"
@@ -372,6 +378,45 @@ def apply_to_cluster(isvc: dict[str, Any], timeout_s: float, api: Any = None, po
         raise DeploymentError(f"{where}: Kubernetes API answered {exc.status} {exc.reason}: {exc.body}") from exc
 
 
+def check_blessing(evaluation: Any, manifest: ModelManifest, where: str) -> str:
+    """The deploy-time blessing check (pure): the evaluation blesses this very model.
+
+    Args:
+        evaluation: evaluation.json's content (:func:`components.evaluate_model.core.evaluate`).
+        manifest: The model to deploy.
+        where: The evaluation's path, for messages.
+
+    Returns:
+        A sentence for the report: ``blessed`` or ``force-blessed: <reason>``.
+
+    Raises:
+        NotBlessedError: The evaluation is not one, did not bless the model (the message names its
+            failed gating checks), or is of another model (another weights digest).
+    """
+    if not isinstance(evaluation, dict) or not isinstance(evaluation.get("blessed"), bool):
+        raise NotBlessedError(
+            f"{where}: not an evaluation (no boolean 'blessed'); a model is deployed only when blessed"
+        )
+    if not evaluation["blessed"]:
+        failed = [
+            f"{c.get('check')} (value {c.get('value')}, threshold {c.get('threshold')})"
+            for c in evaluation.get("checks", [])
+            if isinstance(c, dict) and c.get("gating", True) and not c.get("passed")
+        ]
+        raise NotBlessedError(
+            f"{where}: the model is not blessed; failed check(s): {'; '.join(failed) or 'none recorded'}"
+        )
+    digest = manifest.files.get(WEIGHTS_FILE.get(manifest.format, ""))
+    evaluated = evaluation.get("model_sha256")
+    if not evaluated or evaluated != digest:
+        raise NotBlessedError(
+            f"{where}: the evaluation is of another model (model_sha256 {evaluated!r}); the model to deploy has "
+            f"weights sha256 {digest!r}"
+        )
+    forced = evaluation.get("forced")
+    return f"force-blessed: {forced['reason']}" if isinstance(forced, dict) and forced.get("reason") else "blessed"
+
+
 @attempts.step
 def deploy(
     model_dir: str,
@@ -382,8 +427,10 @@ def deploy(
     report_md: str,
     config: DeployConfig,
     source: str = "",
+    *,
+    evaluation_json: str,
 ) -> dict[str, Any]:
-    """Renders the InferenceService and deploys to the configured target.
+    """Checks the blessing, renders the InferenceService and deploys to the configured target.
 
     Args:
         model_dir: The Model artifact (local path).
@@ -396,19 +443,22 @@ def deploy(
         report_md: Markdown report path.
         config: Target and service options.
         source: The run's data source, from which an empty ``model_name`` derives.
+        evaluation_json: The model's evaluation.json (:func:`check_blessing`).
 
     Returns:
-        ``{"target", "service", "endpoint", "smoke", "action"}`` (also written to ``result.json``).
+        ``{"target", "service", "endpoint", "smoke", "action", "blessing"}`` (also written to ``result.json``).
 
     Raises:
+        NotBlessedError: The evaluation did not bless this model (:func:`check_blessing`).
         ConfigError: ``model_name`` is not a URL path segment, or empty without a ``source``.
         DeploymentError: The server did not start, was not ready or answered wrongly, or the
             Kubernetes API refused the InferenceService.
     """
     import yaml
 
-    model_name = names.resolve_model_name(model_name, source)
     manifest = read_model_manifest(model_dir)
+    blessing = check_blessing(read_json(evaluation_json, "evaluation"), manifest, str(evaluation_json))
+    model_name = names.resolve_model_name(model_name, source)
     name = config.service_name or service_name_for(model_name)
     isvc = render_inference_service(
         name,
@@ -424,7 +474,14 @@ def deploy(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / ISVC_FILE, "# Rendered by shipyard deploy_model\n" + yaml.safe_dump(isvc, sort_keys=False))
-    result: dict[str, Any] = {"target": config.target, "service": name, "endpoint": "", "smoke": None, "action": None}
+    result: dict[str, Any] = {
+        "target": config.target,
+        "service": name,
+        "endpoint": "",
+        "smoke": None,
+        "action": None,
+        "blessing": blessing,
+    }
     if config.target == "local":
         with LocalServer(model_dir, name, log_path=str(out / "server.log")) as server:
             ready_s = server.wait_ready(config.ready_timeout_s)
@@ -442,7 +499,8 @@ def deploy(
     write_text(
         report_md,
         (
-            f"# Deployment: {name}\n\nTarget **{config.target}**, format {manifest.format}, canary traffic "
+            f"# Deployment: {name}\n\nEvaluation: {blessing}.\n\n"
+            f"Target **{config.target}**, format {manifest.format}, canary traffic "
             f"{config.canary_traffic_percent}% (applies when the service already exists).\n\n"
             + (
                 f"Local smoke test on {result['endpoint']}: V1 {smoke['v1']} ({smoke['v1_ms']} ms), V2 {smoke['v2']} "

@@ -1,5 +1,5 @@
 from kfp import dsl
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from shipyard.images import CPU_IMAGE
 
@@ -9,24 +9,32 @@ def evaluate_model(
     model: Input[Model],
     baseline: Input[Model],
     test: Input[Dataset],
+    val: Input[Dataset],
     report: Output[Markdown],
+    html: Output[HTML],
     evaluation: Output[Artifact],
+    figures: Output[Artifact],
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     options: dict = {},
 ) -> bool:
-    """Test-split metrics and the blessing: thresholds hold and the candidate is within a tolerance of the baseline.
+    """Test-split metrics, slices and the blessing: thresholds hold and the candidate is not worse than the champion.
 
     Args:
         model: The candidate (the quantized model that will be served).
-        baseline: The baseline model to compare against.
+        baseline: The in-run linear baseline (a reported comparison; gating with gate_on_baseline).
         test: Test split.
-        report: Output: Markdown metrics and checks.
-        evaluation: Output: the evaluation as JSON.
+        val: Validation split (the binary decision threshold is chosen on it).
+        report: Output: Markdown verdict, every check, metrics and slices.
+        html: Output: the same as a page with the pictures inline.
+        evaluation: Output: evaluation.json (the machine-readable evaluation).
+        figures: Output: directory of PNG pictures (calibration, ROC, PR, residuals).
         metrics: Output: scalar test metrics.
         classification: Output: confusion matrix and ROC curve (classification).
-        options: thresholds ({metric: {min|max: x}}), baseline_tolerance, primary_metric,
-            comparison (bootstrap|noninferiority|point), confidence, n_bootstrap, seed.
+        options: thresholds, change_thresholds, primary_metric, comparison, champion_tolerance,
+            baseline_tolerance, gate_on_baseline, compare_on_common_features, force_bless,
+            threshold_objective, threshold_target, slices, min_slice_rows, slice_buckets, fairness,
+            confidence, n_bootstrap, seed.
 
     Returns:
         Whether the model is blessed (the single output, so that kfp.local can branch on it).
@@ -34,10 +42,19 @@ def evaluate_model(
     from components.evaluate_model import core
 
     r = core.evaluate(
-        model.path, test.path, evaluation.path, report.path, core.EvalConfig.from_dict(options), baseline.path
+        model.path,
+        test.path,
+        evaluation.path,
+        report.path,
+        core.EvalConfig.from_dict(options),
+        baseline.path,
+        val_dir=val.path,
+        report_html=html.path,
+        images_dir=figures.path,
     )
     for key, value in r["metrics"].items():
-        metrics.log_metric(key, value)
+        if value is not None:
+            metrics.log_metric(key, value)
     if "confusion_matrix" in r:
         classification.log_confusion_matrix([str(n) for n in r["label_names"]], r["confusion_matrix"])
     if "roc" in r:

@@ -15,7 +15,16 @@ import yaml
 from components.deploy_model.core import ISVC_FILE, RESULT_FILE, DeployConfig, deploy, service_name_for
 from serving.rollout.isvc import DNS_LABEL
 from shipyard.artifacts import read_model_manifest
-from shipyard.errors import ConfigError
+from shipyard.errors import ConfigError, NotBlessedError
+
+
+def _evaluation(model: Path, test: Path, path: Path, **options) -> Path:
+    """A real evaluation.json of ``model`` (components.evaluate_model.core.evaluate)."""
+    from components.evaluate_model.core import EvalConfig, evaluate
+
+    if not path.exists():
+        evaluate(str(model), str(test), str(path), str(path.with_suffix(".md")), EvalConfig.from_dict(options))
+    return path
 
 
 @pytest.mark.parametrize(
@@ -53,6 +62,7 @@ def _deploy(artifacts, tmp_path: Path, model: str = "baseline", **values) -> tup
         str(out),
         str(tmp_path / "deploy.md"),
         DeployConfig.from_dict(values),
+        evaluation_json=str(_evaluation(artifacts[model], artifacts["test"], tmp_path / f"evaluation-{model}.json")),
     )
     return result, out
 
@@ -78,7 +88,14 @@ def test_render_target_writes_a_valid_inference_service(baseline_artifacts, tmp_
     assert predictor["model"]["runtime"] == "shipyard" and predictor["model"]["protocolVersion"] == "v2"
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (1, 3)
 
-    assert result == {"target": "render", "service": "breast-cancer", "endpoint": "", "smoke": None, "action": None}
+    assert result == {
+        "target": "render",
+        "service": "breast-cancer",
+        "endpoint": "",
+        "smoke": None,
+        "action": None,
+        "blessing": "blessed",
+    }
     assert json.loads((out / RESULT_FILE).read_text()) == result
     report = (tmp_path / "deploy.md").read_text()
     assert "# Deployment: breast-cancer" in report and "canary traffic 25%" in report and "```yaml" in report
@@ -112,6 +129,9 @@ def test_an_empty_model_name_is_derived_from_the_data(baseline_artifacts, tmp_pa
         str(tmp_path / "deploy.md"),
         DeployConfig(target="render"),
         "gs://b/x/Churn Export.csv",
+        evaluation_json=str(
+            _evaluation(baseline_artifacts["baseline"], baseline_artifacts["test"], tmp_path / "e.json")
+        ),
     )
     isvc = yaml.safe_load((out / ISVC_FILE).read_text())
     validate_isvc(isvc)
@@ -132,6 +152,9 @@ def test_an_unusable_model_name_is_rejected_before_anything_is_written(
             str(tmp_path / "deploy.md"),
             DeployConfig(target="render"),
             source,
+            evaluation_json=str(
+                _evaluation(baseline_artifacts["baseline"], baseline_artifacts["test"], tmp_path / "e.json")
+            ),
         )
     assert not (tmp_path / "deployment").exists()
 
@@ -152,6 +175,74 @@ def test_deploy_config_errors(values, fragment):
     with pytest.raises(ConfigError) as exc:
         DeployConfig.from_dict(values)
     assert fragment in str(exc.value)
+
+
+# --- the blessing, checked again at deploy time ------------------------------------------------------
+
+
+def test_deploy_refuses_an_unblessed_model_naming_the_failed_checks(baseline_artifacts, tmp_path):
+    evaluation = _evaluation(
+        baseline_artifacts["baseline"],
+        baseline_artifacts["test"],
+        tmp_path / "unblessed.json",
+        thresholds={"roc_auc": {"min": 1.01}},
+    )
+    with pytest.raises(NotBlessedError, match=r"not blessed; failed check\(s\): roc_auc ≥ 1.01 \(value 0\.9"):
+        deploy(
+            str(baseline_artifacts["baseline"]),
+            "gs://b/m",
+            str(baseline_artifacts["test"]),
+            "bc",
+            str(tmp_path / "deployment"),
+            str(tmp_path / "deploy.md"),
+            DeployConfig(target="render"),
+            evaluation_json=str(evaluation),
+        )
+    assert not (tmp_path / "deployment").exists() and not (tmp_path / "deploy.md").exists()
+
+
+def test_a_forced_blessing_deploys_and_is_reported(baseline_artifacts, tmp_path):
+    evaluation = _evaluation(
+        baseline_artifacts["baseline"],
+        baseline_artifacts["test"],
+        tmp_path / "forced.json",
+        thresholds={"roc_auc": {"min": 1.01}},
+        force_bless={"reason": "INC-7 rollback target"},
+    )
+    result = deploy(
+        str(baseline_artifacts["baseline"]),
+        "gs://b/m",
+        str(baseline_artifacts["test"]),
+        "bc",
+        str(tmp_path / "deployment"),
+        str(tmp_path / "deploy.md"),
+        DeployConfig(target="render"),
+        evaluation_json=str(evaluation),
+    )
+    assert result["blessing"] == "force-blessed: INC-7 rollback target"
+    assert "Evaluation: force-blessed: INC-7 rollback target." in (tmp_path / "deploy.md").read_text()
+
+
+def test_check_blessing_table(baseline_artifacts, tmp_path):
+    from components.deploy_model.core import check_blessing
+
+    manifest = read_model_manifest(baseline_artifacts["baseline"])
+    digest = manifest.files["model.skops"]
+    good = {"blessed": True, "model_sha256": digest, "forced": None, "checks": []}
+    assert check_blessing(good, manifest, "e.json") == "blessed"
+    cases = [
+        ({}, "not an evaluation"),
+        ({**good, "blessed": "yes"}, "not an evaluation"),
+        (
+            {**good, "blessed": False, "checks": [{"check": "a", "passed": False, "gating": False}]},
+            "failed check\\(s\\): none recorded",
+        ),
+        ({**good, "model_sha256": "0" * 64}, "the evaluation is of another model"),
+        ({k: v for k, v in good.items() if k != "model_sha256"}, "the evaluation is of another model"),
+    ]
+    for evaluation, pattern in cases:
+        with pytest.raises(NotBlessedError, match=pattern):
+            check_blessing(evaluation, manifest, "e.json")
 
 
 # --- local -----------------------------------------------------------------------------------------

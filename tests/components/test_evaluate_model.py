@@ -64,12 +64,19 @@ def _baseline_check(result: dict) -> dict:
 
 @pytest.mark.slow
 def test_report_has_metrics_checks_confusion_matrix_and_roc(tmp_path, artifacts):
-    result, report = _evaluate(tmp_path, artifacts["quantized"], artifacts["test"], artifacts["baseline"])
+    result, report = _evaluate(
+        tmp_path,
+        artifacts["quantized"],
+        artifacts["test"],
+        artifacts["baseline"],
+        comparison="bootstrap",
+        thresholds={"roc_auc": {"min": 0.8}},
+    )
 
     rows = len(read_dataset(artifacts["test"])[0])
     assert report == json.loads(json.dumps(result))
     assert result["task"] == "binary" and result["primary_metric"] == "roc_auc" and result["rows"] == rows
-    assert set(result["metrics"]) == {"accuracy", "f1_macro", "log_loss", "roc_auc"}
+    assert {"accuracy", "f1_macro", "log_loss", "roc_auc", "pr_auc", "brier", "ece"} <= set(result["metrics"])
     assert set(result["baseline_metrics"]) == set(result["metrics"])
     assert result["metrics"]["roc_auc"] > 0.9 and result["label_names"] == [0, 1]
     assert result["format"] in ("onnx", "torchscript")
@@ -94,7 +101,8 @@ def test_report_has_metrics_checks_confusion_matrix_and_roc(tmp_path, artifacts)
     primary = result["primary_metric"]
     assert baseline["value"] == pytest.approx(result["metrics"][primary] - result["baseline_metrics"][primary])
     assert baseline["interval"][0] <= baseline["interval"][1]
-    assert result["blessed"] is all(c["passed"] for c in result["checks"])
+    assert result["blessed"] is all(c["passed"] for c in result["checks"] if c["gating"])
+    assert baseline["gating"] is False and baseline["kind"] == "baseline"
 
     markdown = (tmp_path / "eval.md").read_text()
     assert markdown.startswith("# Evaluation: ") and f"{rows} test rows" in markdown and "roc_auc" in markdown
@@ -128,8 +136,10 @@ def test_max_threshold(tmp_path, baseline_artifacts):
 @pytest.mark.parametrize(
     ("values", "fragment"),
     [
-        ({"thresholds": {"r2": {"min": 0.0}}}, "threshold metric(s) ['r2'] do not apply to a binary task"),
-        ({"primary_metric": "rmse"}, "primary_metric 'rmse' is not a binary metric"),
+        ({"thresholds": {"r2": {"min": 0.0}}}, "thresholds: metric(s) ['r2'] do not apply to a binary task; available"),
+        ({"change_thresholds": {"mape": {"min_absolute_change": 0}}}, "change_thresholds: metric(s) ['mape']"),
+        ({"slices": ["mean radius"], "fairness": {"rmse": {"max_gap": 1}}}, "fairness: metric(s) ['rmse']"),
+        ({"primary_metric": "rmse"}, "primary_metric 'rmse' is not a binary metric; available: ['accuracy',"),
     ],
 )
 def test_metrics_of_another_task_are_config_errors(tmp_path, baseline_artifacts, values, fragment):
@@ -148,6 +158,7 @@ def test_clearly_worse_candidate_is_not_blessed(tmp_path, baseline_artifacts, co
         baseline_artifacts["baseline"],
         comparison=comparison,
         thresholds={"accuracy": {"min": 0.0}},
+        gate_on_baseline=True,
     )
 
     assert result["metrics"]["roc_auc"] == pytest.approx(0.5)
@@ -237,7 +248,7 @@ def test_lower_is_better_primary_metric(tmp_path, baseline_artifacts, constant_m
         ({"thresholds": {"roc_auc": 0.9}}, "thresholds.roc_auc"),
         ({"thresholds": {"roc_auc": {}}}, "thresholds.roc_auc"),
         ({"thresholds": ["roc_auc"]}, "'thresholds' must be dict"),
-        ({"comparison": "ttest"}, "comparison must be one of bootstrap, noninferiority, point"),
+        ({"comparison": "ttest"}, "comparison must be one of point, bootstrap, noninferiority"),
         ({"confidence": 1.0}, "confidence must be in [0.5, 1)"),
         ({"n_bootstrap": 10}, "n_bootstrap must be >= 100"),
         ({"baseline_tolerance": -0.1}, "baseline_tolerance must be >= 0"),
@@ -264,7 +275,14 @@ def test_multiclass_report_has_a_square_confusion_matrix_and_no_roc(tmp_path):
     split(str(tmp_path / "ds"), *parts, SplitConfig())
     train(parts[0], parts[1], str(tmp_path / "mlp"), str(tmp_path / "baseline"), TrainConfig(max_epochs=2, width=8))
 
-    result, _ = _evaluate(tmp_path, tmp_path / "baseline", tmp_path / "test", tmp_path / "mlp", comparison="point")
+    result, _ = _evaluate(
+        tmp_path,
+        tmp_path / "baseline",
+        tmp_path / "test",
+        tmp_path / "mlp",
+        comparison="point",
+        thresholds={"accuracy": {"min": 0.7}},
+    )
 
     assert result["task"] == "multiclass" and result["primary_metric"] == "accuracy"
     assert result["label_names"] == [0, 1, 2] and "roc" not in result
@@ -297,7 +315,8 @@ def test_a_mixed_type_candidate_is_scored_on_raw_rows_as_it_is_served(tmp_path, 
     for key, metrics in (("gbdt", result["metrics"]), ("linear", result["baseline_metrics"])):
         model = load_model(mixed[key])
         scores = model.score_frame(df)  # the server's path: the model's own fitted preprocessing
-        assert metrics == task_metrics.compute("binary", df["target"].to_numpy(), scores)
+        expected = task_metrics.compute("binary", df["target"].to_numpy(), scores)
+        assert {k: metrics[k] for k in expected} == expected
         assert np.isfinite(scores).all()
     assert result["metrics"]["roc_auc"] > 0.8 and result["baseline_metrics"]["roc_auc"] > 0.8
     assert (result["family"], result["baseline_family"], result["baseline_note"]) == ("gbdt", "linear", "")
@@ -312,7 +331,8 @@ def test_the_baseline_as_candidate_gets_a_note_and_a_sane_comparison(tmp_path, m
     result, report = _evaluate(tmp_path, mixed["linear"], mixed["test"], mixed["linear"])
 
     check = _baseline_check(result)
-    assert check["value"] == 0.0 and check["interval"] == [0.0, 0.0] and check["passed"] is True
+    assert check["value"] == 0.0 and check["passed"] is True
+    assert result["uncertainty"]["baseline_delta"]["interval"] == [0.0, 0.0]
     assert result["metrics"] == result["baseline_metrics"]
     assert "the candidate is the baseline itself" in result["baseline_note"]
     assert report["baseline_note"] == result["baseline_note"]
