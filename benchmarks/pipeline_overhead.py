@@ -107,6 +107,7 @@ def run_cores(out: Path) -> dict[str, float]:
             str(out / "deployment"),
             str(out / "d.md"),
             deploy.DeployConfig(target="local"),
+            evaluation_json=str(out / "e.json"),
         )
     )
     t["record"] = wall(lambda: record.record("SUCCEEDED", "bench", "bench", "", "bench", uri, str(out / "o.json")))
