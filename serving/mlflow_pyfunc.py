@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from shipyard import __version__
@@ -66,8 +67,8 @@ class ShipyardPyfunc(PythonModel):  # type: ignore[misc]
 
         self._model = load_model(context.artifacts[SHIPYARD_ARTIFACT])
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-        """Scores raw rows as the server does (no type hints: MLflow would read them as a signature).
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Scores raw rows as the server does (MLflow reads the ``pd.DataFrame`` hint: rows come as a frame).
 
         Args:
             context: MLflow's model context (unused after loading).
@@ -80,8 +81,6 @@ class ShipyardPyfunc(PythonModel):  # type: ignore[misc]
         Raises:
             DataValidationError: A feature is missing, of the wrong type, or null where it may not be.
         """
-        import pandas as pd
-
         model = self._model
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
