@@ -10,6 +10,7 @@ from shipyard.artifacts import read_model_manifest
 from shipyard.errors import NotBlessedError, RegistryError
 from shipyard.registry import CHALLENGER, CHAMPION, PREVIOUS
 
+pytestmark = [pytest.mark.slow]  # each test registers three versions (a few seconds)
 NAME = "bc"
 
 
