@@ -74,11 +74,21 @@ def client_for(tracking_uri: str) -> Any:
     """
     from mlflow.tracking import MlflowClient
 
-    if tracking_uri.startswith("sqlite:///"):
-        path = tracking_uri[len("sqlite:///") :].split("?", 1)[0]
-        if path and path != ":memory:" and not Path(path).is_file():
-            raise RegistryError(f"no MLflow store at {tracking_uri!r}: {path} does not exist")
+    from shipyard import rdb
+
+    path = _sqlite_file(tracking_uri)
+    if path is not None and not Path(path).is_file():
+        raise RegistryError(f"no MLflow store at {tracking_uri!r}: {path} does not exist")
+    rdb.prepare(tracking_uri, "mlflow", "mlflow")  # a database's schema exists, and holds no Optuna storage
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _sqlite_file(tracking_uri: str) -> str | None:
+    """The file of a ``sqlite:///`` URI (None for other URIs and in-memory SQLite)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = tracking_uri[len("sqlite:///") :].split("?", 1)[0]
+    return path if path and path != ":memory:" else None
 
 
 def _missing(exc: Exception) -> bool:
@@ -282,7 +292,8 @@ def fetch_model(tracking_uri: str, name: str, ref: str, dst: str) -> FetchedMode
 
     from shipyard.artifacts import read_model_manifest
 
-    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///") :]).is_file():
+    path = _sqlite_file(tracking_uri)
+    if path is not None and not Path(path).is_file():
         return None  # no store yet, so no model
     client = client_for(tracking_uri)
     try:
@@ -299,10 +310,10 @@ def fetch_model(tracking_uri: str, name: str, ref: str, dst: str) -> FetchedMode
         mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=dst, tracking_uri=tracking_uri)
     )
     # A version registered before the MLflow Model layout holds the Shipyard artifact at its root.
-    path = local / SHIPYARD_SUBDIR if (local / SHIPYARD_SUBDIR / "model.json").is_file() else local
-    read_model_manifest(path, verify=True)
+    model_dir = local / SHIPYARD_SUBDIR if (local / SHIPYARD_SUBDIR / "model.json").is_file() else local
+    read_model_manifest(model_dir, verify=True)
     return FetchedModel(
-        path=str(path),
+        path=str(model_dir),
         name=name,
         version=int(version.version),
         run_id=version.run_id or "",
