@@ -122,6 +122,12 @@ def train_and_deploy(
             tracking_uri=mlflow_tracking_uri,
             kfp_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             data=data,
+            dataset=ingested.outputs["dataset"],
+            validation=validated.outputs["anomalies"],
+            study=tuned.outputs["study"],
+            comparison=trained.outputs["comparison_json"],
+            quantization=quantized.outputs["table"],
+            example=parts.outputs["test"],
         ).set_caching_options(False)
         # Branch on the single `Output`: kfp.local 2.17 resolves only `<task>-Output` channels in conditions.
         with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not a Python test)

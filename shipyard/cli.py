@@ -1,4 +1,4 @@
-"""The ``shipyard`` command: compile, run, serve and render manifests.
+"""The ``shipyard`` command: compile, run, serve, render manifests and manage registered models.
 
 User errors (a missing file, an unknown parameter, a bad artifact) print one line and exit
 non-zero; only bugs print a traceback.
@@ -159,7 +159,38 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--output", default="manifests/generated", help="directory (default: %(default)s)")
 
     sub.add_parser("pipelines", help="list the pipelines and their parameters")
+    _models_parser(sub)
     return p
+
+
+def _models_parser(sub: Any) -> None:
+    """``shipyard models list | describe | promote | rollback`` (the MLflow Model Registry)."""
+    g = sub.add_parser(
+        "models",
+        help="registered models: list, describe, promote to champion, roll back",
+        description="The MLflow Model Registry as the pipeline fills it. Exit 2 for an unknown model, version or "
+        "alias (the message says what exists).",
+    )
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument(
+        "--tracking-uri",
+        default="",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///$SHIPYARD_HOME/mlflow.db)",
+    )
+    store.add_argument("--json", action="store_true", help="print JSON instead of text")
+    msub = g.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    msub.add_parser("list", parents=[store], help="every registered model, its versions and aliases")
+    d = msub.add_parser("describe", parents=[store], help="one version: aliases, run, source and its tags")
+    d.add_argument("name", metavar="NAME")
+    d.add_argument("ref", metavar="VERSION|@ALIAS", nargs="?", default="", help="default: the latest version")
+    pr = msub.add_parser(
+        "promote", parents=[store], help="move @champion to VERSION; the champion before becomes @previous"
+    )
+    pr.add_argument("name", metavar="NAME")
+    pr.add_argument("version", metavar="VERSION")
+    pr.add_argument("--force", action="store_true", help="promote a version registered unblessed too")
+    rb = msub.add_parser("rollback", parents=[store], help="move @champion back to @previous")
+    rb.add_argument("name", metavar="NAME")
 
 
 def parse_sets(pipeline: Any, sets: Sequence[str]) -> dict[str, Any]:
@@ -449,6 +480,62 @@ def _param_docs(func: Any) -> dict[str, str]:
     return docs
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from components.register_model.core import resolve_tracking_uri
+    from shipyard import registry
+    from shipyard.errors import RegistryError
+    from shipyard.report import text_table
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    result: Any
+    try:
+        client = registry.client_for(uri)
+        if args.models_command == "list":
+            result = registry.list_models(client)
+        elif args.models_command == "describe":
+            result = registry.describe(client, args.name, args.ref)
+        elif args.models_command == "promote":
+            if not args.version.isdigit():
+                raise RegistryError(f"promote: VERSION {args.version!r} is not a version number (e.g. 3)")
+            result = registry.promote(client, args.name, args.version, allow_unblessed=args.force)
+        else:
+            result = registry.rollback(client, args.name)
+    except RegistryError as exc:  # an unknown name, version or alias is a usage error
+        raise ConfigError(str(exc)) from exc
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        result = dataclasses.asdict(result)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    if args.models_command == "list":
+        if not result:
+            print(f"no registered models in {uri}")
+            return 0
+        rows = [
+            (m["name"], m["versions"], m["latest"], ", ".join(f"@{a} → {v}" for a, v in m["aliases"].items()))
+            for m in result
+        ]
+        print(text_table(["name", "versions", "latest", "aliases"], rows), end="")
+    elif args.models_command == "describe":
+        aliases = ", ".join(f"@{a}" for a in result["aliases"]) or "none"
+        for key, value in (
+            ("model", f"{result['name']} version {result['version']}"),
+            ("aliases", aliases),
+            ("status", result["status"]),
+            ("created", result["created"]),
+            ("run", result["run_id"]),
+            ("source", result["source"]),
+        ):
+            print(f"{key + ':':<9} {value}")
+        print()
+        print(text_table(["tag", "value"], sorted(result["tags"].items())), end="")
+    else:
+        print(result["message"])
+    return 0
+
+
 COMMANDS = {
     "compile": cmd_compile,
     "run": cmd_run,
@@ -456,6 +543,7 @@ COMMANDS = {
     "validate": cmd_validate,
     "manifests": cmd_manifests,
     "pipelines": cmd_pipelines,
+    "models": cmd_models,
 }
 
 

@@ -55,3 +55,8 @@ class RolloutAbortedError(ShipyardError):
 
 class KFPHostError(ShipyardError):
     """The KFP API at ``--host`` cannot be reached, or refused the run."""
+
+
+class RegistryError(ShipyardError, LookupError):
+    """The model registry has no registered model, version or alias of that name, or cannot make
+    the move asked for (a rollback with no ``previous``); the message names what exists."""

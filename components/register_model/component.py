@@ -1,7 +1,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Model
+from kfp.dsl import Artifact, Dataset, Input, Model
 
 from shipyard.images import CPU_IMAGE
 
@@ -16,20 +16,35 @@ def register_model(
     tracking_uri: str = "",
     kfp_run: str = "",
     data: str = "",
+    dataset: Input[Dataset] = None,
+    validation: Input[Artifact] = None,
+    study: Input[Artifact] = None,
+    comparison: Input[Artifact] = None,
+    quantization: Input[Artifact] = None,
+    example: Input[Dataset] = None,
 ) -> NamedTuple("RegisterOutputs", [("version", int), ("run_id", str)]):
-    """Logs the model to MLflow and registers a version; moves the 'challenger' alias when blessed.
+    """Registers an MLflow Model (pyfunc over the safe loader) with its story as tags; moves challenger if blessed.
 
     Args:
         model: The Model artifact to register.
-        evaluation: The evaluation JSON (its metrics are logged).
+        evaluation: The evaluation JSON (its metrics are logged, its gate outcome tagged).
         model_name: Registered model name; empty derives it from data.
         blessed: The evaluation's verdict.
         params: Hyperparameters to log.
         tracking_uri: MLflow tracking URI; empty uses $MLFLOW_TRACKING_URI, else sqlite under $SHIPYARD_HOME.
         kfp_run: The KFP run (job) name, recorded as a tag.
-        data: The run's data source (the model name derives from it when empty).
+        data: The run's data source (tagged; the model name derives from it when empty).
+        dataset: Optional: the ingested Dataset (its data.parquet's sha256 is tagged).
+        validation: Optional: validate_data's anomaly JSON (the verdict is tagged).
+        study: Optional: tune_hyperparams' study artifact (study name and best trial are tagged).
+        comparison: Optional: train_model's comparison JSON (the candidate family is tagged).
+        quantization: Optional: quantize_model's table JSON (variant, size and latency are tagged).
+        example: Optional: a Dataset split whose first rows become the MLflow Model's input example.
     """
     from components.register_model import core
+
+    def path(artifact):
+        return None if artifact is None else artifact.path
 
     r = core.register(
         model.path,
@@ -41,5 +56,13 @@ def register_model(
         {"kfp.run": kfp_run},
         {"evaluation": evaluation.path},
         data,
+        reports={
+            "dataset": path(dataset),
+            "validation": path(validation),
+            "tune": path(study),
+            "comparison": path(comparison),
+            "quantization": path(quantization),
+        },
+        example_dir=path(example),
     )
     return (r["version"], r["run_id"])

@@ -12,6 +12,7 @@ import pytest
 from components.register_model.core import CHALLENGER, register, resolve_tracking_uri
 from shipyard.artifacts import read_model_manifest
 from shipyard.errors import ConfigError, IntegrityError
+from shipyard.registry import SHIPYARD_SUBDIR
 
 NAME = "bc"
 
@@ -111,11 +112,13 @@ def test_the_artifact_is_copied_under_the_run_beside_the_database(baseline_artif
     )
 
     assert result["source"].startswith("file://") and result["source"].endswith("/model")
-    copied = _local(result["source"])
-    assert copied.is_relative_to(tmp_path / "mlartifacts")
+    logged = _local(result["source"])
+    assert logged.is_relative_to(tmp_path / "mlartifacts")
+    assert (logged / "MLmodel").is_file(), "the version's source is an MLflow Model"
+    copied = logged / SHIPYARD_SUBDIR  # the Shipyard artifact, unchanged, inside it
     assert sorted(p.name for p in copied.iterdir()) == sorted(p.name for p in baseline_artifacts["baseline"].iterdir())
     assert read_model_manifest(copied).files == read_model_manifest(baseline_artifacts["baseline"]).files
-    reports = copied.parent / "reports"
+    reports = logged.parent / "reports"
     assert (reports / "eval" / "eval.json").is_file()
     assert not (reports / "absent").exists()
 
@@ -180,7 +183,7 @@ def test_a_hist_gradient_boosting_candidate_is_registered_with_its_family(mixed,
     assert tags["shipyard.preprocessing"] == "raw rows: 2 numeric (scaling none), 3 categorical (codes) feature(s)"
     version = client.get_model_version(NAME, str(result["version"]))
     assert version.tags["shipyard.family"] == "gbdt" and result["alias"] == CHALLENGER
-    copied = _local(result["source"])
+    copied = _local(result["source"]) / SHIPYARD_SUBDIR
     assert read_model_manifest(copied).files == read_model_manifest(source).files
     assert read_model_manifest(copied).preprocessing == read_model_manifest(source).preprocessing
 
@@ -256,3 +259,172 @@ def test_no_embedded_store_inside_a_pod(monkeypatch):
     with pytest.raises(ConfigError, match="mlflow: no tracking URI in a Kubernetes pod"):
         resolve_tracking_uri("")
     assert resolve_tracking_uri("http://mlflow:5000") == "http://mlflow:5000"
+
+
+# --- the story as version tags -------------------------------------------------------------------
+
+
+@pytest.fixture
+def story(baseline_artifacts, tmp_path) -> dict[str, str]:
+    """The reports the pipeline hands register_model: validation, quantization and evaluation from
+    their components' own code on the reference; tuning's and training's JSON in the shape they write."""
+    from components.evaluate_model.core import EvalConfig, evaluate
+    from components.quantize_model.core import QuantizeConfig, quantize
+    from components.validate_data.core import ValidateConfig, validate
+
+    ref = baseline_artifacts
+    validate(
+        str(ref["dataset"]),
+        str(tmp_path / "schema"),
+        str(tmp_path / "anomalies.json"),
+        str(tmp_path / "v.md"),
+        ValidateConfig(),
+    )
+    quantize(
+        str(ref["baseline"]),
+        str(ref["val"]),
+        str(tmp_path / "quantized"),
+        str(tmp_path / "table.json"),
+        str(tmp_path / "q.md"),
+        QuantizeConfig(),
+    )
+    evaluate(
+        str(ref["baseline"]), str(ref["test"]), str(tmp_path / "evaluation.json"), str(tmp_path / "e.md"), EvalConfig()
+    )
+    (tmp_path / "study").mkdir()
+    trials = {
+        "result": {
+            "study_name": "bc-7",
+            "storage": "sqlite (artifact)",
+            "best_trial": 3,
+            "best_value": 0.0912,
+            "trials": 8,
+        },
+        "trials": [],
+    }
+    (tmp_path / "study" / "trials.json").write_text(json.dumps(trials))
+    (tmp_path / "comparison.json").write_text(json.dumps({"candidate": "linear", "reason": "within one SE"}))
+    return {
+        "dataset": str(ref["dataset"]),
+        "validation": str(tmp_path / "anomalies.json"),
+        "tune": str(tmp_path / "study"),
+        "comparison": str(tmp_path / "comparison.json"),
+        "quantization": str(tmp_path / "table.json"),
+        "evaluation": str(tmp_path / "evaluation.json"),
+    }
+
+
+def test_the_version_tags_tell_the_story(baseline_artifacts, store, story, monkeypatch):
+    from shipyard import __version__, images
+    from shipyard.artifacts import sha256_file
+
+    monkeypatch.setenv("SHIPYARD_GIT_COMMIT", "0123abc")
+    reports = {k: v for k, v in story.items() if k != "evaluation"}
+    result = register(
+        str(baseline_artifacts["baseline"]),
+        NAME,
+        story["evaluation"],
+        True,
+        store,
+        tags={"kfp.run": "job-9"},
+        source="sklearn:breast_cancer",
+        reports=reports,
+        example_dir=str(baseline_artifacts["test"]),
+    )
+
+    tags = _client(store).get_model_version(NAME, str(result["version"])).tags
+    evaluation = json.loads(Path(story["evaluation"]).read_text())
+    assert tags["shipyard.data.uri"] == "sklearn:breast_cancer"
+    assert tags["shipyard.data.sha256"] == sha256_file(baseline_artifacts["dataset"] / "data.parquet")
+    assert tags["shipyard.validation"] == "passed" and tags["shipyard.data.rows"] == "569"
+    assert tags["shipyard.validation.anomalies"].endswith("warning(s)")
+    assert (tags["shipyard.tune.study"], tags["shipyard.tune.best_trial"]) == ("bc-7", "3")
+    assert tags["shipyard.tune.best_value"] == "0.0912" and tags["shipyard.tune.trials"] == "8"
+    assert (tags["shipyard.candidate"], tags["shipyard.candidate.reason"]) == ("linear", "within one SE")
+    assert tags["shipyard.quantize.variant"] == "sklearn-skops" and tags["shipyard.quantize.size_ratio"] == "1"
+    assert tags["shipyard.eval.blessed"] == str(evaluation["blessed"]).lower()
+    assert tags["shipyard.eval.primary_metric"] == evaluation["primary_metric"]
+    n = len(evaluation["checks"])
+    assert tags["shipyard.eval.checks"].endswith(f"/{n} passed")
+    assert (tags["kfp.run"], tags["shipyard.git_commit"]) == ("job-9", "0123abc")
+    assert tags["shipyard.image"] == images.CPU_IMAGE and tags["shipyard.version"] == __version__
+    assert result["tags"] == tags
+    run_tags = _client(store).get_run(result["run_id"]).data.tags
+    assert run_tags["shipyard.data.sha256"] == tags["shipyard.data.sha256"]
+
+
+def test_the_gate_of_the_richer_evaluation_is_tagged():
+    from components.register_model.core import story_tags
+
+    evaluation = {
+        "blessed": True,
+        "primary_metric": "roc_auc",
+        "metrics": {"roc_auc": 0.9712345},
+        "forced": {"reason": "hotfix approved by on-call (INC-42)"},
+        "checks": [
+            {"check": "value", "metric": "roc_auc", "value": 0.97, "threshold": 0.9, "passed": True, "kind": "value"},
+            {
+                "check": "roc_auc vs champion",
+                "metric": "roc_auc",
+                "value": -0.01,
+                "threshold": 0.0,
+                "passed": False,
+                "kind": "change",
+            },
+            {"check": "log_loss vs champion", "metric": "log_loss", "passed": False, "kind": "change"},
+        ],
+        "champion": {"version": 4, "metrics": {"roc_auc": 0.98}},
+        "warnings": ["small test set (86 rows)"],
+    }
+    tags = story_tags(None, evaluation, "")
+    assert tags == {
+        "shipyard.eval.blessed": "true",
+        "shipyard.eval.primary_metric": "roc_auc",
+        "shipyard.eval.primary_value": "0.971235",
+        "shipyard.eval.forced": "hotfix approved by on-call (INC-42)",
+        "shipyard.eval.checks": "1/3 passed",
+        "shipyard.eval.failed_checks": "roc_auc vs champion, log_loss vs champion",
+        "shipyard.eval.champion_version": "4",
+        "shipyard.eval.warnings": "small test set (86 rows)",
+    }
+    no_champion = story_tags(None, {"blessed": False, "champion": None, "forced": None, "checks": []}, "")
+    assert no_champion == {"shipyard.eval.blessed": "false", "shipyard.eval.champion_version": "none"}
+    assert story_tags(None, None, "") == {}
+
+
+def test_a_long_tag_is_cut_to_mlflows_limit():
+    from components.register_model.core import TAG_LIMIT, story_tags
+
+    tags = story_tags(None, {"warnings": ["x" * 9000]}, "")
+    assert len(tags["shipyard.eval.warnings"]) == TAG_LIMIT and tags["shipyard.eval.warnings"].endswith("…")
+
+
+@pytest.mark.parametrize("broken", ["validation", "tune", "dataset", "unknown"])
+def test_a_missing_report_registers_nothing(baseline_artifacts, store, story, tmp_path, broken):
+    from shipyard.errors import ArtifactError
+
+    reports = {k: v for k, v in story.items() if k != "evaluation"}
+    reports[broken] = str(tmp_path / "nowhere")
+    error = ConfigError if broken == "unknown" else ArtifactError
+    with pytest.raises(error) as exc:
+        register(str(baseline_artifacts["baseline"]), NAME, None, True, store, reports=reports)
+    assert ("unknown report(s) ['unknown']" if broken == "unknown" else "nowhere") in str(exc.value)
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_an_example_split_without_the_features_registers_nothing(mixed, baseline_artifacts, store, tmp_path):
+    from shipyard.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match=r"the input example split lacks the model's feature\(s\) \['age'"):
+        register(str(mixed["gbdt"]), NAME, None, True, store, example_dir=str(baseline_artifacts["test"]))
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_git_commit_from_the_environment_or_the_checkout(monkeypatch):
+    from components.register_model.core import git_commit
+
+    monkeypatch.setenv("SHIPYARD_GIT_COMMIT", "feedbeef")
+    assert git_commit() == "feedbeef"
+    monkeypatch.delenv("SHIPYARD_GIT_COMMIT")
+    commit = git_commit()
+    assert commit == "" or (len(commit) == 40 and all(c in "0123456789abcdef" for c in commit))

@@ -14,6 +14,7 @@ from scratch_postgres import alembic_version, in_schema, tables
 
 from components.register_model.core import ARTIFACT_ROOT_ENV, CHALLENGER, register
 from shipyard.errors import ConfigError
+from shipyard.registry import SHIPYARD_SUBDIR
 
 pytestmark = [pytest.mark.integration]
 
@@ -54,7 +55,7 @@ def test_versions_and_alias_in_a_postgres_registry(postgres_uri, baseline_artifa
     # The artifacts land under the configured root, not in ./mlruns of the current directory.
     assert client.get_experiment_by_name("shipyard/bc-pg").artifact_location == (tmp_path / "root").resolve().as_uri()
     source = _local(second["source"])
-    assert source.is_relative_to((tmp_path / "root").resolve()) and (source / "model.json").is_file()
+    assert source.is_relative_to((tmp_path / "root").resolve()) and (source / SHIPYARD_SUBDIR / "model.json").is_file()
     assert list(clean_env.iterdir()) == []
 
 
@@ -64,7 +65,7 @@ def test_without_a_root_the_artifacts_go_under_shipyard_home(
     monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
     result = register(str(baseline_artifacts["baseline"]), "bc-pg", None, blessed=True, tracking_uri=postgres_uri)
     assert _local(result["source"]).is_relative_to((tmp_path / "home" / "mlartifacts").resolve())
-    assert (_local(result["source"]) / "model.json").is_file() and list(clean_env.iterdir()) == []
+    assert (_local(result["source"]) / SHIPYARD_SUBDIR / "model.json").is_file() and list(clean_env.iterdir()) == []
 
 
 def test_registry_in_its_own_schema_creates_it_and_leaves_public_empty(
