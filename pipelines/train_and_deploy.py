@@ -32,6 +32,7 @@ OPTIONS = {
     "quantize": "components.quantize_model.core:QuantizeConfig",
     "evaluate": "components.evaluate_model.core:EvalConfig",
     "deploy": "components.deploy_model.core:DeployConfig",
+    "model_card": "shipyard.modelcard:CardConfig",
 }
 
 #: Retry policy for steps that may lose their node (GPU/spot preemption); the count is the
@@ -57,6 +58,7 @@ def train_and_deploy(
     quantize: dict = {},
     evaluate: dict = {},
     deploy: dict = {},
+    model_card: dict = {},
     deploy_target: str = "kubernetes",
     schema_uri: str = "",
     mlflow_tracking_uri: str = "",
@@ -80,6 +82,7 @@ def train_and_deploy(
         evaluate: evaluate_model options (thresholds, change_thresholds, comparison, slices, fairness,
             force_bless, threshold_objective, ...).
         deploy: deploy_model options (namespace, canary_traffic_percent, service_account, ...).
+        model_card: the registered version's model card (intended_use, out_of_scope, limitations, owners, ...).
         deploy_target: kubernetes (apply the InferenceService), local (serve and smoke-test on 127.0.0.1) or render.
         schema_uri: A validation schema.json (path or gs://) to enforce; empty infers one from the data.
         mlflow_tracking_uri: MLflow tracking URI; empty uses $MLFLOW_TRACKING_URI in the step's environment.
@@ -112,7 +115,10 @@ def train_and_deploy(
             test=parts.outputs["test"],
             val=parts.outputs["val"],
             options=evaluate,
-        )
+            model_name=model_name,
+            tracking_uri=mlflow_tracking_uri,
+            data=data,
+        ).set_caching_options(False)  # the champion it compares with lives in the registry, outside the cache key
         register_model(
             model=quantized.outputs["quantized"],
             evaluation=evaluated.outputs["evaluation"],
@@ -128,6 +134,7 @@ def train_and_deploy(
             comparison=trained.outputs["comparison_json"],
             quantization=quantized.outputs["table"],
             example=parts.outputs["test"],
+            model_card=model_card,
         ).set_caching_options(False)
         # Branch on the single `Output`: kfp.local 2.17 resolves only `<task>-Output` channels in conditions.
         with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not a Python test)

@@ -114,8 +114,8 @@ def gather(
         validation_json: validate_data's anomaly report.
         comparison_json: train_model's comparison of the families.
         quantize_json: quantize_model's variant table.
-        lineage: ``{"kfp_run", "mlflow_run", "parent_version", "git_commit", "image", "data_uri"}``
-            (any subset).
+        lineage: ``{"registered_version", "parent_version", "kfp_run", "mlflow_run", "data_uri",
+            "git_commit", "image"}`` (any subset; empty values are left out).
         config: The card's options.
 
     Returns:
@@ -278,33 +278,36 @@ def _sections(facts: dict[str, Any]) -> list[Section]:
     return out
 
 
-def _evaluation_section(
-    evaluation: dict[str, Any] | None,
-) -> tuple[str, list[str], list[tuple[list[str], list[list[Any]]]]]:
+def _interval(entry: Any) -> str | None:
+    ci = entry.get("interval") if isinstance(entry, dict) else None
+    return " … ".join(fmt(x) for x in ci) if ci else None
+
+
+def _evaluation_section(evaluation: dict[str, Any] | None) -> Section:
     if not evaluation:
         return ("Evaluation", ["No evaluation report was given."], [])
+    primary = evaluation.get("primary_metric")
     verdict = "BLESSED" if evaluation.get("blessed") else "NOT blessed"
     if evaluation.get("forced"):
         verdict += f" (forced: {evaluation['forced'].get('reason', '')})"
-    paras = [f"{verdict} on {evaluation.get('rows')} test rows; primary metric {evaluation.get('primary_metric')}."]
+    paras = [f"{verdict} on {evaluation.get('rows')} test rows; primary metric {primary}."]
     paras += [f"Warning: {w}" for w in evaluation.get("warnings") or []]
     champion = evaluation.get("champion") or None
     baseline = evaluation.get("baseline_metrics") or {}
     uncertainty = evaluation.get("uncertainty") or {}
-    metrics = evaluation.get("metrics") or {}
-    rows = []
-    for k, v in metrics.items():
-        ci = (uncertainty.get(k) or {}).get("interval") if isinstance(uncertainty.get(k), dict) else None
-        rows.append(
-            [
-                k,
-                v,
-                " … ".join(fmt(x) for x in ci) if ci else None,
-                (champion or {}).get("metrics", {}).get(k),
-                baseline.get(k),
-            ]
-        )
-    tables = [(["metric", "candidate", "interval", "champion", "baseline"], rows)]
+    level = f"{uncertainty['confidence']:.0%} " if isinstance(uncertainty.get("confidence"), float) else ""
+    main: dict[str, Any] = uncertainty["primary"] if isinstance(uncertainty.get("primary"), dict) else {}
+    rows = [
+        [
+            k,
+            v,
+            _interval(main) if k == main.get("metric") else None,
+            (champion or {}).get("metrics", {}).get(k),
+            baseline.get(k),
+        ]
+        for k, v in (evaluation.get("metrics") or {}).items()
+    ]
+    tables = [(["metric", "candidate", f"{level}interval", "champion", "baseline"], rows)]
     checks = evaluation.get("checks") or []
     if checks:
         tables.append(
@@ -313,16 +316,32 @@ def _evaluation_section(
                 [[c.get("check"), c.get("value"), c.get("threshold"), c.get("passed")] for c in checks],
             )
         )
-    paras.append(
-        f"Champion: version {champion.get('version')}." if champion else "Champion: none (no comparison was made)."
-    )
-    slices = evaluation.get("slices") or []
-    if isinstance(slices, list) and slices:
-        slice_rows = [
-            [s.get("column"), s.get("value"), s.get("rows"), s.get("metrics", {}).get(evaluation.get("primary_metric"))]
-            for s in slices
-        ]
-        tables.append((["slice column", "value", "rows", evaluation.get("primary_metric", "")], slice_rows))
+    if champion:
+        paras.append(f"Champion: version {champion.get('version')}.")
+        delta = uncertainty.get("champion_delta")
+        if isinstance(delta, dict) and delta.get("interval"):
+            paras.append(
+                f"Improvement over the champion in {delta.get('metric')}: {fmt(delta.get('value'))} "
+                f"({level}interval {_interval(delta)})."
+            )
+    else:
+        paras.append("Champion: none (no comparison was made).")
+    slices = evaluation.get("slices") or {}
+    slice_rows = [
+        [column, s.get("value"), s.get("rows"), (s.get("metrics") or {}).get(primary)]
+        for column, entry in (slices.items() if isinstance(slices, dict) else [])
+        for s in (entry.get("slices") or [])
+    ]
+    if slice_rows:
+        tables.append((["slice column", "value", "rows", str(primary)], slice_rows))
+    gaps = evaluation.get("fairness_gaps") or []
+    if gaps:
+        tables.append(
+            (
+                ["slice column", "metric", "gap", "highest", "lowest"],
+                [[g.get("column"), g.get("metric"), g.get("gap"), g.get("highest"), g.get("lowest")] for g in gaps],
+            )
+        )
     return ("Evaluation", paras, tables)
 
 
@@ -371,9 +390,11 @@ def render_html(facts: dict[str, Any]) -> str:
     )
 
 
-def write_card(facts: dict[str, Any], markdown_path: str, html_path: str) -> None:
-    """Writes both renderings atomically."""
+def write_card(facts: dict[str, Any], markdown_path: str | None, html_path: str | None) -> None:
+    """Writes the renderings asked for (a None path is skipped), each atomically."""
     from shipyard.artifacts import write_text
 
-    write_text(markdown_path, render_markdown(facts))
-    write_text(html_path, render_html(facts))
+    if markdown_path:
+        write_text(markdown_path, render_markdown(facts))
+    if html_path:
+        write_text(html_path, render_html(facts))

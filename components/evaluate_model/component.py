@@ -17,6 +17,9 @@ def evaluate_model(
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     options: dict = {},
+    model_name: str = "",
+    tracking_uri: str = "",
+    data: str = "",
 ) -> bool:
     """Test-split metrics, slices and the blessing: thresholds hold and the candidate is not worse than the champion.
 
@@ -34,24 +37,37 @@ def evaluate_model(
         options: thresholds, change_thresholds, primary_metric, comparison, champion_tolerance,
             baseline_tolerance, gate_on_baseline, compare_on_common_features, force_bless,
             threshold_objective, threshold_target, slices, min_slice_rows, slice_buckets, fairness,
-            confidence, n_bootstrap, seed.
+            confidence, n_bootstrap, seed, champion_alias.
+        model_name: Registered model name whose champion the candidate is compared with; empty
+            derives it from data.
+        tracking_uri: MLflow registry URI; empty uses $MLFLOW_TRACKING_URI, else sqlite under $SHIPYARD_HOME.
+        data: The run's data source (the model name derives from it when empty).
 
     Returns:
         Whether the model is blessed (the single output, so that kfp.local can branch on it).
     """
+    import tempfile
+
     from components.evaluate_model import core
 
-    r = core.evaluate(
-        model.path,
-        test.path,
-        evaluation.path,
-        report.path,
-        core.EvalConfig.from_dict(options),
-        baseline.path,
-        val_dir=val.path,
-        report_html=html.path,
-        images_dir=figures.path,
-    )
+    config = core.EvalConfig.from_dict(options)
+    with tempfile.TemporaryDirectory(prefix="shipyard-champion-") as work:
+        champion_dir, champion_version = core.fetch_champion(
+            tracking_uri, model_name, data, config.champion_alias, work
+        )
+        r = core.evaluate(
+            model.path,
+            test.path,
+            evaluation.path,
+            report.path,
+            config,
+            baseline.path,
+            val_dir=val.path,
+            champion_dir=champion_dir,
+            champion_version=champion_version,
+            report_html=html.path,
+            images_dir=figures.path,
+        )
     for key, value in r["metrics"].items():
         if value is not None:
             metrics.log_metric(key, value)

@@ -60,6 +60,37 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+#: The registry alias the candidate is compared with by default.
+CHAMPION_ALIAS = "champion"
+
+
+def fetch_champion(
+    tracking_uri: str, model_name: str, source: str, alias: str, dst: str
+) -> tuple[str | None, str | None]:
+    """The registry's ``alias`` version of the model, downloaded to ``dst``: ``(directory, version)``,
+    or ``(None, None)`` when the alias is empty or there is no such model or alias yet.
+
+    Args:
+        tracking_uri: The MLflow registry (empty: as register_model resolves it).
+        model_name: The registered model name; empty derives it from ``source``.
+        source: The run's data source.
+        alias: The alias (``champion``); empty: no lookup.
+        dst: Where to download the version.
+
+    Raises:
+        ConfigError: No usable tracking URI (see register_model).
+        ArtifactError / IntegrityError: The registered artifact is malformed or altered.
+    """
+    if not alias:
+        return None, None
+    from components.register_model.core import resolve_tracking_uri
+    from shipyard import names, registry
+
+    name = names.resolve_model_name(model_name, source)
+    fetched = registry.fetch_model(resolve_tracking_uri(tracking_uri), name, f"@{alias}", dst)
+    return (None, None) if fetched is None else (fetched.path, str(fetched.version))
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalConfig(Config):
     """Blessing policy, slices and the decision threshold.
@@ -86,6 +117,8 @@ class EvalConfig(Config):
         confidence: Two-sided confidence of the bootstrap intervals.
         n_bootstrap: Bootstrap resamples.
         seed: Bootstrap seed.
+        champion_alias: The registry alias the candidate is compared with (``champion``); empty:
+            no registry lookup, value thresholds (and the in-run baseline) only.
     """
 
     section = "evaluate"
@@ -107,6 +140,7 @@ class EvalConfig(Config):
     confidence: float = 0.95
     n_bootstrap: int = 1000
     seed: int = 0
+    champion_alias: str = CHAMPION_ALIAS
 
     def validate(self) -> None:
         s = self.section

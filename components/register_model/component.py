@@ -1,7 +1,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Model
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Model, Output
 
 from shipyard.images import CPU_IMAGE
 
@@ -10,6 +10,8 @@ from shipyard.images import CPU_IMAGE
 def register_model(
     model: Input[Model],
     evaluation: Input[Artifact],
+    card: Output[Markdown],
+    card_html: Output[HTML],
     model_name: str,
     blessed: bool,
     params: dict = {},
@@ -22,12 +24,15 @@ def register_model(
     comparison: Input[Artifact] = None,
     quantization: Input[Artifact] = None,
     example: Input[Dataset] = None,
+    model_card: dict = {},
 ) -> NamedTuple("RegisterOutputs", [("version", int), ("run_id", str)]):
     """Registers an MLflow Model (pyfunc over the safe loader) with its story as tags; moves challenger if blessed.
 
     Args:
         model: The Model artifact to register.
         evaluation: The evaluation JSON (its metrics are logged, its gate outcome tagged).
+        card: Output: the model card (Markdown), also logged with the version.
+        card_html: Output: the model card as HTML.
         model_name: Registered model name; empty derives it from data.
         blessed: The evaluation's verdict.
         params: Hyperparameters to log.
@@ -39,9 +44,13 @@ def register_model(
         study: Optional: tune_hyperparams' study artifact (study name and best trial are tagged).
         comparison: Optional: train_model's comparison JSON (the candidate family is tagged).
         quantization: Optional: quantize_model's table JSON (variant, size and latency are tagged).
-        example: Optional: a Dataset split whose first rows become the MLflow Model's input example.
+        example: Optional: a Dataset split whose first rows become the MLflow Model's input example
+            (and the test split the model card describes).
+        model_card: Model card options (intended_use, out_of_scope, limitations, owners,
+            min_test_rows, min_class_share).
     """
     from components.register_model import core
+    from shipyard.modelcard import CardConfig
 
     def path(artifact):
         return None if artifact is None else artifact.path
@@ -64,5 +73,8 @@ def register_model(
             "quantization": path(quantization),
         },
         example_dir=path(example),
+        card=CardConfig.from_dict(model_card),
+        card_md=card.path,
+        card_html=card_html.path,
     )
     return (r["version"], r["run_id"])

@@ -36,9 +36,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from shipyard import attempts, names, rdb
+from shipyard import attempts, modelcard, names, rdb
 from shipyard.artifacts import ModelManifest, read_json, read_model_manifest, sha256_file
 from shipyard.errors import ArtifactError, ConfigError
+from shipyard.modelcard import CardConfig
 from shipyard.registry import CHALLENGER, CHAMPION
 
 __all__ = ["CHALLENGER", "CHAMPION", "register", "resolve_tracking_uri", "story_tags"]
@@ -345,6 +346,9 @@ def register(
     source: str = "",
     reports: dict[str, str | None] | None = None,
     example_dir: str | None = None,
+    card: CardConfig | None = None,
+    card_md: str | None = None,
+    card_html: str | None = None,
 ) -> dict[str, Any]:
     """Logs the model as an MLflow Model and registers a new version.
 
@@ -365,9 +369,15 @@ def register(
             (:func:`shipyard.names.resolve_model_name`) and it is tagged ``shipyard.data.uri``.
         reports: The pipeline's reports for :func:`story_tags` (names in :data:`STORY_INPUTS`).
         example_dir: A Dataset split (test or train) whose first rows are the input example.
+        card: The model card's options (:class:`shipyard.modelcard.CardConfig`). The card is
+            built from the model, the evaluation and ``reports`` (``example_dir`` as the test
+            split), logged under the run's ``model_card/`` and named by the version's
+            ``shipyard.model_card`` tag.
+        card_md: Also write the card's Markdown here (the KFP UI).
+        card_html: Also write the card's HTML here.
 
     Returns:
-        ``{"name", "version", "run_id", "alias", "tracking_uri", "source", "tags"}``.
+        ``{"name", "version", "run_id", "alias", "tracking_uri", "source", "tags", "model_card"}``.
 
     Raises:
         ConfigError: An unusable model name or tracking store (see the module docstring).
@@ -387,6 +397,18 @@ def register(
         raise ArtifactError(f"{eval_json}: evaluation report: expected a JSON object")
     story.update(story_tags(reports, report, source))
     example = _example(example_dir, manifest)
+    found = reports or {}
+    facts = modelcard.gather(
+        model_dir,
+        model_name,
+        evaluation_json=eval_json,
+        dataset_dir=found.get("dataset"),
+        test_dir=example_dir,
+        validation_json=found.get("validation"),
+        comparison_json=found.get("comparison"),
+        quantize_json=found.get("quantization"),
+        config=card,
+    )
     from mlflow.entities import Metric, Param
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -424,7 +446,25 @@ def register(
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         client.create_registered_model(model_name, description="Registered by Shipyard")
+    parent = _alias_version(client, model_name, CHAMPION)
     version = client.create_model_version(model_name, source=version_source, run_id=run.info.run_id, tags=all_tags)
+    facts["version"] = int(version.version)
+    facts["lineage"] = {
+        k: v
+        for k, v in {
+            "registered_version": int(version.version),
+            "parent_version": parent,  # the champion when this version was registered
+            "kfp_run": all_tags.get("kfp.run"),
+            "mlflow_run": run.info.run_id,
+            "data_uri": source,
+            "git_commit": all_tags.get("shipyard.git_commit"),
+            "image": all_tags.get("shipyard.image"),
+        }.items()
+        if v not in (None, "")
+    }
+    card_uri = _log_card(client, run.info.run_id, run.info.artifact_uri, facts, card_md, card_html)
+    client.set_model_version_tag(model_name, version.version, "shipyard.model_card", card_uri)
+    all_tags["shipyard.model_card"] = card_uri
     alias = None
     if blessed:
         client.set_registered_model_alias(model_name, CHALLENGER, version.version)
@@ -437,4 +477,28 @@ def register(
         "tracking_uri": uri,
         "source": version_source,
         "tags": all_tags,
+        "model_card": card_uri,
     }
+
+
+def _alias_version(client: Any, name: str, alias: str) -> int | None:
+    """The version ``alias`` points at, or None (no such alias yet)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return int(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def _log_card(
+    client: Any, run_id: str, artifact_uri: str, facts: dict[str, Any], card_md: str | None, card_html: str | None
+) -> str:
+    """Logs the model card (Markdown and HTML) under the run's ``model_card/``; returns the Markdown's URI."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="shipyard-card-") as tmp:
+        modelcard.write_card(facts, str(Path(tmp) / "model_card.md"), str(Path(tmp) / "model_card.html"))
+        client.log_artifacts(run_id, tmp, artifact_path="model_card")
+    modelcard.write_card(facts, card_md, card_html)
+    return f"{artifact_uri}/model_card/model_card.md"

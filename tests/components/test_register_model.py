@@ -289,7 +289,11 @@ def story(baseline_artifacts, tmp_path) -> dict[str, str]:
         QuantizeConfig(),
     )
     evaluate(
-        str(ref["baseline"]), str(ref["test"]), str(tmp_path / "evaluation.json"), str(tmp_path / "e.md"), EvalConfig()
+        str(ref["baseline"]),
+        str(ref["test"]),
+        str(tmp_path / "evaluation.json"),
+        str(tmp_path / "e.md"),
+        EvalConfig.from_dict({"thresholds": {"roc_auc": {"min": 0.8}}}),
     )
     (tmp_path / "study").mkdir()
     trials = {
@@ -428,3 +432,44 @@ def test_git_commit_from_the_environment_or_the_checkout(monkeypatch):
     monkeypatch.delenv("SHIPYARD_GIT_COMMIT")
     commit = git_commit()
     assert commit == "" or (len(commit) == 40 and all(c in "0123456789abcdef" for c in commit))
+
+
+# --- the model card and the champion the next evaluation compares with ------------------------------
+
+
+def test_the_model_card_is_logged_with_the_version_and_names_its_parent(baseline_artifacts, store, story, tmp_path):
+    from components.evaluate_model.core import fetch_champion
+    from shipyard import registry
+    from shipyard.modelcard import CardConfig
+
+    reports = {k: v for k, v in story.items() if k != "evaluation"}
+    first = register(str(baseline_artifacts["baseline"]), NAME, story["evaluation"], True, store, reports=reports)
+    assert fetch_champion(store, NAME, "", "champion", str(tmp_path / "none")) == (None, None)  # no champion yet
+    registry.promote(_client(store), NAME, first["version"])
+    second = register(
+        str(baseline_artifacts["baseline"]),
+        NAME,
+        story["evaluation"],
+        True,
+        store,
+        reports=reports,
+        example_dir=str(baseline_artifacts["test"]),
+        card=CardConfig(intended_use="Triage of biopsy reports", owners=("ml-team",)),
+        card_md=str(tmp_path / "card.md"),
+        card_html=str(tmp_path / "card.html"),
+    )
+    version = _client(store).get_model_version(NAME, str(second["version"]))
+    assert version.tags["shipyard.model_card"] == second["model_card"]
+    logged = _local(second["model_card"])
+    assert logged.is_file() and logged.with_suffix(".html").is_file()
+    text = logged.read_text()
+    assert text == (tmp_path / "card.md").read_text()  # the KFP output is the logged card
+    assert text.startswith(f"# Model card: {NAME} version {second['version']}\n")
+    assert "Triage of biopsy reports" in text and "ml-team" in text
+    assert f"| parent_version | {first['version']} |" in text and f"| mlflow_run | {second['run_id']} |" in text
+    assert "<h1>Model card" in (tmp_path / "card.html").read_text()
+
+    path, champion = fetch_champion(store, NAME, "", "champion", str(tmp_path / "champion"))
+    assert champion == str(first["version"])
+    assert read_model_manifest(path).files == read_model_manifest(baseline_artifacts["baseline"]).files
+    assert fetch_champion(store, NAME, "", "", str(tmp_path / "off")) == (None, None)  # champion_alias ""

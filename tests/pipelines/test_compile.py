@@ -98,7 +98,8 @@ def test_image_tag_override(tmp_path):
 
 def test_caching_off_for_side_effects(ir):
     tasks = _all_tasks(ir)
-    for side_effect in ("ingest-data", "register-model", "deploy-model", "record-outcome"):
+    # evaluate-model reads the registry's champion, which is no input of the cache key
+    for side_effect in ("ingest-data", "evaluate-model", "register-model", "deploy-model", "record-outcome"):
         assert tasks[side_effect]["cachingOptions"].get("enableCache") is not True, side_effect
     for pure in ("validate-data", "split-data", "train-model"):
         assert tasks[pure]["cachingOptions"]["enableCache"] is True, pure
@@ -128,10 +129,20 @@ def test_model_name_defaults_to_derived_and_the_data_reaches_every_step_that_nam
     params = ir["root"]["inputDefinitions"]["parameters"]
     assert params["model_name"]["defaultValue"] == ""
     tasks = _all_tasks(ir)
-    for name in ("register-model", "deploy-model", "record-outcome"):
+    for name in ("evaluate-model", "register-model", "deploy-model", "record-outcome"):
         inputs = tasks[name]["inputs"]["parameters"]
         assert inputs["model_name"]["componentInputParameter"].endswith("model_name"), name
         assert inputs["data"]["componentInputParameter"] in ("data", "pipelinechannel--data"), name
+
+
+def test_evaluate_and_register_share_the_registry(ir):
+    tasks = _all_tasks(ir)
+    for name in ("evaluate-model", "register-model"):
+        uri = tasks[name]["inputs"]["parameters"]["tracking_uri"]["componentInputParameter"]
+        assert uri.endswith("mlflow_tracking_uri"), name
+    assert tasks["register-model"]["inputs"]["parameters"]["model_card"]["componentInputParameter"].endswith(
+        "model_card"
+    )
 
 
 def test_pipeline_parameters_have_defaults(ir):

@@ -29,7 +29,9 @@ def run(tmp_path_factory: pytest.TempPathFactory, local_cli) -> dict:
     out = tmp_path_factory.mktemp("mixed-run")
     data = out / "Churn Export.csv"
     tables.mixed_table(rows=800, seed=3, as_text=True).to_csv(data, index=False)
-    return run_flagship(local_cli, out, data, tune='{"n_trials": 2}', evaluate='{"baseline_tolerance": 1.0}')
+    return run_flagship(
+        local_cli, out, data, tune='{"n_trials": 2}', evaluate='{"thresholds": {"roc_auc": {"min": 0.6}}}'
+    )
 
 
 def test_ingest_sets_ids_text_and_dates_aside(run):

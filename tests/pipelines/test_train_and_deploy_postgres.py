@@ -15,6 +15,8 @@ from urllib.parse import unquote, urlparse
 import pytest
 from scratch_postgres import alembic_version, in_schema, tables
 
+from shipyard.registry import SHIPYARD_SUBDIR
+
 pytestmark = [pytest.mark.local, pytest.mark.integration, pytest.mark.slow]
 
 
@@ -41,7 +43,8 @@ def test_optuna_and_mlflow_share_one_database_in_a_local_run(tmp_path, local_cli
 
         version = MlflowClient(tracking).get_model_version("bc-pg", "1")
         source = Path(unquote(urlparse(version.source).path))
-        assert source.is_relative_to((out / "mlartifacts").resolve()) and (source / "model.json").is_file()
+        assert source.is_relative_to((out / "mlartifacts").resolve())
+        assert (source / SHIPYARD_SUBDIR / "model.json").is_file()  # the Shipyard artifact inside the MLflow Model
         assert list(cwd.iterdir()) == [], "nothing written to the current directory (no ./mlruns)"
         assert len(optuna.load_study(study_name="bc", storage=storage).trials) == 2
         found = tables(db)
