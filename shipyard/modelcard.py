@@ -24,7 +24,7 @@ from typing import Any
 
 from shipyard.artifacts import DATA_FILE, read_dataset, read_json, read_model_manifest, sha256_file
 from shipyard.config import Config, require
-from shipyard.report import fmt, markdown_table
+from shipyard.report import fmt, html_table, markdown_table
 
 #: A card section for both renderers: ``(title, paragraphs, [(headers, rows)])``.
 Section = tuple[str, list[str], list[tuple[list[str], list[list[Any]]]]]
@@ -366,14 +366,6 @@ def render_markdown(facts: dict[str, Any]) -> str:
 def render_html(facts: dict[str, Any]) -> str:
     """The card as one self-contained HTML page (every value escaped)."""
 
-    def table(headers: list[str], rows: list[list[Any]]) -> str:
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(fmt(v).replace(chr(92) + '|', '|'))}</td>" for v in row) + "</tr>"
-            for row in rows
-        )
-        return f"<table><tr>{head}</tr>{body}</table>"
-
     title = f"Model card: {facts['name']}" + (f" version {facts['version']}" if facts["version"] is not None else "")
     body = [f"<h1>{html.escape(title)}</h1>"]
     for heading, paras, tables in _sections(facts):
@@ -382,7 +374,7 @@ def render_html(facts: dict[str, Any]) -> str:
             body.append("<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in paras) + "</ul>")
         else:
             body += [f"<p>{html.escape(p)}</p>" for p in paras]
-        body += [table(h, r) for h, r in tables]
+        body += [html_table(h, r) for h, r in tables]
     return (
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;max-width:72em}td,th{padding:2px 8px;text-align:left}"

@@ -33,6 +33,18 @@ def text_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def html_table(headers: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
+    """An HTML table: headers and cells formatted with :func:`fmt` and escaped."""
+    import html
+
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(fmt(v).replace(chr(92) + '|', '|'))}</td>" for v in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def html_page(
     title: str,
     intro: str,

@@ -45,7 +45,7 @@ from shipyard import metrics as task_metrics
 from shipyard.artifacts import ModelManifest, read_dataset, write_json, write_text
 from shipyard.config import Config, require
 from shipyard.errors import ConfigError, DataValidationError, SchemaMismatchError
-from shipyard.report import fmt, markdown_table
+from shipyard.report import fmt, html_table, markdown_table
 
 COMPARISONS = policy.COMPARISONS
 #: Every metric name an option may refer to (each task has a subset: :data:`shipyard.metrics.EVALUATION_METRICS`).
@@ -824,17 +824,6 @@ def markdown_report(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _html_table(headers: Any, rows: Any) -> str:
-    import html
-
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(fmt(v).replace(chr(92) + '|', '|'))}</td>" for v in row) + "</tr>"
-        for row in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
 def html_report(result: dict[str, Any], pictures: Path) -> str:
     """A self-contained HTML page of the evaluation, its pictures inline (base64 PNG)."""
     import html
@@ -850,15 +839,15 @@ def html_report(result: dict[str, Any], pictures: Path) -> str:
         f"<h1>Evaluation: <span style='color:{color}'>{verdict}</span></h1>",
         "".join(f"<p>{html.escape(line)}</p>" for line in _summary_lines(result)),
         "<h2>Checks</h2>",
-        _html_table(CHECK_HEADERS, _check_rows(result)) if result["checks"] else "<p>No checks.</p>",
+        html_table(CHECK_HEADERS, _check_rows(result)) if result["checks"] else "<p>No checks.</p>",
         "<h2>Metrics</h2>",
-        _html_table(*_metric_rows(result)),
+        html_table(*_metric_rows(result)),
     ]
     if result["slices"]:
         parts += [
             f"<h2>Slices ({html.escape(result['primary_metric'])})</h2>",
-            _html_table(["column", "slice", "rows", result["primary_metric"], "note"], _slice_rows(result)),
-            _html_table(
+            html_table(["column", "slice", "rows", result["primary_metric"], "note"], _slice_rows(result)),
+            html_table(
                 ["column", "metric", "gap", "highest", "lowest"],
                 [(g["column"], g["metric"], g["gap"], g["highest"], g["lowest"]) for g in result["fairness_gaps"]],
             ),
