@@ -111,7 +111,7 @@ def mlflow_run(tracking_uri: str, experiment: str, run_name: str, tags: dict[str
     from mlflow.tracking import MlflowClient
 
     rdb.prepare(tracking_uri, "mlflow", "mlflow")  # a database's schema exists, and holds no Optuna storage
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)  # never a process-global registry URI
     run = client.create_run(experiment_id(client, tracking_uri, experiment), run_name=run_name, tags=tags)
     try:
         yield client, run

@@ -473,3 +473,14 @@ def test_the_model_card_is_logged_with_the_version_and_names_its_parent(baseline
     assert champion == str(first["version"])
     assert read_model_manifest(path).files == read_model_manifest(baseline_artifacts["baseline"]).files
     assert fetch_champion(store, NAME, "", "", str(tmp_path / "off")) == (None, None)  # champion_alias ""
+
+
+def test_a_process_wide_registry_uri_does_not_divert_the_registration(baseline_artifacts, store, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    elsewhere = tmp_path / "elsewhere.db"
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{elsewhere}")
+    result = register(str(baseline_artifacts["baseline"]), NAME, None, True, store)
+    client = MlflowClient(store, registry_uri=store)
+    assert client.get_model_version(NAME, str(result["version"])).run_id == result["run_id"]
+    assert not elsewhere.exists()  # the version is in the store register was given, nowhere else
