@@ -159,6 +159,11 @@ class EvalConfig(Config):
             require(
                 all(map(_number, bounds.values())), s, f"thresholds.{metric}: bounds must be numbers, got {bounds!r}"
             )
+            require(
+                bounds.get("min", -math.inf) <= bounds.get("max", math.inf),
+                s,
+                f"thresholds.{metric}: min {bounds.get('min')} is above max {bounds.get('max')}: no value could pass",
+            )
         for metric, rule in self.change_thresholds.items():
             keys = {"min_absolute_change", "min_relative_change"}
             require(
@@ -171,6 +176,11 @@ class EvalConfig(Config):
                 all(_number(rule[k]) and rule[k] >= 0 for k in keys & set(rule)),
                 s,
                 f"change_thresholds.{metric}: changes must be numbers >= 0, got {rule!r}",
+            )
+            require(
+                rule.get("min_relative_change", 0) <= 1,
+                s,
+                f"change_thresholds.{metric}: min_relative_change must be in [0, 1] (as MLflow's), got {rule!r}",
             )
             require(
                 isinstance(rule.get("greater_is_better", True), bool),

@@ -40,7 +40,7 @@ def value_checks(values: Mapping[str, float], thresholds: Mapping[str, Mapping[s
     for metric, bounds in thresholds.items():
         value = values.get(metric)
         for kind, bound in bounds.items():
-            ok = _finite(value) and (value >= bound if kind == "min" else value <= bound)  # type: ignore[operator]
+            ok = _finite(value) and (at_least if kind == "min" else at_most)(float(value), bound)  # type: ignore[arg-type]
             row: Check = {
                 "check": f"{metric} {'≥' if kind == 'min' else '≤'} {bound:g}",
                 "kind": "value",
@@ -54,6 +54,22 @@ def value_checks(values: Mapping[str, float], thresholds: Mapping[str, Mapping[s
                 row["note"] = f"{metric} was not computed on this test split"
             rows.append(row)
     return rows
+
+
+#: Slack of every comparison with a bound, relative to the bound's size: metrics such as accuracy
+#: are fractions k/n, so a value exactly at a bound is common and must not fail by float rounding
+#: (0.85 − 0.86 is −0.010000000000000009).
+BOUND_SLACK = 1e-9
+
+
+def at_least(value: float, bound: float) -> bool:
+    """``value ≥ bound``, up to :data:`BOUND_SLACK`."""
+    return value >= bound - BOUND_SLACK * max(1.0, abs(bound))
+
+
+def at_most(value: float, bound: float) -> bool:
+    """``value ≤ bound``, up to :data:`BOUND_SLACK`."""
+    return value <= bound + BOUND_SLACK * max(1.0, abs(bound))
 
 
 def _relative(diff: float, reference: float) -> float:
@@ -93,9 +109,12 @@ def change_checks(
                 continue
             need = float(rule[kind])
             change: float | None = None
+            passed = False
             if defined:
                 diff = sign * (float(c) - float(b))  # type: ignore[arg-type]
                 change = diff if kind == "min_absolute_change" else _relative(diff, float(b))  # type: ignore[arg-type]
+                # judged in MLflow's bound form (c ≥ b + r·|b|), which also holds for b = 0
+                passed = at_least(diff, need if kind == "min_absolute_change" else need * abs(float(b)))  # type: ignore[arg-type]
             label = "+" if gib else "−"
             bound = f"{need:g}" if kind == "min_absolute_change" else f"{need:g}·|{reference_name}|"
             row: Check = {
@@ -106,7 +125,7 @@ def change_checks(
                 "threshold": need,
                 "candidate": c,
                 "reference": b,
-                "passed": bool(change is not None and change >= need),
+                "passed": bool(passed),
                 "gating": True,
             }
             if not defined:
@@ -163,7 +182,7 @@ def comparison_check(
         "threshold": -tolerance if tolerance else 0.0,
         "candidate": candidate,
         "reference": reference,
-        "passed": bool(judged >= -tolerance),
+        "passed": bool(at_least(judged, -tolerance)),
         "gating": gating,
     }
     if interval is not None:
@@ -191,11 +210,14 @@ def fairness_checks(gaps: Sequence[Mapping[str, Any]], fairness: Mapping[str, Ma
             "metric": gap["metric"],
             "value": value,
             "threshold": rule["max_gap"],
-            "passed": bool(value is None or value <= rule["max_gap"]),
+            "passed": bool(value is not None and at_most(value, rule["max_gap"])),
             "gating": True,
         }
         if value is None:
-            row["note"] = f"fewer than two slices of {gap['column']} large enough to compare"
+            row["note"] = (
+                f"fewer than two slices of {gap['column']} large enough to compare: the fairness rule cannot be "
+                "shown to hold, so it fails (lower min_slice_rows or drop the rule)"
+            )
         else:
             row["note"] = f"highest {gap['highest']}, lowest {gap['lowest']}"
         rows.append(row)

@@ -257,6 +257,8 @@ def test_lower_is_better_primary_metric(tmp_path, baseline_artifacts, constant_m
         ({"thresholds": {"roc_auc": {"min": "0.9"}}}, "thresholds.roc_auc: bounds must be numbers"),
         ({"thresholds": {"roc_auc": {"min": True}}}, "thresholds.roc_auc: bounds must be numbers"),
         ({"primary_metric": "auc"}, "primary_metric 'auc' is not one of"),
+        ({"thresholds": {"roc_auc": {"min": 0.9, "max": 0.1}}}, "min 0.9 is above max 0.1: no value could pass"),
+        ({"change_thresholds": {"r2": {"min_relative_change": 1.5}}}, "min_relative_change must be in [0, 1]"),
     ],
 )
 def test_eval_config_rejects_bad_values(values, fragment):

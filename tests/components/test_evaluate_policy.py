@@ -41,6 +41,8 @@ def test_value_checks(values, thresholds, passed):
         ("rmse", 46.0, 50.0, {"min_relative_change": 0.1}, False, 0.08),
         ("r2", -0.1, -0.2, {"min_relative_change": 0.5}, True, 0.5),  # |b| keeps the direction for b < 0
         ("roc_auc", 0.95, 0.90, {"min_absolute_change": 0.01, "greater_is_better": False}, False, -0.05),
+        ("accuracy", 0.7, 0.6, {"min_absolute_change": 0.1}, True, 0.1),  # exactly at the bound (0.7 − 0.6 < 0.1)
+        ("rmse", 0.0, 0.0, {"min_relative_change": 0.05}, True, 0.0),  # b = 0: c ≤ b − r·|b| = 0 holds
     ],
 )
 def test_change_checks_follow_mlflow_semantics(metric, c, b, rule, passed, value):
@@ -67,6 +69,7 @@ def test_change_checks_give_one_row_per_rule_and_fail_an_undefined_metric():
         ("roc_auc", 0.92, 0.91, 0.02, "noninferiority", [-0.01, 0.03], True),
         ("rmse", 10.0, 11.0, 0.0, "point", None, True),  # lower is better
         ("rmse", 11.0, 10.0, 0.5, "point", None, False),
+        ("accuracy", 0.85, 0.86, 0.01, "point", None, True),  # exactly the tolerance worse (float: 0.01000…09)
     ],
 )
 def test_comparison_check(metric, c, b, tolerance, comparison, interval, passed):
@@ -83,7 +86,7 @@ def test_a_baseline_row_can_be_reported_without_gating():
 
 
 @pytest.mark.parametrize(
-    ("gap", "max_gap", "passed"), [(0.05, 0.1, True), (0.1, 0.1, True), (0.2, 0.1, False), (None, 0.1, True)]
+    ("gap", "max_gap", "passed"), [(0.05, 0.1, True), (0.1, 0.1, True), (0.2, 0.1, False), (None, 0.1, False)]
 )
 def test_fairness_checks(gap, max_gap, passed):
     gaps = [{"column": "region", "metric": "accuracy", "gap": gap, "highest": "a (1)", "lowest": "b (0.9)"}]
