@@ -134,6 +134,8 @@ def train_and_deploy(
             comparison=trained.outputs["comparison_json"],
             quantization=quantized.outputs["table"],
             example=parts.outputs["test"],
+            evaluation_html=evaluated.outputs["html"],
+            figures=evaluated.outputs["figures"],
             model_card=model_card,
         ).set_caching_options(False)
         # Branch on the single `Output`: kfp.local 2.17 resolves only `<task>-Output` channels in conditions.

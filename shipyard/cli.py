@@ -483,8 +483,10 @@ def _param_docs(func: Any) -> dict[str, str]:
 def cmd_models(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from mlflow.exceptions import MlflowException
+
     from components.register_model.core import resolve_tracking_uri
-    from shipyard import registry
+    from shipyard import rdb, registry
     from shipyard.errors import RegistryError
     from shipyard.report import text_table
 
@@ -504,6 +506,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             result = registry.rollback(client, args.name)
     except RegistryError as exc:  # an unknown name, version or alias is a usage error
         raise ConfigError(str(exc)) from exc
+    except MlflowException as exc:  # the store's fault (unreachable, refused): one line, not a traceback
+        raise ConfigError(f"models: the MLflow store {rdb.redact(uri)} answered: {exc.message}") from exc
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
         result = dataclasses.asdict(result)
     if args.json:
@@ -511,7 +515,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     if args.models_command == "list":
         if not result:
-            print(f"no registered models in {uri}")
+            print(f"no registered models in {rdb.redact(uri)}")
             return 0
         rows = [
             (m["name"], m["versions"], m["latest"], ", ".join(f"@{a} → {v}" for a, v in m["aliases"].items()))

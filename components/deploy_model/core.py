@@ -397,14 +397,21 @@ def check_blessing(evaluation: Any, manifest: ModelManifest, where: str) -> str:
         raise NotBlessedError(
             f"{where}: not an evaluation (no boolean 'blessed'); a model is deployed only when blessed"
         )
+    failed = [
+        f"{c.get('check')} (value {c.get('value')}, threshold {c.get('threshold')})"
+        for c in evaluation.get("checks", [])
+        if isinstance(c, dict) and c.get("gating", True) and not c.get("passed")
+    ]
     if not evaluation["blessed"]:
-        failed = [
-            f"{c.get('check')} (value {c.get('value')}, threshold {c.get('threshold')})"
-            for c in evaluation.get("checks", [])
-            if isinstance(c, dict) and c.get("gating", True) and not c.get("passed")
-        ]
         raise NotBlessedError(
             f"{where}: the model is not blessed; failed check(s): {'; '.join(failed) or 'none recorded'}"
+        )
+    forced = evaluation.get("forced")
+    reason = forced.get("reason") if isinstance(forced, dict) else None
+    if failed and not reason:  # the verdict is recomputed, not taken on trust
+        raise NotBlessedError(
+            f"{where}: says blessed, yet gating check(s) failed and no force-bless reason is recorded: "
+            f"{'; '.join(failed)}"
         )
     digest = manifest.files.get(WEIGHTS_FILE.get(manifest.format, ""))
     evaluated = evaluation.get("model_sha256")
@@ -413,8 +420,7 @@ def check_blessing(evaluation: Any, manifest: ModelManifest, where: str) -> str:
             f"{where}: the evaluation is of another model (model_sha256 {evaluated!r}); the model to deploy has "
             f"weights sha256 {digest!r}"
         )
-    forced = evaluation.get("forced")
-    return f"force-blessed: {forced['reason']}" if isinstance(forced, dict) and forced.get("reason") else "blessed"
+    return f"force-blessed: {reason}" if reason else "blessed"
 
 
 @attempts.step

@@ -52,7 +52,7 @@ def evaluate_model(
 
     config = core.EvalConfig.from_dict(options)
     with tempfile.TemporaryDirectory(prefix="shipyard-champion-") as work:
-        champion_dir, champion_version = core.fetch_champion(
+        champion_dir, champion_version, looked_up = core.fetch_champion(
             tracking_uri, model_name, data, config.champion_alias, work
         )
         r = core.evaluate(
@@ -65,6 +65,7 @@ def evaluate_model(
             val_dir=val.path,
             champion_dir=champion_dir,
             champion_version=champion_version,
+            champion_lookup=looked_up,
             report_html=html.path,
             images_dir=figures.path,
         )

@@ -66,9 +66,8 @@ CHAMPION_ALIAS = "champion"
 
 def fetch_champion(
     tracking_uri: str, model_name: str, source: str, alias: str, dst: str
-) -> tuple[str | None, str | None]:
-    """The registry's ``alias`` version of the model, downloaded to ``dst``: ``(directory, version)``,
-    or ``(None, None)`` when the alias is empty or there is no such model or alias yet.
+) -> tuple[str | None, str | None, str]:
+    """The registry's ``alias`` version of the model, downloaded to ``dst``.
 
     Args:
         tracking_uri: The MLflow registry (empty: as register_model resolves it).
@@ -77,18 +76,25 @@ def fetch_champion(
         alias: The alias (``champion``); empty: no lookup.
         dst: Where to download the version.
 
+    Returns:
+        ``(directory, version, where)``: directory and version are None when the alias is empty
+        or there is no such store, model or alias yet; ``where`` says what was looked up (for the
+        report's warning when nothing was found).
+
     Raises:
         ConfigError: No usable tracking URI (see register_model).
         ArtifactError / IntegrityError: The registered artifact is malformed or altered.
     """
     if not alias:
-        return None, None
+        return None, None, ""
     from components.register_model.core import resolve_tracking_uri
-    from shipyard import names, registry
+    from shipyard import names, rdb, registry
 
     name = names.resolve_model_name(model_name, source)
-    fetched = registry.fetch_model(resolve_tracking_uri(tracking_uri), name, f"@{alias}", dst)
-    return (None, None) if fetched is None else (fetched.path, str(fetched.version))
+    uri = resolve_tracking_uri(tracking_uri)
+    fetched = registry.fetch_model(uri, name, f"@{alias}", dst)
+    where = f"@{alias} of {name!r} in {rdb.redact(uri)}"
+    return (None, None, where) if fetched is None else (fetched.path, str(fetched.version), where)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -455,6 +461,7 @@ def evaluate(
     val_dir: str | None = None,
     champion_dir: str | None = None,
     champion_version: str | None = None,
+    champion_lookup: str = "",
     report_html: str | None = None,
     images_dir: str | None = None,
 ) -> dict[str, Any]:
@@ -474,6 +481,8 @@ def evaluate(
         val_dir: The validation split (binary: the decision threshold is chosen on it).
         champion_dir: The registry's current champion, fetched to a directory; None: no champion.
         champion_version: The champion's registry version (for the report).
+        champion_lookup: What the registry was asked for (:func:`fetch_champion`); when it found no
+            champion, a warning names it (a wrong name or store would otherwise pass unnoticed).
         report_html: Where the HTML report (pictures inline) goes; None: not written.
         images_dir: Where the PNG pictures go; None: pictures only inline in the HTML, if any.
 
@@ -535,6 +544,8 @@ def evaluate(
     }
 
     champion: dict[str, Any] | None = None
+    if not champion_dir and champion_lookup:
+        warnings.append(f"no champion found ({champion_lookup}): judged by the value thresholds alone")
     if champion_dir:
         champ_model = load_model(champion_dir)
         name = f"champion v{champion_version}" if champion_version else "champion"

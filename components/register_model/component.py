@@ -24,6 +24,8 @@ def register_model(
     comparison: Input[Artifact] = None,
     quantization: Input[Artifact] = None,
     example: Input[Dataset] = None,
+    evaluation_html: Input[HTML] = None,
+    figures: Input[Artifact] = None,
     model_card: dict = {},
 ) -> NamedTuple("RegisterOutputs", [("version", int), ("run_id", str)]):
     """Registers an MLflow Model (pyfunc over the safe loader) with its story as tags; moves challenger if blessed.
@@ -46,6 +48,8 @@ def register_model(
         quantization: Optional: quantize_model's table JSON (variant, size and latency are tagged).
         example: Optional: a Dataset split whose first rows become the MLflow Model's input example
             (and the test split the model card describes).
+        evaluation_html: Optional: evaluate_model's HTML report (pictures inline), logged under reports/.
+        figures: Optional: evaluate_model's PNG pictures, logged under reports/figures/.
         model_card: Model card options (intended_use, out_of_scope, limitations, owners,
             min_test_rows, min_class_share).
     """
@@ -63,7 +67,7 @@ def register_model(
         tracking_uri,
         params,
         {"kfp.run": kfp_run},
-        {"evaluation": evaluation.path},
+        {"evaluation": evaluation.path, "evaluation_html": path(evaluation_html), "figures": path(figures)},
         data,
         reports={
             "dataset": path(dataset),

@@ -39,6 +39,7 @@ from typing import Any
 from shipyard import attempts, modelcard, names, rdb
 from shipyard.artifacts import ModelManifest, read_json, read_model_manifest, sha256_file
 from shipyard.errors import ArtifactError, ConfigError
+from shipyard.formats import FORMATS
 from shipyard.modelcard import CardConfig
 from shipyard.registry import CHALLENGER, CHAMPION
 
@@ -292,7 +293,8 @@ def _gate_tags(evaluation: dict[str, Any]) -> dict[str, str]:
     forced = evaluation.get("forced")
     if isinstance(forced, dict) and forced.get("reason"):
         tags["shipyard.eval.forced"] = str(forced["reason"])
-    checks = [c for c in evaluation.get("checks") or [] if isinstance(c, dict)]
+    # the checks that decide (a reported, non-gating row such as the in-run baseline does not)
+    checks = [c for c in evaluation.get("checks") or [] if isinstance(c, dict) and c.get("gating", True)]
     if checks:
         failed = [str(c.get("check") or c.get("metric") or "?") for c in checks if not c.get("passed", True)]
         tags["shipyard.eval.checks"] = f"{len(checks) - len(failed)}/{len(checks)} passed"
@@ -364,7 +366,7 @@ def register(
         tracking_uri: MLflow tracking URI (see the module docstring for the default).
         params: Hyperparameters to log.
         tags: Extra run and version tags (e.g. the KFP run id); they win over the computed ones.
-        extra_artifacts: ``{name: local file}`` logged under ``reports/``.
+        extra_artifacts: ``{name: local file or directory}`` logged under ``reports/<name>/``.
         source: The run's data source: an empty ``model_name`` derives from it
             (:func:`shipyard.names.resolve_model_name`) and it is tagged ``shipyard.data.uri``.
         reports: The pipeline's reports for :func:`story_tags` (names in :data:`STORY_INPUTS`).
@@ -395,6 +397,18 @@ def register(
     report = read_json(eval_json, "evaluation report") if eval_json else None
     if report is not None and not isinstance(report, dict):
         raise ArtifactError(f"{eval_json}: evaluation report: expected a JSON object")
+    if report is not None and isinstance(report.get("blessed"), bool) and report["blessed"] != bool(blessed):
+        raise ArtifactError(
+            f"{eval_json}: the evaluation says blessed={report['blessed']}, the step was given "
+            f"blessed={bool(blessed)}; wire the evaluation's own verdict (nothing was registered)"
+        )
+    evaluated = report.get("model_sha256") if report is not None else None
+    weights = manifest.files.get(FORMATS[manifest.format].weights_file) if manifest.format in FORMATS else None
+    if evaluated and evaluated != weights:
+        raise ArtifactError(
+            f"{eval_json}: the evaluation is of another model (model_sha256 {evaluated!r}); {model_dir} has weights "
+            f"sha256 {weights!r} (nothing was registered)"
+        )
     story.update(story_tags(reports, report, source))
     example = _example(example_dir, manifest)
     found = reports or {}
@@ -437,6 +451,8 @@ def register(
             for name, path in (extra_artifacts or {}).items():
                 if path and Path(path).is_file():
                     client.log_artifact(run.info.run_id, path, artifact_path=f"reports/{name}")
+                elif path and Path(path).is_dir():  # e.g. the evaluation's PNG pictures
+                    client.log_artifacts(run.info.run_id, path, artifact_path=f"reports/{name}")
             version_source = f"{run.info.artifact_uri}/model"
     from mlflow.exceptions import MlflowException
 
@@ -448,6 +464,10 @@ def register(
         client.create_registered_model(model_name, description="Registered by Shipyard")
     parent = _alias_version(client, model_name, CHAMPION)
     version = client.create_model_version(model_name, source=version_source, run_id=run.info.run_id, tags=all_tags)
+    alias = None
+    if blessed:  # the alias first: the card below is a record of the version, not a condition of it
+        client.set_registered_model_alias(model_name, CHALLENGER, version.version)
+        alias = CHALLENGER
     facts["version"] = int(version.version)
     facts["lineage"] = {
         k: v
@@ -465,10 +485,6 @@ def register(
     card_uri = _log_card(client, run.info.run_id, run.info.artifact_uri, facts, card_md, card_html)
     client.set_model_version_tag(model_name, version.version, "shipyard.model_card", card_uri)
     all_tags["shipyard.model_card"] = card_uri
-    alias = None
-    if blessed:
-        client.set_registered_model_alias(model_name, CHALLENGER, version.version)
-        alias = CHALLENGER
     return {
         "name": model_name,
         "version": int(version.version),

@@ -230,12 +230,18 @@ def test_check_blessing_table(baseline_artifacts, tmp_path):
     digest = manifest.files["model.skops"]
     good = {"blessed": True, "model_sha256": digest, "forced": None, "checks": []}
     assert check_blessing(good, manifest, "e.json") == "blessed"
+    forced = {**good, "forced": {"reason": "incident 7"}, "checks": [{"check": "x", "passed": False, "gating": True}]}
+    assert check_blessing(forced, manifest, "e.json") == "force-blessed: incident 7"
     cases = [
         ({}, "not an evaluation"),
         ({**good, "blessed": "yes"}, "not an evaluation"),
         (
             {**good, "blessed": False, "checks": [{"check": "a", "passed": False, "gating": False}]},
             "failed check\\(s\\): none recorded",
+        ),
+        (
+            {**good, "checks": [{"check": "roc_auc ≥ 0.9", "passed": False, "gating": True}]},
+            "says blessed, yet gating check\\(s\\) failed",  # a hand-edited verdict is not trusted
         ),
         ({**good, "model_sha256": "0" * 64}, "the evaluation is of another model"),
         ({k: v for k, v in good.items() if k != "model_sha256"}, "the evaluation is of another model"),

@@ -332,3 +332,17 @@ def test_regression_metrics_residuals_and_picture(tmp_path):
     assert list(q) == ["q05", "q25", "q50", "q75", "q95"] and list(q.values()) == sorted(q.values())
     assert r["images"] == ["residuals.png"] and (tmp_path / "figures" / "residuals.png").stat().st_size > 0
     assert np.isfinite(r["uncertainty"]["primary"]["interval"]).all()
+
+
+def test_a_lookup_that_found_no_champion_is_a_warning_naming_it(baseline_artifacts, tmp_path):
+    looked = "@champion of 'bc' in sqlite:///nowhere/mlflow.db"
+    result = evaluate(
+        str(baseline_artifacts["baseline"]),
+        str(baseline_artifacts["test"]),
+        str(tmp_path / "e.json"),
+        str(tmp_path / "e.md"),
+        EvalConfig(),
+        champion_lookup=looked,
+    )
+    assert result["champion"] is None
+    assert any(looked in w and "value thresholds alone" in w for w in result["warnings"])

@@ -57,9 +57,11 @@ def _runs(uri: str) -> list:
 
 
 @pytest.mark.slow
-def test_versions_count_up_and_challenger_moves_only_when_blessed(artifacts, store, eval_json):
+def test_versions_count_up_and_challenger_moves_only_when_blessed(artifacts, store, eval_json, tmp_path):
+    unblessed = tmp_path / "unblessed.json"
+    unblessed.write_text(json.dumps({"blessed": False, "metrics": {"roc_auc": 0.6}}))
     first = register(str(artifacts["baseline"]), NAME, eval_json, True, store)
-    second = register(str(artifacts["baseline"]), NAME, eval_json, False, store)
+    second = register(str(artifacts["baseline"]), NAME, str(unblessed), False, store)
 
     assert (first["version"], first["alias"]) == (1, CHALLENGER)
     assert (second["version"], second["alias"]) == (2, None)
@@ -444,7 +446,7 @@ def test_the_model_card_is_logged_with_the_version_and_names_its_parent(baseline
 
     reports = {k: v for k, v in story.items() if k != "evaluation"}
     first = register(str(baseline_artifacts["baseline"]), NAME, story["evaluation"], True, store, reports=reports)
-    assert fetch_champion(store, NAME, "", "champion", str(tmp_path / "none")) == (None, None)  # no champion yet
+    assert fetch_champion(store, NAME, "", "champion", str(tmp_path / "none"))[:2] == (None, None)  # none yet
     registry.promote(_client(store), NAME, first["version"])
     second = register(
         str(baseline_artifacts["baseline"]),
@@ -469,10 +471,11 @@ def test_the_model_card_is_logged_with_the_version_and_names_its_parent(baseline
     assert f"| parent_version | {first['version']} |" in text and f"| mlflow_run | {second['run_id']} |" in text
     assert "<h1>Model card" in (tmp_path / "card.html").read_text()
 
-    path, champion = fetch_champion(store, NAME, "", "champion", str(tmp_path / "champion"))
+    path, champion, where = fetch_champion(store, NAME, "", "champion", str(tmp_path / "champion"))
+    assert where == f"@champion of {NAME!r} in {store}"
     assert champion == str(first["version"])
     assert read_model_manifest(path).files == read_model_manifest(baseline_artifacts["baseline"]).files
-    assert fetch_champion(store, NAME, "", "", str(tmp_path / "off")) == (None, None)  # champion_alias ""
+    assert fetch_champion(store, NAME, "", "", str(tmp_path / "off")) == (None, None, "")  # champion_alias ""
 
 
 def test_a_process_wide_registry_uri_does_not_divert_the_registration(baseline_artifacts, store, tmp_path, monkeypatch):
@@ -484,3 +487,22 @@ def test_a_process_wide_registry_uri_does_not_divert_the_registration(baseline_a
     client = MlflowClient(store, registry_uri=store)
     assert client.get_model_version(NAME, str(result["version"])).run_id == result["run_id"]
     assert not elsewhere.exists()  # the version is in the store register was given, nowhere else
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "blessed", "fragment"),
+    [
+        ({"blessed": False, "metrics": {}}, True, "the evaluation says blessed=False, the step was given blessed=True"),
+        ({"blessed": True, "metrics": {}, "model_sha256": "0" * 64}, True, "the evaluation is of another model"),
+    ],
+)
+def test_a_verdict_or_model_other_than_the_evaluations_registers_nothing(
+    baseline_artifacts, store, tmp_path, evaluation, blessed, fragment
+):
+    from shipyard.errors import ArtifactError
+
+    path = tmp_path / "evaluation.json"
+    path.write_text(json.dumps(evaluation))
+    with pytest.raises(ArtifactError, match=fragment):
+        register(str(baseline_artifacts["baseline"]), NAME, str(path), blessed, store)
+    assert not (tmp_path / "mlflow.db").exists()  # no store was even created
