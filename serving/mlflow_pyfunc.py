@@ -30,7 +30,6 @@ import mlflow.pyfunc
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from shipyard import __version__
 from shipyard.artifacts import ModelManifest, read_model_manifest
 from shipyard.registry import SHIPYARD_ARTIFACT, SHIPYARD_SUBDIR
 
@@ -147,14 +146,17 @@ def _mlflow_type(dtype: str, kind: str) -> str:
 
 
 def requirements(manifest: ModelManifest) -> list[str]:
-    """The pip requirements written beside the model: shipyard, mlflow and the format's framework.
+    """The pip requirements written beside the model: mlflow, pandas, numpy and the format's framework,
+    pinned to the versions installed here where they are installed.
 
-    Pinned to the versions installed here where they are installed (shipyard is installed from the
-    repository or comes with the Shipyard images; it is not on PyPI).
+    Shipyard itself is not listed: it is not on PyPI, and a ``shipyard`` requirement would have an
+    environment manager install whatever package of that name PyPI holds. The model loads where
+    Shipyard is installed (its images, or ``pip install -e .``): ``mlflow models serve
+    --env-manager local``.
     """
     from importlib import metadata
 
-    out = [f"shipyard=={__version__}"]
+    out: list[str] = []
     for name in ("mlflow", "pandas", "numpy", *_FORMAT_REQUIREMENTS.get(manifest.format, ())):
         try:
             out.append(f"{name}=={metadata.version(name)}")

@@ -1,8 +1,9 @@
 """The evaluation's pictures as PNG files: calibration, ROC, precision-recall and residuals.
 
-matplotlib is imported inside each function, with the non-interactive ``Agg`` backend, so that
-importing this module costs nothing and no display is needed. Every function writes one PNG
-atomically (a temporary file, then a rename) and returns its path.
+matplotlib is imported inside each function, and figures are drawn on an ``Agg`` canvas of their
+own (``matplotlib.figure.Figure``, not pyplot), so that importing this module costs nothing, no
+display is needed and the process's pyplot backend is left alone (a notebook calling evaluate).
+Every function writes one PNG atomically (a temporary file, then a rename) and returns its path.
 """
 
 from __future__ import annotations
@@ -21,24 +22,20 @@ DPI = 100
 
 
 def _figure() -> tuple[Any, Any]:
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=SIZE, dpi=DPI)
-    return fig, ax
+    fig = Figure(figsize=SIZE, dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
 
 
 def _save(fig: Any, path: str | Path) -> Path:
-    import matplotlib.pyplot as plt
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     fig.tight_layout()
     fig.savefig(tmp, format="png")
-    plt.close(fig)
     os.replace(tmp, path)
     return path
 
