@@ -835,14 +835,17 @@ def markdown_report(result: dict[str, Any]) -> str:
         out += [
             f"\n## Slices ({result['primary_metric']})\n",
             markdown_table(["column", "slice", "rows", result["primary_metric"], "note"], _slice_rows(result)),
-            markdown_table(
-                ["column", "metric", "gap", "highest", "lowest"],
-                [(g["column"], g["metric"], g["gap"], g["highest"], g["lowest"]) for g in result["fairness_gaps"]],
-            ),
+            markdown_table(*_gap_table(result)),
         ]
     if result["images"]:
         out += ["\n## Pictures\n", ", ".join(result["images"]) + "\n"]
     return "\n".join(out)
+
+
+def _gap_table(result: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The fairness gaps as ``(headers, rows)``, for both reports."""
+    rows = [(g["column"], g["metric"], g["gap"], g["highest"], g["lowest"]) for g in result["fairness_gaps"]]
+    return ["column", "metric", "gap", "highest", "lowest"], rows
 
 
 def html_report(result: dict[str, Any], pictures: Path) -> str:
@@ -868,10 +871,7 @@ def html_report(result: dict[str, Any], pictures: Path) -> str:
         parts += [
             f"<h2>Slices ({html.escape(result['primary_metric'])})</h2>",
             html_table(["column", "slice", "rows", result["primary_metric"], "note"], _slice_rows(result)),
-            html_table(
-                ["column", "metric", "gap", "highest", "lowest"],
-                [(g["column"], g["metric"], g["gap"], g["highest"], g["lowest"]) for g in result["fairness_gaps"]],
-            ),
+            html_table(*_gap_table(result)),
         ]
     if result["images"]:
         parts.append("<h2>Pictures</h2>")
