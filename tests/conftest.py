@@ -32,6 +32,21 @@ pytest_plugins = ("pytester",)
 TESTS = Path(__file__).resolve().parent
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_mlflow_registry_uri() -> Iterator[None]:
+    """``mlflow.set_registry_uri(uri)`` also exports ``MLFLOW_REGISTRY_URI`` and ``set_registry_uri(None)``
+    leaves it set, so one test's registry would become every later test's default: undone after each test."""
+    before = os.environ.get("MLFLOW_REGISTRY_URI")
+    yield
+    utils = sys.modules.get("mlflow.tracking._model_registry.utils")
+    if utils is not None:
+        utils.set_registry_uri(None)
+    if before is None:
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    else:
+        os.environ["MLFLOW_REGISTRY_URI"] = before
+
+
 @pytest.fixture(scope="session")
 def baseline_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The reference data ingested and split, and the scikit-learn baseline fitted on it (no MLP)."""

@@ -43,7 +43,7 @@ def eval_json(tmp_path) -> str:
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(uri)
+    return MlflowClient(uri, registry_uri=uri)
 
 
 def _local(uri: str) -> Path:

@@ -139,7 +139,7 @@ def test_the_next_run_is_judged_against_the_promoted_champion(run, local_cli, cl
         evaluate=EVALUATE,
     )
     evaluation = json.loads((second["dir"] / "evaluate-model" / "evaluation").read_text())
-    assert evaluation["champion"]["version"] == 1  # fetched from the registry by the evaluate step
+    assert str(evaluation["champion"]["version"]) == "1"  # fetched from the registry by the evaluate step
     champion_rows = [c for c in evaluation["checks"] if c["kind"] == "champion"]
     assert champion_rows and champion_rows[0]["metric"] == evaluation["primary_metric"]
     client = MlflowClient(store)
