@@ -125,11 +125,11 @@ def test_max_threshold(tmp_path, baseline_artifacts):
         tmp_path,
         baseline_artifacts["baseline"],
         baseline_artifacts["test"],
-        thresholds={"log_loss": {"max": 5.0}, "accuracy": {"min": 0.5, "max": 0.1}},
+        thresholds={"log_loss": {"max": 5.0}, "accuracy": {"min": 0.5}, "f1_macro": {"max": 0.1}},
     )
     checks = {c["check"]: c for c in result["checks"]}
     assert checks["log_loss ≤ 5"]["passed"] is True
-    assert checks["accuracy ≥ 0.5"]["passed"] is True and checks["accuracy ≤ 0.1"]["passed"] is False
+    assert checks["accuracy ≥ 0.5"]["passed"] is True and checks["f1_macro ≤ 0.1"]["passed"] is False
     assert result["blessed"] is False
 
 
