@@ -145,7 +145,7 @@ def test_the_next_run_is_judged_against_the_promoted_champion(run, local_cli, cl
     client = MlflowClient(store)
     version = client.get_model_version(NAME, "2")
     assert version.tags["shipyard.eval.champion_version"] == "1"
-    assert client.get_model_version_by_alias(NAME, "champion").version == "1"  # promotion is not registration
+    assert int(client.get_model_version_by_alias(NAME, "champion").version) == 1  # promotion is not registration
     card = (second["dir"] / "register-model" / "card").read_text()
     assert card.startswith(f"# Model card: {NAME} version 2\n")
     assert "| parent_version | 1 |" in card and "Champion: version 1." in card
