@@ -183,37 +183,29 @@ MAPE_MIN_ABS_FRACTION = 1e-3
 RESIDUAL_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 #: Decision-threshold objectives (binary): what :func:`choose_threshold` maximizes on validation.
 THRESHOLD_OBJECTIVES = ("f1", "balanced_accuracy", "youden", "min_precision", "min_recall")
+_CLASSIFICATION_METRICS = (
+    "accuracy",
+    "balanced_accuracy",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "ece",
+)
 #: The metrics :func:`evaluation_metrics` can report, per task (some only when defined).
 EVALUATION_METRICS = {
     "binary": (
-        "accuracy",
-        "balanced_accuracy",
-        "precision_macro",
-        "recall_macro",
-        "f1_macro",
-        "roc_auc",
-        "pr_auc",
-        "log_loss",
-        "brier",
-        "ece",
+        *_CLASSIFICATION_METRICS,
         "accuracy_at_threshold",
         "balanced_accuracy_at_threshold",
         "precision_at_threshold",
         "recall_at_threshold",
         "f1_at_threshold",
     ),
-    "multiclass": (
-        "accuracy",
-        "balanced_accuracy",
-        "precision_macro",
-        "recall_macro",
-        "f1_macro",
-        "roc_auc",
-        "pr_auc",
-        "log_loss",
-        "brier",
-        "ece",
-    ),
+    "multiclass": _CLASSIFICATION_METRICS,
     "regression": ("rmse", "mae", "r2", "mape"),
 }
 
