@@ -166,7 +166,7 @@ def model_server(
     Call it as ``with model_server(model_dir, name, args=[...]) as server:``; a server still running at the
     end of the session (a test that failed half-way) is stopped then.
     """
-    from components.deploy_model.core import LocalServer
+    from serving.rollout.processes import LocalServer
 
     running: list[LocalServer] = []
 

@@ -19,15 +19,7 @@ names the failed checks and nothing is written.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +28,8 @@ import numpy as np
 
 from serving.formats import WEIGHTS_FILE
 from serving.rollout.isvc import render_inference_service
+from serving.rollout.kubernetes import apply_to_cluster
+from serving.rollout.processes import LocalServer, http_json
 from shipyard import attempts, names
 from shipyard.artifacts import ModelManifest, read_dataset, read_json, read_model_manifest, write_json, write_text
 from shipyard.config import Config, require
@@ -97,96 +91,6 @@ def kserve_storage_uri(uri: str) -> str:
 def service_name_for(model_name: str) -> str:
     """A DNS-1035 label derived from a model name (``Breast_Cancer`` → ``breast-cancer``); see :mod:`shipyard.names`."""
     return names.service_name(model_name)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            return exc.code, json.loads(raw)
-        except ValueError:
-            return exc.code, raw.decode(errors="replace")
-
-
-class LocalServer:
-    """``shipyard serve`` in a child process on 127.0.0.1; a context manager that stops it by PID."""
-
-    def __init__(self, model_dir: str, name: str, port: int = 0, log_path: str | None = None, args: Sequence[str] = ()):
-        self.model_dir, self.name, self.args = model_dir, name, list(args)
-        self.port = port or _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> LocalServer:
-        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "shipyard.cli",
-                "serve",
-                self.model_dir,
-                "--name",
-                self.name,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                *self.args,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        if not isinstance(log, int):
-            log.close()  # the child holds its own descriptor
-        return self
-
-    def wait_ready(self, timeout_s: float) -> float:
-        """Polls the V2 readiness route; returns seconds until ready.
-
-        Raises:
-            DeploymentError: The process exits or is not ready within ``timeout_s``.
-        """
-        assert self.proc is not None
-        start = time.monotonic()
-        while time.monotonic() - start < timeout_s:
-            if self.proc.poll() is not None:
-                raise DeploymentError(
-                    f"local server exited with code {self.proc.returncode} before it was ready"
-                    + (f"; see {self.log_path}" if self.log_path else "")
-                )
-            try:
-                status, _ = _http("GET", f"{self.url}/v2/models/{self.name}/ready", timeout=2)
-                if status == 200:
-                    return time.monotonic() - start
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.2)
-        raise DeploymentError(f"local server on {self.url} not ready after {timeout_s:g}s")
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
 
 
 def json_value(value: Any) -> Any:
@@ -271,18 +175,18 @@ def smoke_test(url: str, name: str, model_dir: str, test_dir: str, rows: int) ->
     expected = model.score_frame(sample, str(test_dir))
     metadata = None
     if not model.preprocessing.identity:
-        status, metadata = _http("GET", f"{url}/v2/models/{name}")
+        status, metadata = http_json("GET", f"{url}/v2/models/{name}")
         if status != 200:
             raise DeploymentError(f"V2 metadata request returned HTTP {status}: {metadata}")
     v1_body, v2_body = smoke_requests(model, sample, metadata, str(test_dir))
 
     t0 = time.perf_counter()
-    status, v1 = _http("POST", f"{url}/v1/models/{name}:predict", v1_body)
+    status, v1 = http_json("POST", f"{url}/v1/models/{name}:predict", v1_body)
     v1_ms = (time.perf_counter() - t0) * 1e3
     if status != 200:
         raise DeploymentError(f"V1 smoke request returned HTTP {status}: {v1}")
     t0 = time.perf_counter()
-    status, v2 = _http("POST", f"{url}/v2/models/{name}/infer", v2_body)
+    status, v2 = http_json("POST", f"{url}/v2/models/{name}/infer", v2_body)
     v2_ms = (time.perf_counter() - t0) * 1e3
     if status != 200:
         raise DeploymentError(f"V2 smoke request returned HTTP {status}: {v2}")
@@ -308,74 +212,6 @@ def smoke_test(url: str, name: str, model_dir: str, test_dir: str, rows: int) ->
         "v1_ms": round(v1_ms, 1),
         "v2_ms": round(v2_ms, 1),
     }
-
-
-KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
-
-
-def _custom_objects_api() -> Any:  # pragma: no cover - needs a kubeconfig or in-cluster credentials
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.CustomObjectsApi()
-
-
-def is_ready(isvc: dict[str, Any]) -> bool:
-    """True when the InferenceService's ``Ready`` condition is ``True``."""
-    conditions = isvc.get("status", {}).get("conditions", [])
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def apply_to_cluster(isvc: dict[str, Any], timeout_s: float, api: Any = None, poll_s: float = 5.0) -> dict[str, Any]:
-    """Creates the InferenceService, or merge-patches an existing one, and waits until it is ready.
-
-    Patching an existing service makes KServe start a new revision that receives
-    ``canaryTrafficPercent`` of the traffic; a new service gets all of it.
-
-    Args:
-        isvc: The rendered InferenceService.
-        timeout_s: How long to wait for ``Ready``.
-        api: A ``kubernetes.client.CustomObjectsApi`` (default: from the in-cluster or local kubeconfig).
-        poll_s: Seconds between readiness polls.
-
-    Returns:
-        ``{"action": "created"|"patched", "url": ...}``.
-
-    Raises:
-        DeploymentError: The API refused the request, or the service was not ready in time.
-    """
-    from kubernetes.client.exceptions import ApiException
-
-    api = api or _custom_objects_api()
-    name, namespace = isvc["metadata"]["name"], isvc["metadata"]["namespace"]
-    where = f"InferenceService {namespace}/{name}"
-    args = (KSERVE_GROUP, KSERVE_VERSION, namespace, ISVC_PLURAL)
-    try:
-        try:
-            api.get_namespaced_custom_object(*args, name)
-            exists = True
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            exists = False
-        if exists:
-            api.patch_namespaced_custom_object(*args, name, isvc)
-        else:
-            api.create_namespaced_custom_object(*args, isvc)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            current = api.get_namespaced_custom_object(*args, name)
-            if is_ready(current):
-                return {"action": "patched" if exists else "created", "url": current["status"].get("url", "")}
-            if time.monotonic() >= deadline:
-                conditions = current.get("status", {}).get("conditions", [])
-                raise DeploymentError(f"{where} not ready after {timeout_s:g}s; conditions: {conditions}")
-            time.sleep(poll_s)
-    except ApiException as exc:
-        raise DeploymentError(f"{where}: Kubernetes API answered {exc.status} {exc.reason}: {exc.body}") from exc
 
 
 def check_blessing(evaluation: Any, manifest: ModelManifest, where: str) -> str:

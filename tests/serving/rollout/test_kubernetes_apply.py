@@ -12,8 +12,8 @@ import pytest
 from kubernetes.client import CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
-from components.deploy_model.core import apply_to_cluster
 from serving.rollout.isvc import render_inference_service
+from serving.rollout.kubernetes import apply_to_cluster
 from shipyard.errors import DeploymentError
 
 
