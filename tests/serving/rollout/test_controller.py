@@ -155,6 +155,14 @@ ROLLED_BACK_2 = Rollback("2 failed intervals (failure_threshold 2): error-rate 0
             id="max_inconclusive fails",
         ),
         pytest.param(
+            {"max_inconclusive": 3, "failure_threshold": 5},
+            "IIFIIPII",
+            [5, 5, 5, 5, 5, 10, 10, 10],
+            Phase.PROGRESSING,
+            [Analyse()],
+            id="a conclusive interval ends the inconclusive run",
+        ),
+        pytest.param(
             {"max_inconclusive": 0},
             "I" * 50 + "P",
             [5] * 50 + [10],
