@@ -42,7 +42,7 @@ RESTRICTED_SECURITY_CONTEXT: dict[str, Any] = {
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 #: Predictor fields a RawDeployment canary may not carry (KServe derives its replicas from the stable's).
-_AUTOSCALING_FIELDS = ("minReplicas", "maxReplicas", "scaleMetric", "scaleMetricType", "scaleTarget", "autoScaling")
+AUTOSCALING_FIELDS = ("minReplicas", "maxReplicas", "scaleMetric", "scaleMetricType", "scaleTarget", "autoScaling")
 _TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
 
 
@@ -247,9 +247,7 @@ def render_inference_service(
             storage_uri=storage_uri,
             protocol_version="v2",
             image=image or (images.GPU_IMAGE if gpus else None),
-            resources=V1ResourceRequirements(
-                requests=requirements.get("requests"), limits=requirements.get("limits")
-            ),
+            resources=V1ResourceRequirements(requests=requirements.get("requests"), limits=requirements.get("limits")),
         ),
         canary_traffic_percent=canary_traffic_percent,
         min_replicas=min_replicas,
@@ -342,9 +340,11 @@ def render_raw_canary(
     name = name or ("canary-2" if stable_name == "canary" else "canary")
     if not DNS_LABEL.match(name) or name == stable_name:
         raise ConfigError(
-            f"rollout: canary name {name!r} must be a DNS-1035 label other than the stable predictor's ({stable_name!r})"
+            f"rollout: canary name {name!r} must be a DNS-1035 label other than the stable predictor's "
+            f"({stable_name!r})"
         )
-    predictor = {k: copy.deepcopy(v) for k, v in stable.items() if k not in (*_AUTOSCALING_FIELDS, "canaryTrafficPercent")}
+    dropped = (*AUTOSCALING_FIELDS, "canaryTrafficPercent")
+    predictor = {k: copy.deepcopy(v) for k, v in stable.items() if k not in dropped}
     model = dict(predictor.get("model") or {})
     model["modelFormat"] = {"name": model_format_name(model_format)}
     model["storageUri"] = canary_storage_uri
