@@ -349,6 +349,9 @@ def render_raw_canary(
     model["modelFormat"] = {"name": model_format_name(model_format)}
     model["storageUri"] = canary_storage_uri
     model.setdefault("runtime", RUNTIME_NAME)
+    # The CRD requires a (container) name in a canary's model, KServe's webhook rejects a non-empty
+    # one in a standard predictor (which the canary becomes on promotion): "" satisfies both.
+    model.setdefault("name", "")
     if resources is not None or gpus is not None:
         base = resources if resources is not None else model.get("resources") or {}
         model["resources"] = _check_resources(base, gpus or 0)

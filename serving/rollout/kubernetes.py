@@ -288,6 +288,8 @@ class KubernetesBackend:
     def _canary_entry(self, current: dict[str, Any]) -> dict[str, Any]:
         if "predictor" in self.canary:
             predictor = copy.deepcopy(dict(self.canary["predictor"]))
+            if isinstance(predictor.get("model"), dict):
+                predictor["model"].setdefault("name", "")  # the CRD requires it in a canary (see render_raw_canary)
             if predictor["name"] == current["spec"]["predictor"].get("name", ""):
                 raise DeploymentError(f"{self._where}: canary name {predictor['name']!r} is the stable predictor's")
             return {"predictor": predictor, "trafficPercent": 0}
