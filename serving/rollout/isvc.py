@@ -407,3 +407,54 @@ def render_serving_runtime(image: str | None = None) -> dict[str, Any]:
         ),
     )
     return _sanitize(runtime)
+
+
+def example_manifests() -> dict[str, dict[str, Any]]:
+    """The generated examples (``shipyard manifests``), by file name: the ServingRuntime and InferenceServices.
+
+    ``inferenceservice-serverless.yaml`` (Knative, an update becomes a 10% canary revision),
+    ``inferenceservice-raw.yaml`` (plain Deployments, HPA on CPU), ``inferenceservice-raw-canary.yaml``
+    (the same with a ``spec.canary`` entry at 10%, as ``KubernetesBackend`` writes it), and
+    ``inferenceservice-gpu.yaml`` (one ``nvidia.com/gpu``, its toleration and node selector).
+    """
+    common = {"namespace": "models", "service_account": "model-reader", "labels": {"shipyard.io/model": "bc"}}
+    raw = render_inference_service(
+        "bc",
+        "s3://models/bc/1",
+        "onnx",
+        canary_traffic_percent=None,
+        deployment_mode=RAW,
+        min_replicas=2,
+        max_replicas=6,
+        scale_metric="cpu",
+        scale_target=70,
+        **common,  # type: ignore[arg-type]
+    )
+    return {
+        "cluster-serving-runtime.yaml": render_serving_runtime(),
+        "inferenceservice-serverless.yaml": render_inference_service(
+            "bc",
+            "s3://models/bc/1",
+            "onnx",
+            deployment_mode=SERVERLESS,
+            scale_metric="concurrency",
+            scale_target=8,
+            **common,  # type: ignore[arg-type]
+        ),
+        "inferenceservice-raw.yaml": raw,
+        "inferenceservice-raw-canary.yaml": with_raw_canary(
+            raw, render_raw_canary(raw, "s3://models/bc/2", "onnx", 10)
+        ),
+        "inferenceservice-gpu.yaml": render_inference_service(
+            "bc-gpu",
+            "s3://models/bc/1",
+            "torchscript",
+            canary_traffic_percent=None,
+            deployment_mode=RAW,
+            gpus=1,
+            resources={"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"cpu": "4", "memory": "8Gi"}},
+            tolerations=[{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+            node_selector={"nvidia.com/gpu.present": "true"},
+            **common,  # type: ignore[arg-type]
+        ),
+    }
