@@ -52,7 +52,8 @@ def parse_result(data: Mapping[str, Any], promql: str = "") -> list[Sample]:
     Raises:
         DeploymentError: A range vector (matrix) or an unknown result type.
     """
-    kind, result = data.get("resultType"), data.get("result")
+    kind = data.get("resultType")
+    result: Any = data.get("result", [])
     if kind == "vector":
         return [Sample(labels=dict(item.get("metric", {})), value=parse_value(item["value"][1])) for item in result]
     if kind == "scalar":
