@@ -259,6 +259,31 @@ class HAProxy:
             self.set_server_weight(server, weights[server])
         return weights
 
+    def server_status(self, server: str) -> str:
+        """A server's health as HAProxy sees it (``UP``, ``DOWN``, ``MAINT``, ``no check``...), from ``show stat``.
+
+        Raises:
+            DeploymentError: Unknown server, or not in HAProxy's answer.
+        """
+        _check_server(server)
+        lines = self.command("show stat").splitlines()
+        if lines and lines[0].startswith("# "):
+            header = lines[0][2:].split(",")
+            for line in lines[1:]:
+                row = dict(zip(header, line.split(","), strict=False))
+                if row.get("pxname") == BACKEND and row.get("svname") == server:
+                    return row.get("status", "")
+        raise DeploymentError(f"haproxy: no status for {BACKEND}/{server} in 'show stat'")
+
+    def wait_up(self, server: str, timeout_s: float = 10.0) -> bool:
+        """Waits until HAProxy's health check marks ``server`` UP; False after ``timeout_s``."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout_s:
+            if self.server_status(server).startswith("UP"):
+                return True
+            time.sleep(0.1)
+        return False
+
     def weights(self) -> dict[str, int]:
         """The current weights of both servers."""
         return {server: self.get_weight(server) for server in SERVERS}
