@@ -16,9 +16,11 @@ inference request.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from typing import Any
 
 from serving import fastpath
 from serving.observe import REQUEST_STATS
+from shipyard.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +74,45 @@ def _route_and_model(path: str) -> tuple[str, str | None]:
     return "other", None
 
 
+#: The error an injected failure answers with (HTTP 500).
+INJECTED_FAULT = "injected fault (--fault-error-rate)"
+#: The longest injected delay (--fault-delay-ms), one minute.
+MAX_FAULT_DELAY_MS = 60_000.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Faults:
+    """Faults injected into inference requests (``v1_predict``, ``v2_infer``) for rollout drills.
+
+    Deterministic, not random: the n-th inference request (counted from 1) fails when
+    ``floor(n * error_rate) > floor((n - 1) * error_rate)``, so any window of requests fails at the
+    configured rate to within one request.
+
+    Attributes:
+        error_rate: Share of inference requests answered with HTTP 500 (0..1).
+        delay_ms: Every inference request waits this long before it is handled (0..60000).
+    """
+
+    error_rate: float = 0.0
+    delay_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.error_rate, (int, float)) and 0.0 <= self.error_rate <= 1.0):
+            raise ConfigError(f"serve: --fault-error-rate must be in [0, 1], got {self.error_rate!r}")
+        if not (isinstance(self.delay_ms, (int, float)) and 0.0 <= self.delay_ms <= MAX_FAULT_DELAY_MS):
+            raise ConfigError(f"serve: --fault-delay-ms must be in [0, {MAX_FAULT_DELAY_MS:g}], got {self.delay_ms!r}")
+
+    @property
+    def active(self) -> bool:
+        """Whether anything is injected at all (when not, the server is given no Faults)."""
+        return self.error_rate > 0 or self.delay_ms > 0
+
+
+def fails(n: int, error_rate: float) -> bool:
+    """Whether the ``n``-th inference request (from 1) is answered with an injected 500."""
+    return math.floor(n * error_rate) > math.floor((n - 1) * error_rate)
+
+
 class ServerState:
     """Shared between the guard and the shutdown: requests in flight, and whether we drain."""
 
@@ -92,9 +134,18 @@ class ServingGuard:
       traffic; everything else is still served until the server stops.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, state: ServerState, models: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        state: ServerState,
+        models: dict[str, Any] | None = None,
+        faults: Faults | None = None,
+    ):
         self.app, self.max_body_bytes, self.state = app, max_body_bytes, state
         self.models = models or {}
+        self.faults = faults if faults is not None and faults.active else None  # None: no per-request cost
+        self.inference_requests = 0  # counted only while faults are injected
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -107,6 +158,9 @@ class ServingGuard:
         try:
             if self.state.draining and route in READINESS_ROUTES:
                 status = await _json_error(send, 503, "the server is shutting down")
+                return
+            if self.faults is not None and route in DIRECT_ROUTES and await self._inject(receive):
+                status = await _json_error(send, 500, INJECTED_FAULT)
                 return
             length, media, kserve_only = _read_headers(scope["headers"])
             if length is not None and length > self.max_body_bytes:
@@ -143,6 +197,20 @@ class ServingGuard:
         finally:
             self.state.in_flight -= 1
             REQUEST_STATS.observe(route, status, time.perf_counter() - start)
+
+    async def _inject(self, receive: Callable) -> bool:
+        """Waits the injected delay; True when this inference request is to fail (its body is then read
+        and dropped, so the connection stays usable)."""
+        assert self.faults is not None
+        self.inference_requests += 1
+        n = self.inference_requests
+        if self.faults.delay_ms > 0:
+            await asyncio.sleep(self.faults.delay_ms / 1000.0)
+        if not fails(n, self.faults.error_rate):
+            return False
+        while (await receive()).get("more_body", False):
+            pass
+        return True
 
     async def _answer_directly(self, model: Any, route: str, body: bytes, send: Callable) -> int:
         """Answers an inference request (serving.fastpath); returns the status sent."""

@@ -24,11 +24,14 @@ import logging
 import signal
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from serving.config import ServeConfig
 from shipyard import storage
 from shipyard.errors import ConfigError, DeploymentError
+
+if TYPE_CHECKING:
+    from serving.guard import Faults
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +46,12 @@ def _import_kserve() -> Any:
 
 
 def serve(
-    model_dir: str, name: str, host: str = "127.0.0.1", port: int = 8080, config: ServeConfig | None = None
+    model_dir: str,
+    name: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    config: ServeConfig | None = None,
+    faults: Faults | None = None,
 ) -> None:
     """Loads the artifact and serves it until SIGTERM/SIGINT.
 
@@ -53,6 +61,8 @@ def serve(
         host: Interface to bind; 127.0.0.1 locally, 0.0.0.0 in a container.
         port: HTTP port, 1..65535.
         config: Batching, body limit, payload log, shutdown timing (defaults: ``ServeConfig()``).
+        faults: For rollout drills only: injected 500s and delays on inference requests
+            (:class:`serving.guard.Faults`); None or inactive is off.
 
     Raises:
         ConfigError: ``port`` is outside 1..65535.
@@ -98,7 +108,11 @@ def serve(
             # Outermost, in front of FastAPI's own middleware: inference requests answered directly
             # pay for uvicorn and the guard only.
             self.config.app = ServingGuard(
-                kserve_app, max_body_bytes=cfg.max_body_bytes, state=state, models={model.name: model}
+                kserve_app,
+                max_body_bytes=cfg.max_body_bytes,
+                state=state,
+                models={model.name: model},
+                faults=faults,
             )
 
         def _add_exception_handlers(self, app: Any) -> None:

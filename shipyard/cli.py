@@ -120,9 +120,25 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--payload-log", help="write requests and responses as JSON lines to this directory or gs:// URI")
     s.add_argument("--shutdown-delay", type=float, help="seconds readiness is 503 after SIGTERM before stopping")
     s.add_argument("--grace-period", type=float, help="seconds in-flight requests get to finish (default 30)")
+    s.add_argument(
+        "--fault-error-rate",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="rollout drills only: answer this share (0..1) of inference requests with HTTP 500, deterministically "
+        "(the n-th fails when floor(n*R) > floor((n-1)*R)); default 0, off",
+    )
+    s.add_argument(
+        "--fault-delay-ms",
+        type=float,
+        default=0.0,
+        metavar="D",
+        help="rollout drills only: every inference request waits D ms before it is answered; default 0, off",
+    )
     s.epilog = (
-        "Every option can also be set as a variable: SHIPYARD_SERVE_BATCHING, _MAX_BATCH_SIZE, _MAX_BATCH_WAIT_MS, "
-        "_MAX_BODY_BYTES, _PAYLOAD_LOG, _SHUTDOWN_DELAY_S, _GRACE_PERIOD_S (flags win)."
+        "Every option but the --fault-* drill flags can also be set as a variable: SHIPYARD_SERVE_BATCHING, "
+        "_MAX_BATCH_SIZE, _MAX_BATCH_WAIT_MS, _MAX_BODY_BYTES, _PAYLOAD_LOG, _SHUTDOWN_DELAY_S, _GRACE_PERIOD_S "
+        "(flags win)."
     )
 
     v = sub.add_parser(
@@ -320,6 +336,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from serving.config import ServeConfig
+    from serving.guard import Faults
     from serving.server import serve
 
     config = ServeConfig.from_env(
@@ -333,7 +350,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "grace_period_s": args.grace_period,
         }
     )
-    serve(args.model_dir, args.name, args.host, args.port, config)
+    faults = Faults(error_rate=args.fault_error_rate, delay_ms=args.fault_delay_ms)
+    serve(args.model_dir, args.name, args.host, args.port, config, faults if faults.active else None)
     return 0
 
 

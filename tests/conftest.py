@@ -270,3 +270,35 @@ def validate_isvc(isvc_schema: dict) -> Callable[[dict], None]:
 
     validator = jsonschema.validators.validator_for(isvc_schema)(isvc_schema)
     return validator.validate
+
+
+# --- Local rollout (serving/rollout: haproxy, prometheus) -------------------------------------------
+
+#: Debian packages the local rollout backend runs, by the binary each provides.
+ROLLOUT_PACKAGES = {"haproxy": "haproxy", "prometheus": "prometheus"}
+
+
+def _rollout_binaries() -> dict[str, str | None]:
+    return {name: shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin") for name in ROLLOUT_PACKAGES}
+
+
+@resource("serving", scope="session")
+def rollout_tools() -> dict[str, str]:
+    """HAProxy and Prometheus (``binary -> path``): installed with apt-get only when missing; skips,
+    naming the reason, only where that install is impossible (no apt-get, not root, no network)."""
+    found = _rollout_binaries()
+    missing = [ROLLOUT_PACKAGES[name] for name, path in found.items() if path is None]
+    if missing:
+        if shutil.which("apt-get") is None or os.geteuid() != 0:
+            pytest.skip(f"{', '.join(missing)} not installed and cannot be (needs apt-get as root)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *missing]):
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+            if proc.returncode != 0:
+                pytest.skip(
+                    f"`{' '.join(cmd)}` failed, so {', '.join(missing)} cannot be installed: {proc.stderr[-300:]}"
+                )
+        found = _rollout_binaries()
+        if any(path is None for path in found.values()):
+            pytest.skip(f"{', '.join(missing)} still missing after apt-get install")
+    return {name: str(path) for name, path in found.items()}
