@@ -74,12 +74,18 @@ class Driver:
         )
         return self.backend.query(promql)
 
-    def measure(self) -> Any:
-        """One analysis of the interval just waited: canary traffic, then every check."""
+    def measure(self, weight: int) -> Any:
+        """One analysis of the interval just waited: canary traffic, then every check.
+
+        At weight 100 the stable model gets no traffic, so checks against it (ratio, distance) are
+        left out of that analysis: they were judged at every lower weight.
+        """
         samples = self.query(self.policy.requests_query, "canary")
         requests = float(sum(s.value for s in samples)) if samples else None
         results = []
         for check in self.checks:
+            if weight >= 100 and check.kind in ("ratio", "distance"):
+                continue
             canary = measure(check, self.query(check.query, "canary"))
             stable = measure(check, self.query(check.query, "stable")) if check.kind in ("ratio", "distance") else None
             results.append(evaluate(check, canary, stable))
@@ -124,7 +130,7 @@ class Driver:
             command = self.wait_interval()
             if command:
                 return ctl.OperatorCommand(command)
-            return ctl.Analysed(self.measure())
+            return ctl.Analysed(self.measure(state.weight))
         if isinstance(action, ctl.Promote):
             self.backend.promote()
             return ctl.Promoted()
