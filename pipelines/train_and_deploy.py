@@ -1,6 +1,7 @@
-"""The flagship pipeline: ingest → validate → split → tune → train → quantize → evaluate → register → deploy.
+"""The flagship pipeline: ingest → validate → split → tune → train → quantize → evaluate → register → deploy → roll out.
 
-Deploy runs only when evaluation blessed the model (``dsl.If``); an ``ExitHandler`` records the
+Deploy and roll out run only when evaluation blessed the model (``dsl.If``); the rollout promotes
+the version to ``champion`` or rolls it back and fails the run; an ``ExitHandler`` records the
 run's outcome whatever happens. Every choice is a run parameter, except the training step's GPU
 request and the retries of tuning and training, compile-time settings in :mod:`shipyard.images`;
 this module only wires. An empty ``model_name`` is derived from ``data`` inside the steps that
@@ -15,6 +16,7 @@ from components.ingest_data.component import ingest_data
 from components.quantize_model.component import quantize_model
 from components.record_outcome.component import record_outcome
 from components.register_model.component import register_model
+from components.roll_out.component import roll_out
 from components.split_data.component import split_data
 from components.train_model.component import train_model
 from components.tune_hyperparams.component import tune_hyperparams
@@ -32,6 +34,7 @@ OPTIONS = {
     "quantize": "components.quantize_model.core:QuantizeConfig",
     "evaluate": "components.evaluate_model.core:EvalConfig",
     "deploy": "components.deploy_model.core:DeployConfig",
+    "rollout": "components.roll_out.core:RollOutConfig",
     "model_card": "shipyard.modelcard:CardConfig",
 }
 
@@ -43,7 +46,8 @@ RETRIES = {"num_retries": images.STEP_RETRIES, "backoff_duration": "30s", "backo
 @dsl.pipeline(
     name="train-and-deploy",
     description="Shipyard flagship: validated data → tuned MLP, GBDT and linear baseline → the best on validation "
-    "→ quantized → evaluated → registered in MLflow → KServe InferenceService (canary) when blessed.",
+    "→ quantized → evaluated → registered in MLflow → KServe InferenceService and a metric-gated canary rollout "
+    "when blessed.",
 )
 def train_and_deploy(
     data: str = "sklearn:breast_cancer",
@@ -58,6 +62,7 @@ def train_and_deploy(
     quantize: dict = {},
     evaluate: dict = {},
     deploy: dict = {},
+    rollout: dict = {},
     model_card: dict = {},
     deploy_target: str = "kubernetes",
     schema_uri: str = "",
@@ -82,6 +87,8 @@ def train_and_deploy(
         evaluate: evaluate_model options (thresholds, change_thresholds, comparison, slices, fairness,
             force_bless, threshold_objective, ...).
         deploy: deploy_model options (namespace, canary_traffic_percent, service_account, ...).
+        rollout: roll_out options: policy (step_weights, interval_s, checks, failure_threshold, webhooks, ...),
+            prometheus_url and mode (kubernetes), load_rate (local).
         model_card: the registered version's model card (intended_use, out_of_scope, limitations, owners, ...).
         deploy_target: kubernetes (apply the InferenceService), local (serve and smoke-test on 127.0.0.1) or render.
         schema_uri: A validation schema.json (path or gs://) to enforce; empty infers one from the data.
@@ -119,7 +126,7 @@ def train_and_deploy(
             tracking_uri=mlflow_tracking_uri,
             data=data,
         ).set_caching_options(False)  # the champion it compares with lives in the registry, outside the cache key
-        register_model(
+        registered = register_model(
             model=quantized.outputs["quantized"],
             evaluation=evaluated.outputs["evaluation"],
             model_name=model_name,
@@ -140,7 +147,7 @@ def train_and_deploy(
         ).set_caching_options(False)
         # Branch on the single `Output`: kfp.local 2.17 resolves only `<task>-Output` channels in conditions.
         with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not a Python test)
-            deploy_model(
+            deployed = deploy_model(
                 model=quantized.outputs["quantized"],
                 evaluation=evaluated.outputs["evaluation"],
                 test=parts.outputs["test"],
@@ -149,3 +156,14 @@ def train_and_deploy(
                 options=deploy,
                 data=data,
             ).set_caching_options(False)
+            roll_out(
+                model=quantized.outputs["quantized"],
+                test=parts.outputs["test"],
+                deployment=deployed.outputs["deployment"],
+                model_name=model_name,
+                version=registered.outputs["version"],
+                target=deploy_target,
+                options=rollout,
+                tracking_uri=mlflow_tracking_uri,
+                data=data,
+            ).set_caching_options(False)  # the champion it rolls out against lives in the registry

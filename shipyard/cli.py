@@ -179,7 +179,45 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("pipelines", help="list the pipelines and their parameters")
     _models_parser(sub)
+    _rollout_parser(sub)
     return p
+
+
+def _rollout_parser(sub: Any) -> None:
+    """``shipyard rollout start | status | promote | abort`` (serving.rollout, either backend)."""
+    g = sub.add_parser(
+        "rollout",
+        help="progressive canary rollout: start one, see its state, promote it or abort it",
+        description="A metric-gated canary rollout (Flagger semantics). --local runs the stable model and the "
+        "canary as `shipyard serve` processes on 127.0.0.1 behind HAProxy, scraped by Prometheus; --service "
+        "drives a KServe InferenceService.",
+    )
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--workdir", help="local: the rollout's directory (logs, state.json, the report)")
+    where.add_argument("--service", help="kubernetes: the InferenceService name")
+    where.add_argument("--namespace", default="default", help="kubernetes: its namespace (default: %(default)s)")
+    where.add_argument(
+        "--mode", choices=("serverless", "raw"), default="serverless", help="kubernetes: deployment mode"
+    )
+    rsub = g.add_subparsers(dest="rollout_command", metavar="ACTION", required=True)
+    st = rsub.add_parser("start", parents=[where], help="run a rollout in the foreground until it ends")
+    st.add_argument("--stable", help="local: the stable model: a Model directory or models:/NAME@ALIAS|/VERSION")
+    st.add_argument("--canary", help="local: the canary: a Model directory or models:/NAME@ALIAS|/VERSION")
+    st.add_argument("--name", type=_name, default="model", help="the served model name (default: %(default)s)")
+    st.add_argument("--policy", default="{}", help="rollout policy as JSON, or @FILE holding JSON")
+    st.add_argument("--load-rate", type=float, default=0.0, help="local: requests/s of --load-body through HAProxy")
+    st.add_argument("--load-body", help="local: a JSON request body (V1) for that load")
+    st.add_argument("--prometheus-url", default="", help="kubernetes: the cluster's Prometheus")
+    st.add_argument(
+        "--task",
+        choices=("classification", "regression"),
+        default="classification",
+        help="kubernetes: the model's task, which picks the default checks (local reads it from the canary)",
+    )
+    st.add_argument("--tracking-uri", default="", help="MLflow tracking URI for models:/ sources")
+    rsub.add_parser("status", parents=[where], help="the rollout's published state")
+    rsub.add_parser("promote", parents=[where], help="promote now, skipping the remaining steps")
+    rsub.add_parser("abort", parents=[where], help="roll back now (canary weight 0)")
 
 
 def _models_parser(sub: Any) -> None:
@@ -562,6 +600,115 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollout_model(source: str, tracking_uri: str, dst: str, side: str) -> str:
+    """A Model directory for ``--stable`` / ``--canary``: the directory itself, or a registered version downloaded."""
+    from components.register_model.core import resolve_tracking_uri
+    from shipyard import registry
+
+    if not source:
+        raise ConfigError(f"rollout start --local: --{side} is required (a Model directory or models:/NAME@ALIAS)")
+    if not source.startswith("models:/"):
+        if not (Path(source) / "model.json").is_file():
+            raise ConfigError(f"--{side} {source}: not a Model directory (no model.json)")
+        return source
+    rest = source[len("models:/") :]
+    name, sep, ref = rest.partition("@") if "@" in rest else rest.partition("/")
+    ref = f"@{ref}" if "@" in rest else ref
+    if not name or not sep or not ref.strip("@"):
+        raise ConfigError(f"--{side} {source!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+    fetched = registry.fetch_model(resolve_tracking_uri(tracking_uri), name, ref, dst)
+    if fetched is None:
+        raise ConfigError(f"--{side} {source}: no such registered model or alias")
+    return fetched.path
+
+
+def _rollout_backend(args: argparse.Namespace) -> Any:
+    """The backend an operator command addresses: ``--workdir`` (local) or ``--service`` (kubernetes)."""
+    if bool(args.workdir) == bool(args.service):
+        raise ConfigError(f"rollout {args.rollout_command}: give either --workdir (local) or --service (kubernetes)")
+    if args.workdir:
+        from serving.rollout import local
+
+        return local, args.workdir
+    from serving.rollout.kubernetes import KubernetesBackend
+
+    url = getattr(args, "prometheus_url", "")
+    return KubernetesBackend(args.service, args.namespace, mode=args.mode, prometheus_url=url), None
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from serving.rollout.policy import RolloutPolicy
+
+    if args.rollout_command != "start":
+        backend, workdir = _rollout_backend(args)
+        if args.rollout_command == "status":
+            state = backend.read_state(workdir) if workdir else backend.read_state()
+            if state is None:
+                print("no rollout state published there yet")
+                return EXIT_FAILURE
+            print(json.dumps(state, indent=2))
+            return 0
+        if workdir:
+            backend.send_command(workdir, args.rollout_command)
+        else:
+            backend.send_command(args.rollout_command)
+        print(f"{args.rollout_command}: sent; the running rollout acts on it within a second")
+        return 0
+    raw = Path(args.policy[1:]).read_text() if args.policy.startswith("@") else args.policy
+    try:
+        policy = RolloutPolicy.from_dict(json.loads(raw))
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"--policy: not JSON ({exc})") from exc
+    from serving.rollout.report import REPORT_HTML
+    from serving.rollout.run import run_rollout
+
+    if args.service:
+        if not args.prometheus_url:
+            raise ConfigError("rollout start --service: --prometheus-url is required (the cluster's Prometheus)")
+        backend, _ = _rollout_backend(args)
+        backend.start()
+        report = run_rollout(policy, backend, args.service, args.task, namespace=args.namespace)
+        print(f"{report.phase}: {report.reason or 'promoted'}")
+        return 0 if report.phase == "Succeeded" else EXIT_FAILURE
+    if not args.workdir:
+        raise ConfigError("rollout start: give --workdir (local) or --service (kubernetes)")
+    from serving.rollout.load import LoadGenerator
+    from serving.rollout.local import LocalBackend
+    from shipyard.artifacts import read_model_manifest
+
+    workdir = Path(args.workdir)
+    with tempfile.TemporaryDirectory(prefix="shipyard-rollout-") as tmp:
+        stable = _rollout_model(args.stable or "", args.tracking_uri, f"{tmp}/stable", "stable")
+        canary = _rollout_model(args.canary or "", args.tracking_uri, f"{tmp}/canary", "canary")
+        task = read_model_manifest(canary).task
+        local_backend = LocalBackend(stable, canary, args.name, workdir, ready_timeout_s=policy.ready_timeout_s)
+        try:
+            local_backend.start()
+            local_backend.wait_scraped()
+            print(f"router {local_backend.url}, prometheus {local_backend.prometheus_url}; state in {workdir}")
+            load = None
+            if args.load_rate > 0:
+                if not args.load_body:
+                    raise ConfigError("--load-rate needs --load-body (a JSON request body)")
+                body = Path(args.load_body).read_bytes()
+                load = LoadGenerator(local_backend.predict_url, body, workdir, rate=args.load_rate, duration_s=3600)
+                load.start()
+            try:
+                report = run_rollout(policy, local_backend, args.name, task)
+            finally:
+                if load is not None:
+                    load.stop()
+        finally:
+            local_backend.close()
+    report.write(workdir)
+    print(f"{report.phase}: {report.reason or 'promoted'}; report {workdir / REPORT_HTML}")
+    return 0 if report.phase == "Succeeded" else EXIT_FAILURE
+
+
 COMMANDS = {
     "compile": cmd_compile,
     "run": cmd_run,
@@ -570,6 +717,7 @@ COMMANDS = {
     "manifests": cmd_manifests,
     "pipelines": cmd_pipelines,
     "models": cmd_models,
+    "rollout": cmd_rollout,
 }
 
 

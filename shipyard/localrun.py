@@ -248,6 +248,13 @@ def _fig_deploy(d: Path, p: dict[str, Any]) -> str:
     return f"{rep.get('target', '?')}: {rep.get('action') or 'rendered'} {rep.get('endpoint', '')}".rstrip()
 
 
+def _fig_rollout(d: Path, p: dict[str, Any]) -> str:
+    rep = _json(d / "rollout" / "rollout.json")
+    steps = [e["weight"] for e in rep.get("timeline", []) if str(e.get("decision", "")).startswith("weight")]
+    walked = f" through {'/'.join(map(str, steps))}%" if steps else ""
+    return f"{rep.get('phase', p.get('Output', '?'))}{walked}: {rep.get('reason') or 'promoted'}"[:120]
+
+
 FIGURES: dict[str, Callable[[Path, dict[str, Any]], str]] = {
     "ingest-data": lambda d, p: f"{p.get('Output', '?')} rows",
     "validate-data": _fig_validate,
@@ -258,6 +265,7 @@ FIGURES: dict[str, Callable[[Path, dict[str, Any]], str]] = {
     "evaluate-model": _fig_evaluate,
     "register-model": lambda d, p: f"version {p.get('version')} (run {str(p.get('run_id', ''))[:8]})",
     "deploy-model": _fig_deploy,
+    "roll-out": _fig_rollout,
     "record-outcome": lambda d, p: _fig_outcome(d, p),
     "drift-check": lambda d, p: _fig_drift(d),
 }

@@ -240,6 +240,7 @@ FLAGSHIP_STAGES = (
     "evaluate-model",
     "register-model",
     "deploy-model",
+    "roll-out",
     "record-outcome",
 )
 

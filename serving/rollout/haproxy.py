@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ BACKEND = "shipyard"
 SERVERS = ("stable", "canary")
 #: The response header naming the server that answered.
 SERVER_HEADER = "X-Shipyard-Server"
+#: Longest runtime-API socket path kept in the work directory (sun_path holds 108 bytes).
+MAX_SOCKET_PATH = 100
 INSTALL_HINT = "haproxy is not installed; apt-get install haproxy"
 
 
@@ -61,7 +64,7 @@ def render_config(
     port: int,
     stable_port: int,
     canary_port: int,
-    workdir: str | os.PathLike[str],
+    socket_path: str | os.PathLike[str],
     canary_weight: int = 0,
     check_interval_ms: int = 1000,
     timeout_server_s: float = 60.0,
@@ -72,7 +75,7 @@ def render_config(
         port: The frontend's port on 127.0.0.1 (what clients use).
         stable_port: The stable ``shipyard serve`` on 127.0.0.1.
         canary_port: The canary ``shipyard serve`` on 127.0.0.1.
-        workdir: Where the runtime API socket ``haproxy.sock`` lives.
+        socket_path: The runtime API socket.
         canary_weight: The canary's initial share in percent (0..100).
         check_interval_ms: Health-check interval of both servers.
         timeout_server_s: How long an answer may take (above any injected delay).
@@ -84,7 +87,7 @@ def render_config(
         DeploymentError: A weight outside 0..100.
     """
     weights = split(canary_weight)
-    sock = Path(workdir) / "haproxy.sock"
+    sock = Path(socket_path)
     ports = {"stable": stable_port, "canary": canary_port}
     servers = "\n".join(
         f"    server {side} 127.0.0.1:{ports[side]} weight {weights[side]}"
@@ -149,10 +152,14 @@ class HAProxy:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.socket_path = self.workdir / "haproxy.sock"
+        self._socket_dir: str | None = None
+        if len(str(self.socket_path)) > MAX_SOCKET_PATH:  # a KFP task directory is deep: a short one of our own
+            self._socket_dir = tempfile.mkdtemp(prefix="shipyard-haproxy-")  # mode 700
+            self.socket_path = Path(self._socket_dir) / "haproxy.sock"
         self.config_path = self.workdir / "haproxy.cfg"
         self.log_path = self.workdir / "haproxy.log"
         self.config = render_config(
-            self.port, stable_port, canary_port, self.workdir, canary_weight, check_interval_ms, timeout_server_s
+            self.port, stable_port, canary_port, self.socket_path, canary_weight, check_interval_ms, timeout_server_s
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -170,8 +177,6 @@ class HAProxy:
         """
         binary = haproxy_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if len(str(self.socket_path)) > 100:  # sun_path holds 108 bytes
-            raise DeploymentError(f"haproxy: the socket path {self.socket_path} is too long for a unix socket")
         self.config_path.write_text(self.config)
         check = subprocess.run([binary, "-c", "-f", str(self.config_path)], capture_output=True, text=True, timeout=30)
         if check.returncode != 0:
@@ -290,14 +295,15 @@ class HAProxy:
 
     def stop(self) -> None:
         """Stops HAProxy by its PID (SIGTERM, then SIGKILL); safe to call twice."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     def _log_tail(self) -> str:
         try:

@@ -96,10 +96,31 @@ def test_image_tag_override(tmp_path):
     assert image == "registry.example/ml/shipyard:abc"
 
 
+def test_roll_out_follows_deploy_and_register_in_the_blessed_branch(ir):
+    dag = _dag_of(ir, "roll-out")
+    assert dag == _dag_of(ir, "deploy-model")
+    task = _all_tasks(ir)["roll-out"]
+    assert "deploy-model" in task["dependentTasks"]
+    condition = next(t for t in _all_tasks(ir).values() if t["componentRef"]["name"] == dag)
+    assert "register-model" in condition["dependentTasks"]  # the version comes into the branch from register
+    params = task["inputs"]["parameters"]
+    assert params["version"]["componentInputParameter"].endswith("register-model-version")
+    assert params["target"]["componentInputParameter"].endswith("deploy_target")
+    assert params["options"]["componentInputParameter"].endswith("rollout")
+    assert task["inputs"]["artifacts"]["deployment"]["taskOutputArtifact"]["producerTask"] == "deploy-model"
+
+
 def test_caching_off_for_side_effects(ir):
     tasks = _all_tasks(ir)
     # evaluate-model reads the registry's champion, which is no input of the cache key
-    for side_effect in ("ingest-data", "evaluate-model", "register-model", "deploy-model", "record-outcome"):
+    for side_effect in (
+        "ingest-data",
+        "evaluate-model",
+        "register-model",
+        "deploy-model",
+        "roll-out",
+        "record-outcome",
+    ):
         assert tasks[side_effect]["cachingOptions"].get("enableCache") is not True, side_effect
     for pure in ("validate-data", "split-data", "train-model"):
         assert tasks[pure]["cachingOptions"]["enableCache"] is True, pure

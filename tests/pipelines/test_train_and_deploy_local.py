@@ -21,6 +21,19 @@ NAME = "tumour-scans"
 #: A value threshold; the in-run baseline is a reported row only, so how this machine's MLP compares
 #: with it cannot block the blessing (and so the deploy step).
 EVALUATE = '{"thresholds": {"roc_auc": {"min": 0.9}}}'
+#: A short rollout policy with latency bounds a loaded 2-core machine meets (the second run's canary).
+ROLLOUT = json.dumps(
+    {
+        "policy": {
+            "interval_s": 3,
+            "min_requests": 5,
+            "step_weights": [20, 50, 100],
+            "max_inconclusive": 6,
+            "p99_max_s": 2.0,
+            "p99_max_ratio": 20.0,
+        }
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +104,11 @@ def test_registered_in_mlflow(run):
     evaluation = json.loads((run["dir"] / "evaluate-model" / "evaluation").read_text())
     assert evaluation["blessed"], evaluation["checks"]
     assert client.get_model_version_by_alias(NAME, "challenger").version == versions[0].version
+    # no champion before: the rollout promotes the first version without canary analysis
+    assert client.get_model_version_by_alias(NAME, "champion").version == versions[0].version
+    rollout = json.loads((run["dir"] / "roll-out" / "rollout" / "rollout.json").read_text())
+    assert rollout["phase"] == "Succeeded" and "no @champion yet" in rollout["reason"]
+    assert client.get_model_version(NAME, versions[0].version).tags["shipyard.rollout"] == "Succeeded"
     run_data = client.get_run(versions[0].run_id).data
     assert "test_roc_auc" in run_data.metrics and run_data.tags["shipyard.format"] in ("onnx", "torchscript")
 
@@ -122,13 +140,13 @@ def test_outcome_recorded(run):
     assert experiment.name == f"shipyard/{NAME}"
 
 
-def test_the_next_run_is_judged_against_the_promoted_champion(run, local_cli, cli, tmp_path_factory):
+def test_the_next_run_is_judged_against_and_rolled_out_beside_the_champion(run, local_cli, cli, tmp_path_factory):
     """Last in this module: it adds a second version to the first run's registry."""
     from mlflow.tracking import MlflowClient
 
     store = f"sqlite:///{run['out'] / 'mlflow.db'}"
     promoted = cli("models", "promote", NAME, "1", "--tracking-uri", store)
-    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert promoted.returncode == 0 and "already the champion" in promoted.stdout, promoted.stdout + promoted.stderr
     second = run_flagship(
         local_cli,
         tmp_path_factory.mktemp("second-run"),
@@ -137,6 +155,7 @@ def test_the_next_run_is_judged_against_the_promoted_champion(run, local_cli, cl
         tune='{"n_trials": 3}',
         train='{"candidate": "mlp"}',
         evaluate=EVALUATE,
+        rollout=ROLLOUT,
     )
     evaluation = json.loads((second["dir"] / "evaluate-model" / "evaluation").read_text())
     assert str(evaluation["champion"]["version"]) == "1"  # fetched from the registry by the evaluate step
@@ -145,7 +164,16 @@ def test_the_next_run_is_judged_against_the_promoted_champion(run, local_cli, cl
     client = MlflowClient(store)
     version = client.get_model_version(NAME, "2")
     assert version.tags["shipyard.eval.champion_version"] == "1"
-    assert int(client.get_model_version_by_alias(NAME, "champion").version) == 1  # promotion is not registration
+    # the same data and seed make the same model, so it is blessed and its canary passes every step
+    assert evaluation["blessed"], evaluation["checks"]
+    rollout = json.loads((second["dir"] / "roll-out" / "rollout" / "rollout.json").read_text())
+    assert rollout["phase"] == "Succeeded", (rollout["reason"], rollout["timeline"])
+    assert [e["weight"] for e in rollout["timeline"] if e.get("decision", "").startswith("weight")] == [20, 50, 100]
+    assert int(client.get_model_version_by_alias(NAME, "champion").version) == 2  # moved by the rollout
+    assert int(client.get_model_version_by_alias(NAME, "previous").version) == 1
+    assert version.tags["shipyard.rollout"] == "Succeeded"
+    artifacts = {f.path for f in client.list_artifacts(version.run_id, "reports")}
+    assert {"reports/rollout.json", "reports/rollout.html"} <= artifacts
     card = (second["dir"] / "register-model" / "card").read_text()
     assert card.startswith(f"# Model card: {NAME} version 2\n")
     assert "| parent_version | 1 |" in card and "Champion: version 1." in card

@@ -94,3 +94,18 @@ def test_a_bad_canary_is_rolled_back_and_stable_never_fails(
     assert figures["weight_zero_s"] == fails[-1]
     assert_stable_never_failed(counts)
     assert_all_stopped(pids)
+
+
+def test_a_deep_work_directory_keeps_the_runtime_socket_short(tmp_path, rollout_tools):
+    """A KFP task directory is deeper than a unix socket path may be (108 bytes)."""
+    from serving.rollout.haproxy import HAProxy
+    from serving.rollout.processes import free_port
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    router = HAProxy(free_port(), free_port(), deep)
+    assert len(str(router.socket_path)) <= 100 and not str(router.socket_path).startswith(str(tmp_path))
+    with router:
+        router.set_weight(30)
+        assert router.weights() == {"stable": 70, "canary": 30}
+        socket_dir = router.socket_path.parent
+    assert not socket_dir.exists()
