@@ -6,7 +6,10 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.lock setup.cfg pyproject.t
 DEMO_OUTPUT ?= demo-output
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast lint compile manifests check-manifests bench lock clean
+#: The demo's rollout: short intervals so its steps take seconds (a cluster's default interval is 30 s).
+DEMO_ROLLOUT ?= {"policy": {"interval_s": 4, "min_requests": 5, "max_inconclusive": 8, "p99_max_s": 2.0, "p99_max_ratio": 5.0}}
+
+.PHONY: venv tools demo test test-fast lint compile manifests check-manifests bench lock clean
 
 venv: $(STAMP)
 
@@ -17,12 +20,27 @@ $(STAMP): requirements.lock setup.cfg pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-## demo: run the flagship pipeline end to end under kfp.local and print where its results are
-demo: $(STAMP)
-	$(VENV)/bin/shipyard run train_and_deploy --local --output $(DEMO_OUTPUT)
+## tools: HAProxy and Prometheus from Debian for local canary rollouts (installed only when missing)
+tools:
+	@if { command -v haproxy || test -x /usr/sbin/haproxy; } >/dev/null && command -v prometheus >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing haproxy and prometheus (Debian packages) for local canary rollouts"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy prometheus >/dev/null; \
+	else \
+		echo "make: haproxy and prometheus are missing and cannot be installed here (apt-get as root is needed):" \
+			"run 'sudo apt-get install haproxy prometheus'; until then local rollouts fail and their tests skip" >&2; \
+	fi
+
+## demo: the flagship end to end under kfp.local, twice: the first version becomes @champion, the second
+## is rolled out beside it as a canary through every traffic step and promoted; prints where results are
+demo: $(STAMP) tools
+	$(VENV)/bin/shipyard run train_and_deploy --local --output $(DEMO_OUTPUT) --set 'rollout=$(DEMO_ROLLOUT)'
+	@echo; echo "second run: the new version is rolled out as a canary beside @champion"; echo
+	$(VENV)/bin/shipyard run train_and_deploy --local --output $(DEMO_OUTPUT) --set 'rollout=$(DEMO_ROLLOUT)'
 
 ## test: the whole test suite (unit, local pipeline runs, real HTTP serving, PostgreSQL when present, slow)
-test: $(STAMP)
+test: $(STAMP) tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## test-fast: no kfp.local run, no HTTP server, no PostgreSQL, no trained MLP (markers: tests/tiers.py)

@@ -26,7 +26,8 @@ def deploy_model(
         deployment: Output: inferenceservice.yaml (rendered), result.json and server.log (local).
         report: Output: Markdown deployment report.
         target: kubernetes (apply), local (serve on 127.0.0.1, smoke-test V1 and V2, stop) or render.
-        options: service_name, namespace, canary_traffic_percent, service_account, min_replicas,
+        options: service_name, namespace, canary_traffic_percent, service_account, min_replicas, deployment_mode,
+            resources, gpus, scale_metric, scale_target, tolerations, node_selector, security_context,
             max_replicas, ready_timeout_s, smoke_rows.
         data: The run's data source (the model name derives from it when empty).
 

@@ -53,6 +53,16 @@ class DeployConfig(Config):
         max_replicas: Maximum predictor replicas.
         ready_timeout_s: How long to wait for readiness.
         smoke_rows: Test rows sent in the smoke requests.
+        deployment_mode: ``Serverless`` or ``RawDeployment`` (the annotation); empty leaves the
+            cluster's default. RawDeployment canaries are ``spec.canary`` entries made by roll_out,
+            so ``canary_traffic_percent`` is not rendered there.
+        resources: ``{"requests": {...}, "limits": {...}}`` of the predictor container.
+        gpus: ``nvidia.com/gpu`` requested and limited (0: none).
+        scale_metric: ``concurrency`` or ``rps`` (Serverless), ``cpu`` or ``memory`` (RawDeployment).
+        scale_target: The autoscaler's target for that metric.
+        tolerations: Pod tolerations (Kubernetes' form).
+        node_selector: Pod node selector.
+        security_context: The predictor's non-root security context (off: false).
     """
 
     section = "deploy"
@@ -65,6 +75,14 @@ class DeployConfig(Config):
     max_replicas: int = 3
     ready_timeout_s: float = 120.0
     smoke_rows: int = 5
+    deployment_mode: str = ""
+    resources: dict = dataclasses.field(default_factory=dict)
+    gpus: int = 0
+    scale_metric: str = ""
+    scale_target: int = 0
+    tolerations: list = dataclasses.field(default_factory=list)
+    node_selector: dict = dataclasses.field(default_factory=dict)
+    security_context: bool = True
 
     def validate(self) -> None:
         require(
@@ -307,11 +325,19 @@ def deploy(
         kserve_storage_uri(storage_uri),
         manifest.format,
         namespace=config.namespace,
-        canary_traffic_percent=config.canary_traffic_percent,
+        canary_traffic_percent=None if config.deployment_mode == "RawDeployment" else config.canary_traffic_percent,
+        resources=config.resources or None,
         service_account=config.service_account,
         min_replicas=config.min_replicas,
         max_replicas=config.max_replicas,
         labels={"shipyard.io/model": name},
+        deployment_mode=config.deployment_mode or None,
+        gpus=config.gpus,
+        scale_metric=config.scale_metric or None,
+        scale_target=config.scale_target or None,
+        tolerations=config.tolerations or None,
+        node_selector=config.node_selector or None,
+        security_context=config.security_context,
     )
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

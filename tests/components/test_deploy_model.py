@@ -101,6 +101,29 @@ def test_render_target_writes_a_valid_inference_service(baseline_artifacts, tmp_
     assert "# Deployment: breast-cancer" in report and "canary traffic 25%" in report and "```yaml" in report
 
 
+def test_cluster_options_reach_the_rendered_service(baseline_artifacts, tmp_path, validate_isvc):
+    options = {
+        "target": "render",
+        "deployment_mode": "RawDeployment",
+        "gpus": 1,
+        "scale_metric": "cpu",
+        "scale_target": 70,
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "node_selector": {"pool": "gpu"},
+        "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+    }
+    _, out = _deploy(baseline_artifacts, tmp_path, **options)
+    isvc = yaml.safe_load((out / ISVC_FILE).read_text())
+    validate_isvc(isvc)
+    predictor = isvc["spec"]["predictor"]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    assert "canaryTrafficPercent" not in predictor  # a raw canary is a spec.canary entry (roll_out)
+    assert predictor["model"]["resources"]["limits"]["nvidia.com/gpu"] in ("1", 1)
+    assert predictor["tolerations"] == options["tolerations"] and predictor["nodeSelector"] == {"pool": "gpu"}
+    assert (predictor["scaleMetric"], predictor["scaleTarget"]) == ("cpu", 70)
+    assert predictor["model"]["securityContext"]["runAsNonRoot"] is True
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["model", "quantized"])
 def test_rendered_model_format_follows_the_artifact(artifacts, tmp_path, validate_isvc, model):
