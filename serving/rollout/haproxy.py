@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -295,13 +294,9 @@ class HAProxy:
 
     def stop(self) -> None:
         """Stops HAProxy by its PID (SIGTERM, then SIGKILL); safe to call twice."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        from serving.rollout.processes import stop_process
+
+        stop_process(self.proc, 10)
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
 

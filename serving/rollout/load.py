@@ -319,15 +319,11 @@ class LoadGenerator:
 
     def stop(self) -> dict[str, Any] | None:
         """Stops the load (SIGTERM by PID, then SIGKILL); returns the final counts (None if it never wrote)."""
+        from serving.rollout.processes import stop_process
+
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=self.timeout_s + 5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc, self.timeout_s + 5)
         return self.stats()
 
     def _final(self, code: int) -> dict[str, Any]:

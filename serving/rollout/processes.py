@@ -28,6 +28,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[Any] | None, timeout_s: float) -> None:
+    """Stops a child by its PID: SIGTERM, then SIGKILL after ``timeout_s``; nothing when it is gone already."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
     """Sends JSON (or nothing); returns ``(status, parsed JSON or text)``. HTTP errors are answers, not raised."""
     data = None if body is None else json.dumps(body).encode()
@@ -103,11 +115,4 @@ class LocalServer:
         raise DeploymentError(f"local server on {self.url} not ready after {timeout_s:g}s")
 
     def __exit__(self, *exc: Any) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+        stop_process(self.proc, 15)

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -262,14 +261,9 @@ class PrometheusServer:
 
     def stop(self) -> None:
         """Stops Prometheus by its PID (SIGTERM, then SIGKILL); safe to call twice."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+        from serving.rollout.processes import stop_process
+
+        stop_process(self.proc, 15)
 
     def _log_tail(self) -> str:
         try:
