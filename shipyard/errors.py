@@ -17,6 +17,10 @@ class DataValidationError(ShipyardError, ValueError):
     """Data does not meet the contract: a column, dtype, range or file is not as expected."""
 
 
+class TrainingDivergedError(DataValidationError):
+    """Training stopped because its loss became NaN or infinite (the last good checkpoint is kept)."""
+
+
 class SchemaMismatchError(DataValidationError):
     """Two models that are to be compared take different input schemas (features or their kinds)."""
 

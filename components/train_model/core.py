@@ -37,17 +37,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from components.train_model.checkpoint import CheckpointStore
+from components.train_model.loop import (  # noqa: F401 (re-exported for tuning and quantization)
+    PRECISIONS,
+    MLPInputs,
+    auto_batch_size,
+    fit_module,
+    pick_device,
+)
 from components.train_model.mlp import (  # noqa: F401 (the MLP's names, re-exported for tuning and quantization)
     STATE_DICT_FILE,
     TORCHSCRIPT_FILE,
-    MLPInputs,
     TabularMLP,
     architecture,
     build_module,
     fill_unseen_embeddings,
-    fit_module,
     load_torch_weights,
-    pick_device,
     save_torch_model,
     scoring_module,
 )
@@ -111,6 +116,7 @@ MLP_FIELDS = (
     "max_seconds",
     "seed",
     "task",
+    "precision",
 )
 
 
@@ -137,6 +143,16 @@ class TrainConfig(Config):
             epoch so far is kept. A limit that is hit makes the epoch count depend on the machine.
         seed: Seed for initialization, shuffling and the GBDT.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        precision: The MLP's forward pass: ``auto`` (bf16 autocast on a CUDA device that has it,
+            fp16 with a gradient scaler on one that does not, fp32 on CPU), ``fp32``, ``bf16``
+            (also on CPU) or ``fp16`` (CUDA only).
+        compile: Train through ``torch.compile`` (the artifact is the same module, uncompiled).
+        checkpoint_uri: Where the MLP's checkpoints go (a directory, a mounted PVC or a ``gs://``
+            prefix; empty: none). A run started again with the same data and parameters resumes
+            from the newest intact one (:mod:`components.train_model.checkpoint`).
+        checkpoint_every_steps: Also checkpoint every this many optimizer steps (0: only at the
+            end of each epoch).
+        checkpoint_keep: Complete checkpoints kept (the newest).
         task: ``auto``, ``binary``, ``multiclass`` or ``regression``.
         num_threads: CPU threads for training; 0 picks 1 below ``SMALL_DATA_ROWS`` training rows
             (a small MLP is fastest single-threaded, and much faster on a busy machine) and
@@ -173,6 +189,11 @@ class TrainConfig(Config):
     max_seconds: float = 0.0
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    checkpoint_uri: str = ""
+    checkpoint_every_steps: int = 0
+    checkpoint_keep: int = 2
     task: str = "auto"
     num_threads: int = 0
     candidate: str = "best"
@@ -204,6 +225,12 @@ class TrainConfig(Config):
         require(0 <= self.label_smoothing < 0.5, self.section, "label_smoothing must be in [0, 0.5)")
         require(self.max_seconds >= 0, self.section, "max_seconds must be >= 0 (0: no limit)")
         require(self.device in ("auto", "cpu", "cuda"), self.section, "device must be auto, cpu or cuda")
+        require(self.precision in PRECISIONS, self.section, f"precision must be one of {', '.join(PRECISIONS)}")
+        require(
+            self.checkpoint_every_steps >= 0 and self.checkpoint_keep >= 1,
+            self.section,
+            "checkpoint_every_steps must be >= 0 (0: epoch ends only) and checkpoint_keep >= 1",
+        )
         require(
             self.task in ("auto", "binary", "multiclass", "regression"),
             self.section,
@@ -396,6 +423,7 @@ def fit_mlp(
     config: TrainConfig,
     on_epoch: Callable[[int, float], None] | None = None,
     inputs: MLPInputs | None = None,
+    checkpoints: CheckpointStore | None = None,
 ) -> tuple[TabularMLP, dict[str, Any]]:
     """Trains the MLP with AdamW and early stopping on the validation loss.
 
@@ -406,13 +434,15 @@ def fit_mlp(
         on_epoch: Called as ``on_epoch(epoch, val_loss)`` after every epoch (Optuna pruning
             raises from it to stop a trial).
         inputs: The encoded splits from :func:`mlp_inputs` (fitted here when None).
+        checkpoints: Where to checkpoint and resume from (:mod:`components.train_model.loop`).
 
     Returns:
         The module with the best epoch's weights (on CPU, eval mode) and a summary dict
         (``architecture`` and ``preprocessing`` included).
 
     Raises:
-        DataValidationError: The validation loss became NaN or infinite.
+        TrainingDivergedError: The training or validation loss became NaN or infinite.
+        ConfigError: A precision the device cannot run.
     """
     inputs = inputs or mlp_inputs(train, val)
     device = pick_device(config.device)
@@ -420,7 +450,7 @@ def fit_mlp(
     if device.type == "cpu":
         torch.set_num_threads(config.num_threads or (1 if len(train) < SMALL_DATA_ROWS else threads))
     try:
-        return fit_module(train, val, inputs, config, device, on_epoch)
+        return fit_module(train, val, inputs, config, device, on_epoch, checkpoints)
     finally:
         torch.set_num_threads(threads)
 
@@ -723,7 +753,11 @@ def _train_mlp(
     else:
         if tuned_dir is not None:
             progress(f"train: mlp trained anew; tuning's model not reused: {why_not}")
-        mlp, info = fit_mlp(tr, va, config, inputs=inputs)
+        store = None
+        if config.checkpoint_uri:  # one directory per data and parameters: another job's never resumes here
+            store = CheckpointStore(f"{config.checkpoint_uri.rstrip('/')}/mlp-{key[:16]}", config.checkpoint_keep)
+            progress(f"train: mlp checkpoints in {store.uri}")
+        mlp, info = fit_mlp(tr, va, config, inputs=inputs, checkpoints=store)
     arch = info["architecture"]
     details = {
         "family": "mlp",

@@ -1,19 +1,16 @@
-"""The PyTorch MLP family: the module, its training loop and its artifact.
+"""The PyTorch MLP family: the module and its artifact.
 
 :class:`TabularMLP` takes the encoded float32 matrix of the family's fitted preprocessing: robust
 scaling with smooth clipping and periodic embeddings of numeric columns, learned embeddings of
 categorical codes, and a packed ensemble of members sharing one backbone (after RealMLP,
-Holzmüller et al. 2024, and TabM, Gorishniy et al. 2025). :func:`fit_module` trains it with AdamW,
-warm-up and cosine decay, restoring the best epoch by the ensemble's validation loss. The artifact
+Holzmüller et al. 2024, and TabM, Gorishniy et al. 2025); :mod:`components.train_model.loop`
+trains it. The artifact
 keeps TorchScript (``model.pt``, what is served) and the ``state_dict`` (``weights.pt``, from which
 quantization rebuilds the module with :func:`build_module`). The data, the options and the choice
 between families are in :mod:`components.train_model.core`.
 """
 
-import dataclasses
 import math
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +20,6 @@ from torch import nn
 
 from serving.preprocess import Preprocessing
 from shipyard.artifacts import ModelManifest, read_model_manifest, write_model
-from shipyard.errors import ConfigError, DataValidationError
 
 if TYPE_CHECKING:
     from components.train_model.core import TabularData, TrainConfig
@@ -207,151 +203,6 @@ def scoring_module(mlp: nn.Module, task: str) -> nn.Module:
     return RegressorScores(mlp) if task == "regression" else ClassifierScores(mlp)  # type: ignore[arg-type]
 
 
-def pick_device(requested: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train: device 'cuda' requested but no CUDA device is available")
-    if requested == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda")
-
-
-def auto_batch_size(rows: int) -> int:
-    """A power of two near ``rows / 32``, in 32 … 1024 (a few dozen steps per epoch on small data)."""
-    return int(min(1024, max(32, 2 ** round(math.log2(max(rows, 1) / 32)))))
-
-
-@dataclasses.dataclass
-class MLPInputs:
-    """The MLP's fitted preprocessing and the encoded splits it trains on."""
-
-    prep: Preprocessing
-    train_x: np.ndarray
-    val_x: np.ndarray
-
-
-def _robust_scaling(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per column: the median and the interquartile range / 1.349 (σ of a normal), falling back
-    to the standard deviation and then to 1 for (near) constant columns."""
-    if x.shape[1] == 0:
-        return np.zeros(0, np.float32), np.ones(0, np.float32)
-    q25, median, q75 = np.quantile(x, [0.25, 0.5, 0.75], axis=0)
-    scale = (q75 - q25) / 1.349
-    std = x.std(axis=0)
-    scale = np.where(scale > 1e-9, scale, np.where(std > 1e-9, std, 1.0))
-    return median.astype(np.float32), scale.astype(np.float32)
-
-
-def fit_module(
-    train: "TabularData",
-    val: "TabularData",
-    inputs: MLPInputs,
-    config: "TrainConfig",
-    device: torch.device,
-    on_epoch: Callable[[int, float], None] | None,
-) -> tuple[TabularMLP, dict[str, Any]]:
-    torch.manual_seed(config.seed)
-    task = train.task
-    codes = inputs.prep.code_columns()
-    arch = architecture(inputs.train_x.shape[1], task, len(train.label_names), config, codes)
-    mlp = build_module(arch)
-    num = mlp.num_index.numpy()
-    center, scale = _robust_scaling(inputs.train_x[:, num])
-    mlp.center.copy_(torch.from_numpy(center))
-    mlp.scale.copy_(torch.from_numpy(scale))
-    if task == "regression":
-        mlp.y_mean.fill_(float(train.y.mean()))
-        mlp.y_std.fill_(float(train.y.std()) or 1.0)
-    mlp.to(device)
-
-    def targets(y: np.ndarray) -> torch.Tensor:
-        if task == "regression":
-            return ((torch.from_numpy(y) - mlp.y_mean.cpu()) / mlp.y_std.cpu()).to(device)
-        return torch.from_numpy(y).to(device)
-
-    members = config.ensemble
-    smoothing = config.label_smoothing
-
-    def train_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if task == "regression":
-            return ((out.squeeze(-1) - y.unsqueeze(1)) ** 2).mean()
-        flat = out.reshape(-1, out.shape[-1])
-        return nn.functional.cross_entropy(flat, y.repeat_interleave(members), label_smoothing=smoothing)
-
-    def ensemble_loss(out: torch.Tensor, y: torch.Tensor) -> float:
-        """The served prediction's loss: log loss of the mean probabilities, or MSE of the mean."""
-        if task == "regression":
-            return float(((out.mean(dim=1).squeeze(-1) - y) ** 2).mean())
-        p = torch.softmax(out, dim=-1).mean(dim=1).clamp_min(1e-7)
-        return float(nn.functional.nll_loss(torch.log(p), y))
-
-    xt, yt = torch.from_numpy(inputs.train_x).to(device), targets(train.y)
-    xv, yv = torch.from_numpy(inputs.val_x).to(device), targets(val.y)
-    batch = config.batch_size or auto_batch_size(len(xt))
-    steps_per_epoch = max(1, math.ceil(len(xt) / batch))
-    total_steps = steps_per_epoch * config.max_epochs
-    warmup = max(1, total_steps // 20)
-    opt = torch.optim.AdamW(mlp.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: (
-            (s + 1) / warmup
-            if s < warmup
-            else 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, total_steps - warmup))))
-        ),
-    )
-    gen = torch.Generator().manual_seed(config.seed)
-    best_loss, best_epoch, best_state = math.inf, -1, None
-    start = time.perf_counter()
-    epoch = 0
-    stopped = "max_epochs"
-    for epoch in range(config.max_epochs):
-        mlp.train()
-        out_of_time = False
-        for idx in torch.randperm(len(xt), generator=gen).split(batch):
-            if config.max_seconds and time.perf_counter() - start > config.max_seconds:
-                out_of_time = True  # checked per step: one epoch of a large model may take minutes
-                break
-            idx = idx.to(device)
-            opt.zero_grad(set_to_none=True)
-            loss = train_loss(mlp(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-            schedule.step()
-        mlp.eval()
-        with torch.no_grad():
-            val_loss = _chunked_loss(mlp, xv, yv, ensemble_loss)
-        if not math.isfinite(val_loss):
-            raise DataValidationError(f"train: validation loss became {val_loss} at epoch {epoch}; lower lr")
-        if val_loss < best_loss - 1e-7:
-            best_loss, best_epoch = val_loss, epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in mlp.state_dict().items()}
-        if on_epoch is not None:
-            on_epoch(epoch, val_loss)
-        if epoch + 1 >= config.min_epochs and epoch - best_epoch >= config.patience:
-            stopped = "patience"
-            break
-        if out_of_time or (config.max_seconds and time.perf_counter() - start > config.max_seconds):
-            stopped = "max_seconds"
-            break
-    mlp = mlp.cpu()
-    if best_state is not None:
-        mlp.load_state_dict(best_state)
-    mlp.eval()
-    unseen = fill_unseen_embeddings(mlp, inputs.train_x)
-    return mlp, {
-        "best_val_loss": best_loss,
-        "untrained_codes": unseen,
-        "best_epoch": best_epoch,
-        "epochs": epoch + 1,
-        "stopped": stopped,
-        "batch_size": batch,
-        "device": device.type,
-        "train_seconds": round(time.perf_counter() - start, 3),
-        "architecture": arch,
-    }
-
-
 def fill_unseen_embeddings(mlp: TabularMLP, train_x: np.ndarray) -> int:
     """Gives every categorical code that never occurs in ``train_x`` (the unknown bucket without
     rare training values, the missing bucket without training nulls) the count-weighted mean of
@@ -376,14 +227,6 @@ def fill_unseen_embeddings(mlp: TabularMLP, train_x: np.ndarray) -> int:
             rows[n == 0] = mean
             filled += int((n == 0).sum())
     return filled
-
-
-def _chunked_loss(
-    mlp: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Callable[[torch.Tensor, torch.Tensor], float]
-) -> float:
-    """``loss`` over the whole split, computed on the concatenated outputs of 8,192-row chunks."""
-    out = torch.cat([mlp(chunk) for chunk in x.split(8192)]) if len(x) > 8192 else mlp(x)
-    return loss(out, y)
 
 
 def save_torch_model(

@@ -1,0 +1,320 @@
+"""The MLP's training loop: AdamW, warm-up and cosine decay, early stopping, mixed precision, and
+checkpoints it resumes from bit for bit.
+
+:func:`fit_module` trains a :class:`~components.train_model.mlp.TabularMLP` on the encoded
+splits. Given a :class:`~components.train_model.checkpoint.CheckpointStore` it saves every
+``checkpoint_every_steps`` steps and at each epoch's end everything the rest of the run depends
+on — weights, optimizer, schedule, AMP scaler, the global and the shuffling RNG states, the
+epoch's row order and the position in it, the early-stopping state — and on start resumes from the
+newest intact checkpoint, so a killed run that is started again ends with the weights an
+uninterrupted run would have had (on the same machine and thread count).
+"""
+
+import dataclasses
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from components.train_model.checkpoint import CheckpointStore
+from components.train_model.mlp import TabularMLP, architecture, build_module, fill_unseen_embeddings
+from serving.preprocess import Preprocessing
+from shipyard.errors import ConfigError, TrainingDivergedError
+
+if TYPE_CHECKING:
+    from components.train_model.core import TabularData, TrainConfig
+
+#: TrainConfig.precision values.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_device(requested: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train: device 'cuda' requested but no CUDA device is available")
+    if requested == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """The precision the forward pass runs in: ``fp32``, ``bf16`` or ``fp16``.
+
+    ``auto`` is bf16 on a CUDA device that supports it, fp16 (with a gradient scaler) on one that
+    does not, and fp32 on CPU (bf16 autocast runs on CPU too, when asked for).
+
+    Raises:
+        ConfigError: ``fp16`` on CPU (no gradient scaling there), or ``bf16`` on a GPU without it.
+    """
+    if requested not in PRECISIONS:
+        raise ConfigError(f"train: precision {requested!r} is not one of {', '.join(PRECISIONS)}")
+    cuda = device.type == "cuda"
+    if requested == "auto":
+        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    if requested == "fp16" and not cuda:
+        raise ConfigError("train: precision 'fp16' needs a CUDA device; use bf16 or fp32 on CPU")
+    if requested == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"train: precision 'bf16' is not supported by {torch.cuda.get_device_name(device)}")
+    return requested
+
+
+def auto_batch_size(rows: int) -> int:
+    """A power of two near ``rows / 32``, in 32 … 1024 (a few dozen steps per epoch on small data)."""
+    return int(min(1024, max(32, 2 ** round(math.log2(max(rows, 1) / 32)))))
+
+
+@dataclasses.dataclass
+class MLPInputs:
+    """The MLP's fitted preprocessing and the encoded splits it trains on."""
+
+    prep: Preprocessing
+    train_x: np.ndarray
+    val_x: np.ndarray
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where a run is: what a checkpoint restores besides the weights and the optimizer.
+
+    ``order`` is the current epoch's row order and ``position`` the number of its batches done;
+    ``order`` is None between epochs. ``stopped`` is set once training has ended.
+    """
+
+    epoch: int = 0
+    position: int = 0
+    step: int = 0
+    order: torch.Tensor | None = None
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    best_state: dict[str, torch.Tensor] | None = None
+    history: list[float] = dataclasses.field(default_factory=list)
+    elapsed: float = 0.0
+    stopped: str = ""
+
+
+def _robust_scaling(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: the median and the interquartile range / 1.349 (σ of a normal), falling back
+    to the standard deviation and then to 1 for (near) constant columns."""
+    if x.shape[1] == 0:
+        return np.zeros(0, np.float32), np.ones(0, np.float32)
+    q25, median, q75 = np.quantile(x, [0.25, 0.5, 0.75], axis=0)
+    scale = (q75 - q25) / 1.349
+    std = x.std(axis=0)
+    scale = np.where(scale > 1e-9, scale, np.where(std > 1e-9, std, 1.0))
+    return median.astype(np.float32), scale.astype(np.float32)
+
+
+def _rng_states(gen: torch.Generator) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "shuffle": gen.get_state(),
+        "numpy": [np_state[0], torch.from_numpy(np.asarray(np_state[1]).copy()), *map(float, np_state[2:])],
+        "python": _python_state_out(random.getstate()),
+    }
+
+
+def _python_state_out(state: tuple) -> list[Any]:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _set_rng_states(states: dict[str, Any], gen: torch.Generator) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    gen.set_state(states["shuffle"])
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def fit_module(
+    train: "TabularData",
+    val: "TabularData",
+    inputs: MLPInputs,
+    config: "TrainConfig",
+    device: torch.device,
+    on_epoch: Callable[[int, float], None] | None,
+    checkpoints: CheckpointStore | None = None,
+) -> tuple[TabularMLP, dict[str, Any]]:
+    """Trains the MLP (see :func:`components.train_model.core.fit_mlp`), resuming from and saving
+    to ``checkpoints`` when given.
+
+    Raises:
+        TrainingDivergedError: The training or validation loss became NaN or infinite (the last
+            checkpoint, taken before, is kept).
+    """
+    torch.manual_seed(config.seed)
+    task = train.task
+    precision = resolve_precision(config.precision, device)
+    codes = inputs.prep.code_columns()
+    arch = architecture(inputs.train_x.shape[1], task, len(train.label_names), config, codes)
+    mlp = build_module(arch)
+    num = mlp.num_index.numpy()
+    center, scale = _robust_scaling(inputs.train_x[:, num])
+    mlp.center.copy_(torch.from_numpy(center))
+    mlp.scale.copy_(torch.from_numpy(scale))
+    if task == "regression":
+        mlp.y_mean.fill_(float(train.y.mean()))
+        mlp.y_std.fill_(float(train.y.std()) or 1.0)
+    mlp.to(device)
+
+    def targets(y: np.ndarray) -> torch.Tensor:
+        if task == "regression":
+            return ((torch.from_numpy(y) - mlp.y_mean.cpu()) / mlp.y_std.cpu()).to(device)
+        return torch.from_numpy(y).to(device)
+
+    members = config.ensemble
+    smoothing = config.label_smoothing
+
+    def train_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = out.float()
+        if task == "regression":
+            return ((out.squeeze(-1) - y.unsqueeze(1)) ** 2).mean()
+        flat = out.reshape(-1, out.shape[-1])
+        return nn.functional.cross_entropy(flat, y.repeat_interleave(members), label_smoothing=smoothing)
+
+    def ensemble_loss(out: torch.Tensor, y: torch.Tensor) -> float:
+        """The served prediction's loss: log loss of the mean probabilities, or MSE of the mean."""
+        if task == "regression":
+            return float(((out.mean(dim=1).squeeze(-1) - y) ** 2).mean())
+        p = torch.softmax(out, dim=-1).mean(dim=1).clamp_min(1e-7)
+        return float(nn.functional.nll_loss(torch.log(p), y))
+
+    xt, yt = torch.from_numpy(inputs.train_x).to(device), targets(train.y)
+    xv, yv = torch.from_numpy(inputs.val_x).to(device), targets(val.y)
+    batch = config.batch_size or auto_batch_size(len(xt))
+    steps_per_epoch = max(1, math.ceil(len(xt) / batch))
+    total_steps = steps_per_epoch * config.max_epochs
+    warmup = max(1, total_steps // 20)
+    opt = torch.optim.AdamW(mlp.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: (
+            (s + 1) / warmup
+            if s < warmup
+            else 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, total_steps - warmup))))
+        ),
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    autocast = torch.autocast(device.type, dtype=_DTYPES.get(precision, torch.float32), enabled=precision != "fp32")
+    forward = torch.compile(mlp) if config.compile else mlp
+    gen = torch.Generator().manual_seed(config.seed)
+    run = Progress()
+    resumed_from = ""
+    if checkpoints is not None and (found := checkpoints.latest()) is not None:
+        resumed_from, state = found
+        mlp.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        scaler.load_state_dict(state["scaler"])
+        _set_rng_states(state["rng"], gen)
+        run = Progress(**state["progress"])
+        print(f"train: resuming the mlp from {resumed_from} (epoch {run.epoch}, step {run.step})", flush=True)
+
+    def save() -> None:
+        if checkpoints is None:
+            return
+        checkpoints.save(
+            run.step,
+            {
+                "model": mlp.state_dict(),
+                "optimizer": opt.state_dict(),
+                "schedule": schedule.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": _rng_states(gen),
+                "progress": dataclasses.asdict(run),
+            },
+        )
+
+    every = config.checkpoint_every_steps
+    start = time.perf_counter() - run.elapsed
+    while not run.stopped and run.epoch < config.max_epochs:
+        epoch = run.epoch
+        mlp.train()
+        if run.order is None:
+            run.order, run.position = torch.randperm(len(xt), generator=gen), 0
+        batches = run.order.split(batch)
+        out_of_time = False
+        for idx in batches[run.position :]:
+            if config.max_seconds and time.perf_counter() - start > config.max_seconds:
+                out_of_time = True  # checked per step: one epoch of a large model may take minutes
+                break
+            idx = idx.to(device)
+            opt.zero_grad(set_to_none=True)
+            with autocast:
+                loss = train_loss(forward(xt[idx]), yt[idx])
+            if not bool(torch.isfinite(loss)):
+                raise TrainingDivergedError(
+                    f"train: the mlp's training loss became {loss.item()} at epoch {epoch}, step {run.step}; "
+                    f"lower lr (now {config.lr:g})"
+                    + (f"; the last good checkpoint is kept under {checkpoints.uri}" if checkpoints else "")
+                )
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            schedule.step()
+            run.step += 1
+            run.position += 1
+            if every and run.step % every == 0 and run.position < len(batches):
+                run.elapsed = time.perf_counter() - start
+                save()
+        mlp.eval()
+        with torch.no_grad():
+            val_loss = _chunked_loss(mlp, xv, yv, ensemble_loss)
+        if not math.isfinite(val_loss):
+            raise TrainingDivergedError(
+                f"train: the mlp's validation loss became {val_loss} at epoch {epoch}; lower lr (now {config.lr:g})"
+            )
+        run.history.append(val_loss)
+        if val_loss < run.best_loss - 1e-7:
+            run.best_loss, run.best_epoch = val_loss, epoch
+            run.best_state = {k: v.detach().cpu().clone() for k, v in mlp.state_dict().items()}
+        if on_epoch is not None:
+            on_epoch(epoch, val_loss)
+        if epoch + 1 >= config.min_epochs and epoch - run.best_epoch >= config.patience:
+            run.stopped = "patience"
+        elif out_of_time or (config.max_seconds and time.perf_counter() - start > config.max_seconds):
+            run.stopped = "max_seconds"
+        run.epoch, run.order, run.position = epoch + 1, None, 0
+        if run.epoch >= config.max_epochs and not run.stopped:
+            run.stopped = "max_epochs"
+        run.elapsed = time.perf_counter() - start
+        save()
+    mlp = mlp.cpu()
+    if run.best_state is not None:
+        mlp.load_state_dict(run.best_state)
+    mlp.eval()
+    unseen = fill_unseen_embeddings(mlp, inputs.train_x)
+    summary = {
+        "best_val_loss": run.best_loss,
+        "untrained_codes": unseen,
+        "best_epoch": run.best_epoch,
+        "epochs": run.epoch,
+        "stopped": run.stopped or "max_epochs",
+        "batch_size": batch,
+        "device": device.type,
+        "precision": precision,
+        "train_seconds": round(time.perf_counter() - start, 3),
+        "architecture": arch,
+    }
+    if resumed_from:
+        summary["resumed_from"] = resumed_from
+    return mlp, summary
+
+
+def _chunked_loss(
+    mlp: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Callable[[torch.Tensor, torch.Tensor], float]
+) -> float:
+    """``loss`` over the whole split, computed on the concatenated outputs of 8,192-row chunks."""
+    out = torch.cat([mlp(chunk) for chunk in x.split(8192)]) if len(x) > 8192 else mlp(x)
+    return loss(out, y)
