@@ -110,6 +110,7 @@ def train_and_deploy(
             tuned=tuned.outputs["best_model"],
             params=tuned.outputs["best_params"],
             overrides=train,
+            tracking_uri=mlflow_tracking_uri,
         )
         if images.TRAIN_GPUS:
             trained.set_accelerator_type(images.ACCELERATOR_TYPE).set_accelerator_limit(images.TRAIN_GPUS)

@@ -349,7 +349,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if "deploy_target" in params:
         arguments.setdefault("deploy_target", "local")
     print(f"running {pipeline.name} locally; logs and artifacts under {output}", flush=True)
-    result = localrun.run(pipeline, arguments, output, verbose=args.verbose)
+    from components import tracking
+
+    # KFP 2.17's shape: one MLflow run for the pipeline run, the steps' runs nested under it
+    uri = tracking.tracking_uri(arguments.get("mlflow_tracking_uri", ""))
+    with tracking.pipeline_run(uri, f"shipyard/{model_name or pipeline.name}", pipeline.name) as parent:
+        result = localrun.run(pipeline, arguments, output, verbose=args.verbose)
+        if parent is not None:
+            parent.failed = result.error is not None
     run_dir, log = result.run_dir, result.log_path
     rows = localrun.summarize(result, localrun.planned_tasks(pipeline))
     print()

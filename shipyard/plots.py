@@ -1,4 +1,4 @@
-"""The evaluation's pictures as PNG files: calibration, ROC, precision-recall and residuals.
+"""The pictures as PNG files: calibration, ROC, precision-recall, residuals and training curves.
 
 matplotlib is imported inside each function, and figures are drawn on an ``Agg`` canvas of their
 own (``matplotlib.figure.Figure``, not pyplot), so that importing this module costs nothing, no
@@ -88,6 +88,19 @@ def residuals(y: np.ndarray, pred: np.ndarray, path: str | Path) -> Path:
     ax.axhline(0.0, color="grey", linewidth=1)
     ax.scatter(pred, y - pred, s=8, alpha=0.6, color="C0")
     ax.set(xlabel="prediction", ylabel="residual (y − prediction)", title="Residuals")
+    return _save(fig, path)
+
+
+def training_curves(history: Sequence[dict[str, float]], path: str | Path, best_epoch: int | None = None) -> Path:
+    """Training and validation loss per epoch (the best epoch marked) for the MLP's ``history``."""
+    fig, ax = _figure()
+    epochs = [int(h["epoch"]) + 1 for h in history]
+    ax.plot(epochs, [h["train_loss"] for h in history], color="C0", label="train loss")
+    ax.plot(epochs, [h["val_loss"] for h in history], color="C1", label="validation loss")
+    if best_epoch is not None and best_epoch >= 0:
+        ax.axvline(best_epoch + 1, linestyle="--", color="grey", linewidth=1, label=f"best epoch {best_epoch + 1}")
+    ax.set(xlabel="epoch", ylabel="loss", title="MLP training")
+    ax.legend(loc="upper right", fontsize="small")
     return _save(fig, path)
 
 

@@ -1,7 +1,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from shipyard.images import GPU_IMAGE
 
@@ -16,8 +16,10 @@ def train_model(
     comparison: Output[Markdown],
     comparison_json: Output[Artifact],
     metrics: Output[Metrics],
+    curves: Output[HTML],
     params: dict = {},
     overrides: dict = {},
+    tracking_uri: str = "",
 ) -> NamedTuple(
     "TrainOutputs", [("val_loss", float), ("baseline_val_loss", float), ("device", str), ("candidate", str)]
 ):
@@ -33,8 +35,11 @@ def train_model(
         comparison: Output: the families' validation metrics, fit seconds and formats (Markdown).
         comparison_json: Output: the same comparison as JSON.
         metrics: Output: each family's validation metrics (``<family>_<metric>``).
+        curves: Output: the MLP's training and validation loss per epoch (HTML, inline chart).
         params: Hyperparameters, usually tune_hyperparams' best_params.
         overrides: Values that win over params (e.g. {"device": "cpu"}, {"candidate": "gbdt"}).
+        tracking_uri: MLflow tracking URI; empty uses $MLFLOW_TRACKING_URI (KFP 2.17 injects it
+            with the task's run, which the step then logs into), else nothing is tracked.
     """
     from components.train_model import core
 
@@ -47,6 +52,8 @@ def train_model(
         comparison_json=comparison_json.path,
         comparison_md=comparison.path,
         tuned_dir=tuned.path,
+        tracking_uri=tracking_uri,
+        curves_html=curves.path,
     )
     for family, row in r["table"].items():
         for key, value in row["metrics"].items():

@@ -37,10 +37,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from components import tracking
 from components.train_model.checkpoint import CheckpointStore
 from components.train_model.loop import (  # noqa: F401 (re-exported for tuning and quantization)
     PRECISIONS,
     MLPInputs,
+    ProgressLine,
     auto_batch_size,
     fit_module,
     pick_device,
@@ -424,6 +426,7 @@ def fit_mlp(
     on_epoch: Callable[[int, float], None] | None = None,
     inputs: MLPInputs | None = None,
     checkpoints: CheckpointStore | None = None,
+    epoch_log: Callable[[dict[str, float]], None] | None = None,
 ) -> tuple[TabularMLP, dict[str, Any]]:
     """Trains the MLP with AdamW and early stopping on the validation loss.
 
@@ -435,6 +438,8 @@ def fit_mlp(
             raises from it to stop a trial).
         inputs: The encoded splits from :func:`mlp_inputs` (fitted here when None).
         checkpoints: Where to checkpoint and resume from (:mod:`components.train_model.loop`).
+        epoch_log: Called with each epoch's figures as it ends (train and validation loss,
+            learning rate, seconds, rows per second).
 
     Returns:
         The module with the best epoch's weights (on CPU, eval mode) and a summary dict
@@ -450,7 +455,7 @@ def fit_mlp(
     if device.type == "cpu":
         torch.set_num_threads(config.num_threads or (1 if len(train) < SMALL_DATA_ROWS else threads))
     try:
-        return fit_module(train, val, inputs, config, device, on_epoch, checkpoints)
+        return fit_module(train, val, inputs, config, device, on_epoch, checkpoints, epoch_log)
     finally:
         torch.set_num_threads(threads)
 
@@ -582,8 +587,16 @@ def train(
     comparison_md: str | None = None,
     tuned_dir: str | None = None,
     families_dir: str | None = None,
+    tracking_uri: str = "",
+    curves_html: str | None = None,
 ) -> dict[str, Any]:
     """Trains the families, writes the candidate and the linear baseline, and compares them.
+
+    With a tracking URI (``tracking_uri`` or ``$MLFLOW_TRACKING_URI``) the step's MLflow run
+    (:func:`components.tracking.step_run`) gets the parameters, where it ran (device, CUDA,
+    torch, CPUs, the code's commit), the splits' sha256, the MLP's figures per epoch as they
+    happen, every family's validation metrics, the candidate, the comparison and the MLP's
+    training curves (PNG).
 
     Args:
         train_dir: Training Dataset artifact.
@@ -597,6 +610,8 @@ def train(
             MLP fit when it was trained on the same data with the same parameters (else the log says why).
         families_dir: Optional: every family's Model artifact is also written to ``families_dir/<family>``
             (benchmarks score them all).
+        tracking_uri: MLflow tracking URI ("" : ``$MLFLOW_TRACKING_URI``, else nothing is tracked).
+        curves_html: Optional output: the MLP's training curves as a self-contained HTML page.
 
     Returns:
         Summary: ``candidate``, ``reason``, ``task``, ``table`` (per family: format, validation
@@ -607,11 +622,42 @@ def train(
         DataValidationError: The splits are unusable (see :func:`load_split`).
         ConfigError: ``device='cuda'`` without a GPU.
     """
+    tr = load_split(train_dir, config.task)
+    va = load_split(val_dir, tr.task, tr.label_names)
+    with tracking.step_run("train", "shipyard/train", tracking_uri) as mlrun, tempfile.TemporaryDirectory() as tmp:
+        if mlrun is not None:
+            mlrun.log_params({**config.to_dict(), "train_rows": len(tr), "val_rows": len(va)})
+            mlrun.set_tags(tracking.system_tags())
+        summary = _train(tr, va, train_dir, val_dir, model_dir, baseline_dir, config, tuned_dir, families_dir, mlrun)
+        curves = _curves(summary, Path(tmp))
+        if curves_html:
+            write_text(curves_html, _curves_html(curves, summary))
+        if comparison_json:
+            keys = ("task", "candidate", "reason", "primary_metric", "selection", "table")
+            write_json(comparison_json, {k: summary[k] for k in keys if k in summary})
+        if comparison_md:
+            write_text(comparison_md, comparison_markdown(summary))
+        if mlrun is not None:
+            _track(mlrun, summary, train_dir, val_dir, curves, comparison_md)
+    return summary
+
+
+def _train(
+    tr: TabularData,
+    va: TabularData,
+    train_dir: str,
+    val_dir: str,
+    model_dir: str,
+    baseline_dir: str,
+    config: TrainConfig,
+    tuned_dir: str | None,
+    families_dir: str | None,
+    mlrun: tracking.StepRun | None,
+) -> dict[str, Any]:
+    """The families fitted and compared, the candidate and the baseline written (see :func:`train`)."""
     from serving.formats import load_model
     from shipyard import metrics as task_metrics
 
-    tr = load_split(train_dir, config.task)
-    va = load_split(val_dir, tr.task, tr.label_names)
     progress(f"train: {len(tr)} training rows, {len(va)} validation rows, {len(tr.feature_names)} features")
     device = pick_device(config.device).type
     families = config.trained_families
@@ -625,8 +671,10 @@ def train(
             start = time.perf_counter()
             out = str(work / family)
             if family == "mlp":
-                info = _train_mlp(tr, va, config, out, train_dir, val_dir, device, tuned_dir)
-                summary.update({k: info[k] for k in ("epochs", "best_epoch") if k in info}, device=info["device"])
+                info = _train_mlp(tr, va, config, out, train_dir, val_dir, device, tuned_dir, mlrun)
+                summary.update(
+                    {k: info[k] for k in ("epochs", "best_epoch", "history") if k in info}, device=info["device"]
+                )
                 loss = float(info["best_val_loss"])
                 extra = {"reused": info.get("reused", False)}
             else:
@@ -687,12 +735,64 @@ def train(
         best_val_loss=table[pick]["val_loss"],
         baseline_val_loss=table["linear"]["val_loss"],
     )
-    if comparison_json:
-        keys = ("task", "candidate", "reason", "primary_metric", "selection", "table")
-        write_json(comparison_json, {k: summary[k] for k in keys if k in summary})
-    if comparison_md:
-        write_text(comparison_md, comparison_markdown(summary))
     return summary
+
+
+def _curves(summary: dict[str, Any], where: Path) -> Path | None:
+    """The MLP's training curves as a PNG in ``where`` (None when no MLP was trained here)."""
+    from shipyard import plots
+
+    if not summary.get("history"):
+        return None
+    return plots.training_curves(summary["history"], where / "training_curves.png", summary.get("best_epoch"))
+
+
+def _curves_html(png: Path | None, summary: dict[str, Any]) -> str:
+    from shipyard import plots
+
+    if png is None:
+        why = "its weights were taken from tuning" if summary["table"].get("mlp", {}).get("reused") else "none"
+        return (
+            "<!doctype html><html><head><meta charset='utf-8'><title>MLP training</title></head><body>"
+            f"<p>No MLP was trained in this step ({'not among the families' if why == 'none' else why}).</p>"
+            "</body></html>"
+        )
+    rows = summary["history"]
+    last = rows[-1]
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>MLP training</title></head><body>"
+        f"<h2>MLP training: {len(rows)} epochs, best epoch {int(summary.get('best_epoch', -1)) + 1}</h2>"
+        f"<img alt='training and validation loss per epoch' src='{plots.data_uri(png)}'>"
+        f"<p>last epoch: train loss {last['train_loss']:.4g}, validation loss {last['val_loss']:.4g}, "
+        f"{last['rows_per_second']:,.0f} rows/s</p></body></html>"
+    )
+
+
+def _track(
+    mlrun: tracking.StepRun,
+    summary: dict[str, Any],
+    train_dir: str,
+    val_dir: str,
+    curves: Path | None,
+    comparison_md: str | None,
+) -> None:
+    """What the step's MLflow run gets once the families are fitted (the epochs went as they ended)."""
+    metrics: dict[str, float] = {}
+    for family, row in summary["table"].items():
+        metrics.update({f"{family}_{k}": float(v) for k, v in row["metrics"].items()})
+        metrics[f"{family}_fit_seconds"] = float(row["fit_seconds"])
+    mlrun.log_metrics(metrics)
+    mlrun.set_tags(
+        {
+            "shipyard.candidate": summary["candidate"],
+            "shipyard.train_sha256": sha256_file(Path(train_dir) / DATA_FILE),
+            "shipyard.val_sha256": sha256_file(Path(val_dir) / DATA_FILE),
+        }
+    )
+    if curves is not None:
+        mlrun.log_artifact(curves, "train")
+    if comparison_md and Path(comparison_md).is_file():
+        mlrun.log_artifact(comparison_md, "train")
 
 
 def fit_scorer(
@@ -739,6 +839,7 @@ def _train_mlp(
     val_dir: str,
     device: str,
     tuned_dir: str | None,
+    mlrun: tracking.StepRun | None = None,
 ) -> dict[str, Any]:
     """Fits the MLP (or takes tuning's identical fit) and writes it to ``out``; returns its summary."""
     key = reuse_key(data_digest(train_dir, val_dir), config, device)
@@ -757,12 +858,19 @@ def _train_mlp(
         if config.checkpoint_uri:  # one directory per data and parameters: another job's never resumes here
             store = CheckpointStore(f"{config.checkpoint_uri.rstrip('/')}/mlp-{key[:16]}", config.checkpoint_keep)
             progress(f"train: mlp checkpoints in {store.uri}")
-        mlp, info = fit_mlp(tr, va, config, inputs=inputs, checkpoints=store)
+        line = ProgressLine(config.max_epochs)
+
+        def log(stats: dict[str, float]) -> None:
+            line(stats)
+            if mlrun is not None:
+                mlrun.log_metrics({f"mlp_{k}": v for k, v in stats.items()}, int(stats["epoch"]))
+
+        mlp, info = fit_mlp(tr, va, config, inputs=inputs, checkpoints=store, epoch_log=log)
     arch = info["architecture"]
     details = {
         "family": "mlp",
         "params": _family_params(config, "mlp"),
-        "training": {k: v for k, v in info.items() if k not in ("architecture", "reused")},
+        "training": {k: v for k, v in info.items() if k not in ("architecture", "reused", "history")},
         "reuse_key": key,
     }
     save_torch_model(out, mlp, tr, arch, {"val_loss": float(info["best_val_loss"])}, details, inputs.prep)

@@ -13,6 +13,7 @@ uninterrupted run would have had (on the same machine and thread count).
 import dataclasses
 import math
 import random
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 #: TrainConfig.precision values.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: Least seconds between two progress lines of the MLP in the step's log.
+PROGRESS_EVERY_S = 10.0
 
 
 def pick_device(requested: str) -> torch.device:
@@ -93,7 +96,7 @@ class Progress:
     best_loss: float = math.inf
     best_epoch: int = -1
     best_state: dict[str, torch.Tensor] | None = None
-    history: list[float] = dataclasses.field(default_factory=list)
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     elapsed: float = 0.0
     stopped: str = ""
 
@@ -111,7 +114,7 @@ def _robust_scaling(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rng_states(gen: torch.Generator) -> dict[str, Any]:
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = np.random.get_state(legacy=True)  # type: ignore[assignment]
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -145,9 +148,12 @@ def fit_module(
     device: torch.device,
     on_epoch: Callable[[int, float], None] | None,
     checkpoints: CheckpointStore | None = None,
+    epoch_log: Callable[[dict[str, float]], None] | None = None,
 ) -> tuple[TabularMLP, dict[str, Any]]:
     """Trains the MLP (see :func:`components.train_model.core.fit_mlp`), resuming from and saving
-    to ``checkpoints`` when given.
+    to ``checkpoints`` when given. ``epoch_log`` gets each epoch's figures as it ends (``epoch``,
+    ``train_loss``, ``val_loss``, ``lr``, ``seconds``, ``rows_per_second``); they are also the
+    summary's ``history`` (:class:`ProgressLine` prints them).
 
     Raises:
         TrainingDivergedError: The training or validation loss became NaN or infinite (the last
@@ -245,6 +251,7 @@ def fit_module(
             run.order, run.position = torch.randperm(len(xt), generator=gen), 0
         batches = run.order.split(batch)
         out_of_time = False
+        epoch_start, loss_sum, rows = time.perf_counter(), 0.0, 0
         for idx in batches[run.position :]:
             if config.max_seconds and time.perf_counter() - start > config.max_seconds:
                 out_of_time = True  # checked per step: one epoch of a large model may take minutes
@@ -253,9 +260,10 @@ def fit_module(
             opt.zero_grad(set_to_none=True)
             with autocast:
                 loss = train_loss(forward(xt[idx]), yt[idx])
-            if not bool(torch.isfinite(loss)):
+            value = loss.item()
+            if not math.isfinite(value):
                 raise TrainingDivergedError(
-                    f"train: the mlp's training loss became {loss.item()} at epoch {epoch}, step {run.step}; "
+                    f"train: the mlp's training loss became {value} at epoch {epoch}, step {run.step}; "
                     f"lower lr (now {config.lr:g})"
                     + (f"; the last good checkpoint is kept under {checkpoints.uri}" if checkpoints else "")
                 )
@@ -265,6 +273,7 @@ def fit_module(
             schedule.step()
             run.step += 1
             run.position += 1
+            loss_sum, rows = loss_sum + value * len(idx), rows + len(idx)
             if every and run.step % every == 0 and run.position < len(batches):
                 run.elapsed = time.perf_counter() - start
                 save()
@@ -275,7 +284,18 @@ def fit_module(
             raise TrainingDivergedError(
                 f"train: the mlp's validation loss became {val_loss} at epoch {epoch}; lower lr (now {config.lr:g})"
             )
-        run.history.append(val_loss)
+        seconds = time.perf_counter() - epoch_start
+        stats = {
+            "epoch": float(epoch),
+            "train_loss": loss_sum / max(rows, 1),
+            "val_loss": val_loss,
+            "lr": float(schedule.get_last_lr()[0]),
+            "seconds": seconds,
+            "rows_per_second": rows / seconds if seconds > 0 else 0.0,
+        }
+        run.history.append(stats)
+        if epoch_log is not None:
+            epoch_log(stats)
         if val_loss < run.best_loss - 1e-7:
             run.best_loss, run.best_epoch = val_loss, epoch
             run.best_state = {k: v.detach().cpu().clone() for k, v in mlp.state_dict().items()}
@@ -306,10 +326,32 @@ def fit_module(
         "precision": precision,
         "train_seconds": round(time.perf_counter() - start, 3),
         "architecture": arch,
+        "history": run.history,
     }
     if resumed_from:
         summary["resumed_from"] = resumed_from
     return mlp, summary
+
+
+class ProgressLine:
+    """An ``epoch_log`` that prints the epoch's figures to stderr, at most every
+    ``PROGRESS_EVERY_S`` seconds (the first and the last epoch always), so long runs stay readable."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+        self.last = -math.inf
+
+    def __call__(self, stats: dict[str, float]) -> None:
+        now, epoch = time.monotonic(), int(stats["epoch"]) + 1
+        if now - self.last < PROGRESS_EVERY_S and epoch < self.epochs:
+            return
+        self.last = now
+        print(
+            f"train: mlp epoch {epoch}/{self.epochs}: train loss {stats['train_loss']:.4g}, "
+            f"val loss {stats['val_loss']:.4g}, lr {stats['lr']:.3g}, {stats['rows_per_second']:,.0f} rows/s",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _chunked_loss(
