@@ -158,12 +158,17 @@ def test_model_name_defaults_to_derived_and_the_data_reaches_every_step_that_nam
 
 def test_evaluate_and_register_share_the_registry(ir):
     tasks = _all_tasks(ir)
-    for name in ("evaluate-model", "register-model"):
+    for name in ("evaluate-model", "register-model", "train-model"):
         uri = tasks[name]["inputs"]["parameters"]["tracking_uri"]["componentInputParameter"]
         assert uri.endswith("mlflow_tracking_uri"), name
     assert tasks["register-model"]["inputs"]["parameters"]["model_card"]["componentInputParameter"].endswith(
         "model_card"
     )
+
+
+def test_train_shows_its_curves_in_the_ui(ir):
+    outputs = ir["components"]["comp-train-model"]["outputDefinitions"]["artifacts"]
+    assert outputs["curves"]["artifactType"]["schemaTitle"] == "system.HTML"
 
 
 def test_pipeline_parameters_have_defaults(ir):
