@@ -35,6 +35,8 @@ class StepRun:
     def __init__(self, client: Any, run_id: str):
         self.client = client
         self.run_id = run_id
+        #: The status a nested run ends with (see :meth:`child`); empty: by how its block ended.
+        self.status = ""
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -60,6 +62,23 @@ class StepRun:
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    @contextlib.contextmanager
+    def child(self, name: str, tags: Mapping[str, str] | None = None) -> Iterator[StepRun]:
+        """A run nested under this one (a tuning trial). It ends with its ``status`` (FINISHED
+        unless the caller sets another, e.g. KILLED for a pruned trial), or FAILED when the block
+        raises without setting one."""
+        experiment = self.client.get_run(self.run_id).info.experiment_id
+        created = self.client.create_run(
+            experiment, run_name=name, tags={"mlflow.parentRunId": self.run_id, **(tags or {})}
+        )
+        nested = StepRun(self.client, created.info.run_id)
+        try:
+            yield nested
+        except BaseException:
+            self.client.set_terminated(nested.run_id, status=nested.status or "FAILED")
+            raise
+        self.client.set_terminated(nested.run_id, status=nested.status or "FINISHED")
 
 
 def tracking_uri(explicit: str = "") -> str:

@@ -101,7 +101,13 @@ def train_and_deploy(
         ingested.set_caching_options(False)  # the same URI may hold new data on the next run
         validated = validate_data(dataset=ingested.outputs["dataset"], options=validation, schema_uri=schema_uri)
         parts = split_data(dataset=ingested.outputs["dataset"], seed=seed, options=split).after(validated)
-        tuned = tune_hyperparams(train=parts.outputs["train"], val=parts.outputs["val"], seed=seed, options=tune)
+        tuned = tune_hyperparams(
+            train=parts.outputs["train"],
+            val=parts.outputs["val"],
+            seed=seed,
+            options=tune,
+            tracking_uri=mlflow_tracking_uri,
+        )
         if images.STEP_RETRIES:
             tuned.set_retry(**RETRIES)
         trained = train_model(

@@ -15,6 +15,7 @@ def tune_hyperparams(
     best_model: Output[Model],
     seed: int = 0,
     options: dict = {},
+    tracking_uri: str = "",
 ) -> NamedTuple("TuneOutputs", [("best_params", dict), ("best_value", float)]):
     """Optuna study (seeded TPE, median pruning) over the MLP's hyperparameters, budgeted by data size.
 
@@ -27,6 +28,7 @@ def tune_hyperparams(
         seed: Sampler seed.
         options: n_trials, timeout_s, search_space, base, storage (e.g. postgresql://...), study_name,
             pruning, auto_budget.
+        tracking_uri: MLflow tracking URI; empty uses $MLFLOW_TRACKING_URI (each trial a nested run).
     """
     from components.tune_hyperparams import core
 
@@ -37,5 +39,6 @@ def tune_hyperparams(
         report.path,
         core.TuneConfig.from_dict({**options, "seed": seed}),
         best_model_dir=best_model.path,
+        tracking_uri=tracking_uri,
     )
     return (r["best_params"], r["best_value"])

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from components import tracking
 from shipyard import attempts, rdb
 from shipyard.artifacts import atomic_dir, write_json, write_text
 from shipyard.config import Config, require
@@ -206,8 +207,14 @@ def tune(
     report_md: str,
     config: TuneConfig,
     best_model_dir: str | None = None,
+    tracking_uri: str = "",
 ) -> dict[str, Any]:
     """Runs the study and writes the study artifact (``trials.json``, SQLite study) and a report.
+
+    With a tracking URI (``tracking_uri`` or ``$MLFLOW_TRACKING_URI``) the step's MLflow run
+    (:func:`components.tracking.step_run`) gets the study's settings and result, and every trial is
+    a run nested under it: its parameters, its validation loss per epoch (the values pruning
+    judges) and its state (``shipyard.trial_state``; a pruned trial ends KILLED, a diverged one FAILED).
 
     The MLP's preprocessing is fitted once on the training split and every trial trains on the
     same encoded matrices. One line per trial goes to stderr (the step's log).
@@ -222,6 +229,7 @@ def tune(
             with its reuse key (train_model takes it instead of training the same MLP again). When
             the best trial ran in an earlier session of a resumed study its weights are not here,
             and the directory holds only a ``README.txt`` saying so.
+        tracking_uri: MLflow tracking URI ("": ``$MLFLOW_TRACKING_URI``, else nothing is tracked).
 
     Returns:
         ``{"best_params": {...full TrainConfig...}, "best_value": float, "trials": int, "pruned": int, ...}``.
@@ -250,10 +258,31 @@ def tune(
     kept: dict[str, Any] = {}  # the best completed trial of this session: its number, module and summary
 
     def objective(trial: Any) -> float:
+        if mlrun is None:
+            return fit_trial(trial, None)
+        with mlrun.child(f"trial-{trial.number}", {"shipyard.trial": str(trial.number)}) as nested:
+            try:
+                value = fit_trial(trial, nested)
+            except optuna.TrialPruned:
+                nested.status = "KILLED"
+                nested.set_tags({"shipyard.trial_state": "PRUNED"})
+                raise
+            except BaseException:
+                nested.set_tags({"shipyard.trial_state": "FAIL"})
+                raise
+            nested.set_tags({"shipyard.trial_state": "COMPLETE"})
+            nested.log_metrics({"best_val_loss": value})
+            return value
+
+    def fit_trial(trial: Any, nested: Any) -> float:
         params = {**fixed, **suggest(trial, config.search_space)}
         trial_config = train_core.TrainConfig.from_dict(params)
+        if nested is not None:
+            nested.log_params(suggest_params(trial, config.search_space))
 
         def report(epoch: int, val_loss: float) -> None:
+            if nested is not None:
+                nested.log_metrics({"val_loss": val_loss}, epoch)
             if config.pruning:
                 trial.report(val_loss, epoch)
                 if trial.should_prune():
@@ -275,6 +304,36 @@ def tune(
             + ", ".join(f"{k}={_short(v)}" for k, v in suggest_params(trial, config.search_space).items())
         )
         return value
+
+    with tracking.step_run("tune", "shipyard/tune", tracking_uri) as mlrun:
+        if mlrun is not None:
+            mlrun.log_params({"n_trials": n_trials, "timeout_s": timeout, "seed": config.seed, **plan["base"]})
+        result, trials, best = _study(config, objective, base, plan, kept, study_dir)
+        if mlrun is not None:
+            mlrun.log_metrics({k: result[k] for k in ("best_value", "trials", "pruned")})
+            mlrun.set_tags({"shipyard.best_trial": str(best.number), "shipyard.study": result["study_name"]})
+    if best_model_dir:
+        _write_best_model(best_model_dir, kept, best.number, tr, inputs, data_sha, device)
+    names = list(config.search_space)
+    rows = [(t["number"], t["state"], t["value"], *[t["params"].get(n) for n in names]) for t in trials]
+    write_text(
+        report_md,
+        f"# Hyperparameter search\n\n{len(trials)} trials, {result['pruned']} pruned; best trial "
+        f"#{best.number}, validation loss {best.value:.4g}.\n\n"
+        + markdown_table(["trial", "state", "val loss", *names], rows),
+    )
+    return result
+
+
+def _study(
+    config: TuneConfig, objective: Any, base: Any, plan: dict[str, Any], kept: dict[str, Any], study_dir: str
+) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
+    """Creates (or resumes) the study, optimizes it with ``plan``'s budget (``kept``: the best
+    trial of this session, filled by ``objective``) and writes ``trials.json``; returns the result,
+    the trials and the best trial."""
+    import optuna
+
+    n_trials, timeout = plan["n_trials"], plan["timeout_s"]
 
     with atomic_dir(study_dir) as tmp:
         storage = config.storage or f"sqlite:///{Path(tmp).resolve() / 'study.db'}"
@@ -336,17 +395,7 @@ def tune(
             "best_model": kept.get("number") == best.number,
         }
         write_json(Path(tmp) / "trials.json", {"result": result, "trials": trials})
-    if best_model_dir:
-        _write_best_model(best_model_dir, kept, best.number, tr, inputs, data_sha, device)
-    names = list(config.search_space)
-    rows = [(t["number"], t["state"], t["value"], *[t["params"].get(n) for n in names]) for t in trials]
-    write_text(
-        report_md,
-        f"# Hyperparameter search\n\n{len(trials)} trials, {result['pruned']} pruned; best trial "
-        f"#{best.number}, validation loss {best.value:.4g}.\n\n"
-        + markdown_table(["trial", "state", "val loss", *names], rows),
-    )
-    return result
+    return result, trials, best
 
 
 def suggest_params(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:

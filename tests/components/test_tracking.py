@@ -112,3 +112,29 @@ def test_the_commit_baked_into_an_image_wins(monkeypatch):
     assert tracking.git_commit() == "abc123"
     monkeypatch.delenv(tracking.GIT_COMMIT_ENV)
     assert len(tracking.git_commit().split("-")[0]) == 40  # this checkout's HEAD
+
+
+def test_every_tuning_trial_is_a_run_nested_under_the_tune_step(baseline_artifacts, tmp_path, store):
+    from components.tune_hyperparams import core as tune
+
+    config = tune.TuneConfig.from_dict({"n_trials": 3, "base": {**SMALL, "max_epochs": 3, "min_epochs": 3}})
+    result = tune.tune(
+        str(baseline_artifacts["train"]),
+        str(baseline_artifacts["val"]),
+        str(tmp_path / "study"),
+        str(tmp_path / "report.md"),
+        config,
+        tracking_uri=store,
+    )
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("shipyard/tune").experiment_id])
+    (step,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    trials = sorted((r for r in runs if r is not step), key=lambda r: int(r.data.tags["shipyard.trial"]))
+    assert len(trials) == result["trials"] == 3
+    assert all(r.data.tags["mlflow.parentRunId"] == step.info.run_id for r in trials)
+    assert step.data.metrics["best_value"] == result["best_value"]
+    for run in trials:
+        history = client.get_metric_history(run.info.run_id, "val_loss")
+        assert [m.step for m in history] == list(range(3)), run.info.run_name
+        assert run.data.tags["shipyard.trial_state"] == "COMPLETE" and run.info.status == "FINISHED"
+        assert set(run.data.params) == set(config.search_space)

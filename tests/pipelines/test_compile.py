@@ -158,7 +158,7 @@ def test_model_name_defaults_to_derived_and_the_data_reaches_every_step_that_nam
 
 def test_evaluate_and_register_share_the_registry(ir):
     tasks = _all_tasks(ir)
-    for name in ("evaluate-model", "register-model", "train-model"):
+    for name in ("evaluate-model", "register-model", "train-model", "tune-hyperparams"):
         uri = tasks[name]["inputs"]["parameters"]["tracking_uri"]["componentInputParameter"]
         assert uri.endswith("mlflow_tracking_uri"), name
     assert tasks["register-model"]["inputs"]["parameters"]["model_card"]["componentInputParameter"].endswith(
