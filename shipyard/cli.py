@@ -702,7 +702,15 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                 if not args.load_body:
                     raise ConfigError("--load-rate needs --load-body (a JSON request body)")
                 body = Path(args.load_body).read_bytes()
-                load = LoadGenerator(local_backend.predict_url, body, workdir, rate=args.load_rate, duration_s=3600)
+                hour = 3600.0  # bounded in time and count, and enough for a long policy
+                load = LoadGenerator(
+                    local_backend.predict_url,
+                    body,
+                    workdir,
+                    rate=args.load_rate,
+                    duration_s=hour,
+                    max_requests=int(args.load_rate * hour) + 1,
+                )
                 load.start()
             try:
                 report = run_rollout(policy, local_backend, args.name, task)

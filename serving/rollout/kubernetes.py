@@ -27,6 +27,16 @@ from shipyard.errors import ConfigError, DeploymentError
 KSERVE_GROUP, KSERVE_VERSION, ISVC_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 
 
+#: Transport errors of the kubernetes client (no HTTP answer at all).
+_UNREACHABLE: tuple[type[BaseException], ...] = (OSError,)
+try:  # urllib3 is the kubernetes client's transport; its errors are not OSErrors
+    from urllib3.exceptions import HTTPError as _Urllib3Error
+
+    _UNREACHABLE = (OSError, _Urllib3Error)
+except ImportError:  # pragma: no cover - urllib3 comes with the kubernetes client
+    pass
+
+
 def custom_objects_api() -> Any:  # pragma: no cover - needs a kubeconfig or in-cluster credentials
     from kubernetes import client, config
 
@@ -207,15 +217,28 @@ class KubernetesBackend:
 
     @property
     def api(self) -> Any:
-        """The ``CustomObjectsApi`` (made from the kubeconfig on first use when none was given)."""
+        """The ``CustomObjectsApi`` (made from the kubeconfig on first use when none was given).
+
+        Raises:
+            DeploymentError: No in-cluster credentials and no usable kubeconfig.
+        """
         if self._api is None:
-            self._api = custom_objects_api()
+            from kubernetes.config import ConfigException
+
+            try:
+                self._api = custom_objects_api()
+            except (ConfigException, OSError) as exc:
+                raise DeploymentError(
+                    f"{self._where}: no Kubernetes credentials (in-cluster or kubeconfig): {exc}"
+                ) from exc
         return self._api
 
     def _args(self) -> tuple[str, str, str, str]:
         return (KSERVE_GROUP, KSERVE_VERSION, self.namespace, ISVC_PLURAL)
 
     def _error(self, verb: str, exc: Any) -> DeploymentError:
+        if getattr(exc, "status", None) is None:  # no answer: the connection failed
+            return DeploymentError(f"{self._where}: {verb}: the Kubernetes API cannot be reached: {exc}")
         return DeploymentError(f"{self._where}: {verb}: Kubernetes API answered {exc.status} {exc.reason}")
 
     def _get(self) -> dict[str, Any]:
@@ -223,7 +246,7 @@ class KubernetesBackend:
 
         try:
             return self.api.get_namespaced_custom_object(*self._args(), self.name)
-        except ApiException as exc:
+        except (ApiException, *_UNREACHABLE) as exc:
             raise self._error("get", exc) from exc
 
     def _patch(self, body: dict[str, Any], verb: str) -> dict[str, Any]:
@@ -231,7 +254,7 @@ class KubernetesBackend:
 
         try:
             return self.api.patch_namespaced_custom_object(*self._args(), self.name, body)
-        except ApiException as exc:
+        except (ApiException, *_UNREACHABLE) as exc:
             raise self._error(verb, exc) from exc
 
     def _update(self, change: Callable[[dict[str, Any]], dict[str, Any] | None], verb: str) -> None:
@@ -249,6 +272,8 @@ class KubernetesBackend:
             try:
                 self.api.patch_namespaced_custom_object(*self._args(), self.name, body)
                 return
+            except _UNREACHABLE as exc:
+                raise self._error(verb, exc) from exc
             except ApiException as exc:
                 if exc.status != 409 or attempt == CONFLICT_ATTEMPTS:
                     raise self._error(verb, exc) from exc

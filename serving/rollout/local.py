@@ -195,6 +195,8 @@ class LocalBackend:
         """
         if self.started:
             return
+        for stale in (STATE_FILE, COMMAND_FILE):  # an earlier rollout's: its command is not for this one
+            (self.workdir / stale).unlink(missing_ok=True)
         try:
             for server in self.servers.values():
                 server.__enter__()  # both load at once

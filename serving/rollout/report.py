@@ -90,7 +90,7 @@ class RolloutReport:
         return cls(
             model=model,
             backend=backend,
-            policy=policy.to_dict(),
+            policy=_plain(policy.to_dict()),  # an infinite bound as "inf": the JSON stays strict
             checks=[_plain(c) for c in checks],
             plan=list(policy.plan()),
             started_at=_now(),

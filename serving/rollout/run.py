@@ -149,8 +149,25 @@ class Driver:
             self.report.note(self.elapsed(), f"could not publish the state: {exc}")
 
     def run(self) -> RolloutReport:
-        """Runs the rollout to a terminal phase; the backend is left as the last action put it."""
+        """Runs the rollout to a terminal phase; the backend is left as the last action put it.
+
+        Anything else that escapes (a transport error of a client, Ctrl-C) first takes the canary's
+        traffic away (best effort), publishes Failed and is noted in the report, then propagates.
+        """
         state = ctl.RolloutState()
+        try:
+            return self._run(state)
+        except BaseException as exc:
+            self.report.note(self.elapsed(), f"rollout interrupted: {type(exc).__name__}: {exc}")
+            try:
+                self.backend.rollback()
+                self.report.note(self.elapsed(), "canary traffic set to 0 after the interruption")
+            except BaseException as cleanup:  # noqa: BLE001 - best effort; the first error is what matters
+                self.report.note(self.elapsed(), f"rollback after the interruption failed: {cleanup}")
+            self.publish(ctl.RolloutState(phase=ctl.Phase.FAILED, reason=f"interrupted: {type(exc).__name__}"))
+            raise
+
+    def _run(self, state: ctl.RolloutState) -> RolloutReport:
         pending: list[ctl.Event] = [ctl.Started()]
         while pending:
             event = pending.pop(0)

@@ -679,3 +679,21 @@ def test_query_goes_to_the_prometheus_http_api(local_http, monkeypatch):
         assert backend.query(promql) == [Sample({"route": "v1_predict"}, 0.25)]
         assert backend.query('up{job="stable"}') == []
     assert all(path.startswith("/api/v1/query") for _, path, _, _ in server.requests)
+
+
+def test_no_kubeconfig_is_a_deployment_error_not_a_traceback(monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(DeploymentError, match="no Kubernetes credentials"):
+        KubernetesBackend("bc", namespace="ml").canary_ready()
+
+
+def test_an_api_that_cannot_be_reached_is_a_deployment_error(serverless: FakeApi, monkeypatch):
+    from urllib3.exceptions import MaxRetryError
+
+    def unreachable(*args: Any, **kwargs: Any) -> dict:
+        raise MaxRetryError(None, "/apis/serving.kserve.io", "connection refused")
+
+    monkeypatch.setattr(serverless, "get_namespaced_custom_object", unreachable)
+    with pytest.raises(DeploymentError, match="get: the Kubernetes API cannot be reached"):
+        KubernetesBackend("bc", namespace="ml", api=serverless).canary_ready()

@@ -58,6 +58,8 @@ class ScriptedBackend:
     def set_weight(self, weight: int) -> None:
         if self.fail_on == ("set_weight", weight):
             raise DeploymentError(f"weight {weight} refused")
+        if self.fail_on == ("crash", weight):  # not a backend's typed failure: a dropped connection
+            raise ConnectionResetError(f"connection reset at weight {weight}")
         self.calls.append(("weight", weight))
 
     def selector(self, side: str) -> str:
@@ -109,10 +111,14 @@ BAD = {**GOOD, "errors": 0.2}
 QUIET = {**GOOD, "requests": 2}
 
 
+_last_backend: list[ScriptedBackend] = []
+
+
 def rollout(script, policy=None, **faults):
     clock = Clock()
     policy = RolloutPolicy.from_dict({"interval_s": 10, **(policy or {})})
     backend = ScriptedBackend(clock, script, policy.interval_s, **faults)
+    _last_backend[:] = [backend]
     posted: list[tuple[str, dict]] = []
     answers = faults.get("answers", {})
 
@@ -182,6 +188,26 @@ def test_a_backend_failure_fails_the_rollout_and_rolls_back():
     report, backend, _ = rollout([GOOD], fail_on=("set_weight", 25))
     assert report.phase == "Failed" and "weight 25 refused" in report.reason
     assert backend.calls[-1] == "rollback"
+
+
+def test_an_unexpected_error_still_takes_the_canarys_traffic_away_and_publishes_failed():
+    with pytest.raises(ConnectionResetError):
+        rollout([GOOD], fail_on=("crash", 25))
+    # the rollout is gone with the exception; what it left on the backend is what counts
+    backend = _last_backend[0]
+    assert backend.calls[-1] == "rollback"
+    assert backend.states[-1]["phase"] == "Failed" and "interrupted" in backend.states[-1]["reason"]
+
+
+def test_an_infinite_bound_keeps_the_report_strict_json(tmp_path):
+    checks = [{"name": "error-rate", "query": "sum(rate(x[1m]))", "max": float("inf")}]
+    report, _, _ = rollout([GOOD], {"checks": checks})
+    json_path, _ = report.write(tmp_path)
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in the report's JSON")
+
+    json.loads(json_path.read_text(), parse_constant=refuse)
 
 
 def test_a_canary_that_is_never_ready_fails_before_any_traffic():
