@@ -56,6 +56,9 @@ class DeployConfig(Config):
         deployment_mode: ``Serverless`` or ``RawDeployment`` (the annotation); empty leaves the
             cluster's default. RawDeployment canaries are ``spec.canary`` entries made by roll_out,
             so ``canary_traffic_percent`` is not rendered there.
+        raw_canary: RawDeployment only: leave an existing service as it is, so that roll_out adds
+            the new model as its ``spec.canary`` entry and moves traffic by the policy (false:
+            patch the predictor in place, the new model taking all the traffic at once).
         resources: ``{"requests": {...}, "limits": {...}}`` of the predictor container.
         gpus: ``nvidia.com/gpu`` requested and limited (0: none).
         scale_metric: ``concurrency`` or ``rps`` (Serverless), ``cpu`` or ``memory`` (RawDeployment).
@@ -76,6 +79,7 @@ class DeployConfig(Config):
     ready_timeout_s: float = 120.0
     smoke_rows: int = 5
     deployment_mode: str = ""
+    raw_canary: bool = True
     resources: dict = dataclasses.field(default_factory=dict)
     gpus: int = 0
     scale_metric: str = ""
@@ -360,8 +364,11 @@ def deploy(
             result["endpoint"] = f"{server.url}/v2/models/{name}/infer"
         result["action"] = "smoke-tested locally"
     elif config.target == "kubernetes":
-        applied = apply_to_cluster(isvc, config.ready_timeout_s)
+        raw = config.deployment_mode == "RawDeployment"
+        applied = apply_to_cluster(isvc, config.ready_timeout_s, keep_existing=raw and config.raw_canary)
         result["endpoint"], result["action"] = applied["url"], applied["action"]
+        # a kept RawDeployment: roll_out adds this model as its spec.canary entry
+        result.update(storage_uri=kserve_storage_uri(storage_uri), model_format=manifest.format)
     write_json(out / RESULT_FILE, result)
     smoke = result["smoke"]
     write_text(

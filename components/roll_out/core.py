@@ -161,7 +161,24 @@ def _local(model_dir: str, stable_dir: str, test_dir: str, name: str, out: Path,
     return report, counts
 
 
-def _kubernetes(model_dir: str, service: str, out: Path, config: RollOutConfig) -> Any:  # pragma: no cover - a cluster
+def raw_canary(deployed: dict[str, Any]) -> dict[str, str]:
+    """The RawDeployment canary of deploy_model's ``result.json``: the model it published.
+
+    Raises:
+        ConfigError: The deployment did not record where the model is (an older deploy_model, or
+            not deployed to a cluster).
+    """
+    if not deployed.get("storage_uri") or not deployed.get("model_format"):
+        raise ConfigError(
+            "roll_out: mode 'raw' needs deploy_model's storage_uri and model_format in its result.json "
+            f"(target kubernetes); it holds {sorted(deployed)}"
+        )
+    return {"storage_uri": str(deployed["storage_uri"]), "model_format": str(deployed["model_format"])}
+
+
+def _kubernetes(
+    model_dir: str, service: str, out: Path, config: RollOutConfig, deployed: dict[str, Any]
+) -> Any:  # pragma: no cover - a cluster
     from serving.rollout.kubernetes import KubernetesBackend
     from serving.rollout.run import run_rollout
 
@@ -169,8 +186,12 @@ def _kubernetes(model_dir: str, service: str, out: Path, config: RollOutConfig) 
         raise ConfigError("roll_out: target kubernetes needs prometheus_url, the cluster's Prometheus (http://...)")
 
     backend = KubernetesBackend(
-        service, config.namespace, mode=config.mode, prometheus_url=config.prometheus_url
-    )  # serverless: deploy's patch made the canary revision; raw: see KubernetesBackend(canary=...)
+        service,
+        config.namespace,
+        mode=config.mode,
+        prometheus_url=config.prometheus_url,
+        canary=raw_canary(deployed) if config.mode == "raw" else None,
+    )  # serverless: deploy's patch made the canary revision; raw: the entry start() adds
     backend.start()
     return run_rollout(
         config.rollout_policy(), backend, service, read_model_manifest(model_dir).task, namespace=config.namespace
@@ -253,7 +274,8 @@ def roll_out(
         elif config.target == "local":
             report, counts = _local(model_dir, champion.path, test_dir, name, out, config)
         else:
-            report, counts = _kubernetes(model_dir, config.service_name or deployed.get("service", ""), out, config)
+            service = config.service_name or deployed.get("service", "")
+            report, counts = _kubernetes(model_dir, service, out, config, deployed)
     report.version = str(target.version)
     if counts:
         report.note(report.duration_s, f"load: {_load_text(counts)}")

@@ -53,20 +53,25 @@ def is_ready(isvc: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def apply_to_cluster(isvc: dict[str, Any], timeout_s: float, api: Any = None, poll_s: float = 5.0) -> dict[str, Any]:
+def apply_to_cluster(
+    isvc: dict[str, Any], timeout_s: float, api: Any = None, poll_s: float = 5.0, keep_existing: bool = False
+) -> dict[str, Any]:
     """Creates the InferenceService, or merge-patches an existing one, and waits until it is ready.
 
-    Patching an existing service makes KServe start a new revision that receives
-    ``canaryTrafficPercent`` of the traffic; a new service gets all of it.
+    Patching an existing Serverless service makes KServe start a new revision that receives
+    ``canaryTrafficPercent`` of the traffic; a new service gets all of it. With ``keep_existing``
+    an existing service is left as it is (a RawDeployment whose new model a rollout adds as a
+    ``spec.canary`` entry: patching its predictor would give the new model all the traffic at once).
 
     Args:
         isvc: The rendered InferenceService.
         timeout_s: How long to wait for ``Ready``.
         api: A ``kubernetes.client.CustomObjectsApi`` (default: from the in-cluster or local kubeconfig).
         poll_s: Seconds between readiness polls.
+        keep_existing: Leave an existing service unchanged (and still wait for it to be ready).
 
     Returns:
-        ``{"action": "created"|"patched", "url": ...}``.
+        ``{"action": "created"|"patched"|"kept", "url": ...}``.
 
     Raises:
         DeploymentError: The API refused the request, or the service was not ready in time.
@@ -85,15 +90,16 @@ def apply_to_cluster(isvc: dict[str, Any], timeout_s: float, api: Any = None, po
             if exc.status != 404:
                 raise
             exists = False
-        if exists:
+        if exists and not keep_existing:
             api.patch_namespaced_custom_object(*args, name, isvc)
-        else:
+        elif not exists:
             api.create_namespaced_custom_object(*args, isvc)
+        action = "created" if not exists else "kept" if keep_existing else "patched"
         deadline = time.monotonic() + timeout_s
         while True:
             current = api.get_namespaced_custom_object(*args, name)
             if is_ready(current):
-                return {"action": "patched" if exists else "created", "url": current["status"].get("url", "")}
+                return {"action": action, "url": current["status"].get("url", "")}
             if time.monotonic() >= deadline:
                 conditions = current.get("status", {}).get("conditions", [])
                 raise DeploymentError(f"{where} not ready after {timeout_s:g}s; conditions: {conditions}")

@@ -148,3 +148,12 @@ def test_a_rehearsed_bad_canary_is_rolled_back_and_the_champion_stays(
     load = json.loads((tmp_path / "second" / "load.json").read_text())
     assert set(load["by_server"]["stable"]) == {"2xx"} and load["connection_errors"] == 0
     assert load["by_server"]["canary"].get("5xx", 0) > 0
+
+
+def test_a_raw_canary_is_the_model_deploy_published():
+    from components.roll_out.core import raw_canary
+
+    deployed = {"target": "kubernetes", "service": "bc", "storage_uri": "gs://b/m", "model_format": "onnx"}
+    assert raw_canary(deployed) == {"storage_uri": "gs://b/m", "model_format": "onnx"}
+    with pytest.raises(ConfigError, match="mode 'raw' needs deploy_model's storage_uri and model_format"):
+        raw_canary({"target": "local", "service": "bc"})

@@ -85,3 +85,15 @@ def test_not_ready_in_time_is_a_deployment_error(isvc):
 def test_api_refusal_is_a_deployment_error(isvc):
     with pytest.raises(DeploymentError, match="default/bc: Kubernetes API answered 403 Forbidden"):
         apply_to_cluster(isvc, timeout_s=5, api=FakeApi(fail_with=403), poll_s=0)
+
+
+def test_an_existing_raw_deployment_is_kept_for_the_rollouts_canary_entry():
+    raw = render_inference_service(
+        "bc", "gs://bucket/new", "onnx", deployment_mode="RawDeployment", canary_traffic_percent=None
+    )
+    api = FakeApi(existing=True)
+    before = dict(api.objects["bc"])
+    result = apply_to_cluster(raw, timeout_s=5, api=api, poll_s=0, keep_existing=True)
+    assert result["action"] == "kept" and "patch" not in api.calls and api.objects["bc"] == before
+    created = apply_to_cluster(raw, timeout_s=5, api=FakeApi(existing=False), poll_s=0, keep_existing=True)
+    assert created["action"] == "created"  # a new service is created all the same
