@@ -1,6 +1,12 @@
 # Shipyard CPU image: components and the KServe runtime (`shipyard serve`).
-# Build from the repository root: docker build -f docker/cpu.Dockerfile -t ghcr.io/shipyard-ml/shipyard:0.1.0 .
+# Build from the repository root, with the code's commit (logged by every tracked step):
+#   docker build -f docker/cpu.Dockerfile --build-arg SHIPYARD_GIT_COMMIT=$(git rev-parse HEAD) \
+#     -t ghcr.io/shipyard-ml/shipyard:0.1.0 .
 FROM python:3.11-slim
+
+ARG SHIPYARD_GIT_COMMIT=unknown
+LABEL org.opencontainers.image.revision=$SHIPYARD_GIT_COMMIT
+ENV SHIPYARD_GIT_COMMIT=$SHIPYARD_GIT_COMMIT
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /opt/shipyard

@@ -1,6 +1,12 @@
 # Shipyard GPU image: the same package on CUDA torch, for train_model (and tune_hyperparams if wanted).
-# Build from the repository root: docker build -f docker/gpu.Dockerfile -t ghcr.io/shipyard-ml/shipyard-gpu:0.1.0 .
+# Build from the repository root, with the code's commit (logged by every tracked step):
+#   docker build -f docker/gpu.Dockerfile --build-arg SHIPYARD_GIT_COMMIT=$(git rev-parse HEAD) \
+#     -t ghcr.io/shipyard-ml/shipyard-gpu:0.1.0 .
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
+
+ARG SHIPYARD_GIT_COMMIT=unknown
+LABEL org.opencontainers.image.revision=$SHIPYARD_GIT_COMMIT
+ENV SHIPYARD_GIT_COMMIT=$SHIPYARD_GIT_COMMIT
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DEBIAN_FRONTEND=noninteractive VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH

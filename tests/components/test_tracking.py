@@ -138,3 +138,12 @@ def test_every_tuning_trial_is_a_run_nested_under_the_tune_step(baseline_artifac
         assert [m.step for m in history] == list(range(3)), run.info.run_name
         assert run.data.tags["shipyard.trial_state"] == "COMPLETE" and run.info.status == "FINISHED"
         assert set(run.data.params) == set(config.search_space)
+
+
+@pytest.mark.parametrize("image", ["cpu", "gpu"])
+def test_each_image_bakes_in_the_commit_it_was_built_from(image):
+    lines = (ROOT / "docker" / f"{image}.Dockerfile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    after = lines[start + 1 :]
+    assert f"ENV {tracking.GIT_COMMIT_ENV}=${tracking.GIT_COMMIT_ENV}" in after
+    assert any(line.startswith(f"ARG {tracking.GIT_COMMIT_ENV}") for line in after)
