@@ -142,7 +142,8 @@ def pipeline_run(
     uri: str, experiment: str, name: str, tags: Mapping[str, str] | None = None
 ) -> Iterator[PipelineRun | None]:
     """A local pipeline run's parent MLflow run. While it is open the environment tells the steps
-    (run as subprocesses) where to nest their runs. Yields it, or None without a URI; it ends
+    (run as subprocesses) where to nest their runs. Yields it, or None without a URI or when the
+    store cannot be opened (the steps that use it then fail with that store's own error); it ends
     FAILED when the block raises or sets ``failed``, else FINISHED.
     """
     from mlflow.tracking import MlflowClient
@@ -153,11 +154,19 @@ def pipeline_run(
     if not uri:
         yield None
         return
-    with _quiet("mlflow", "alembic"):  # the command's own output stays one line per thing
-        rdb.prepare(uri, "mlflow", "mlflow")
-        client = MlflowClient(uri, registry_uri=uri)
-        exp = experiment_id(client, uri, experiment)
-    created = client.create_run(exp, run_name=name, tags={"shipyard.pipeline": name, **(tags or {})})
+    try:
+        with _quiet("mlflow", "alembic"):  # the command's own output stays one line per thing
+            rdb.prepare(uri, "mlflow", "mlflow")
+            client = MlflowClient(uri, registry_uri=uri)
+            exp = experiment_id(client, uri, experiment)
+            created = client.create_run(exp, run_name=name, tags={"shipyard.pipeline": name, **(tags or {})})
+    except Exception:  # noqa: BLE001 - a store that cannot be opened is the steps' error to report
+        # the steps that track open the same store and fail with its error, named in the run's
+        # summary; without a parent their runs would be top-level, as on a cluster without 2.17
+        created = None
+    if created is None:
+        yield None
+        return
     parent = PipelineRun(created.info.run_id)
     saved = {k: os.environ.get(k) for k in _ENV}
     os.environ.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_ID": exp, PARENT_ENV: parent.run_id})

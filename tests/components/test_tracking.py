@@ -63,6 +63,16 @@ def test_a_local_pipeline_run_nests_one_run_per_step_process(store):
     assert client.get_experiment(top.info.experiment_id).name == "shipyard/demo"
 
 
+def test_a_store_that_cannot_be_opened_leaves_the_error_to_the_steps(tmp_path):
+    """No parent run and no environment for the steps: each step that tracks opens the store itself
+    and fails with its error, which the run's summary names."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    with tracking.pipeline_run(f"sqlite:///{blocker}/mlflow.db", "shipyard/demo", "train-and-deploy") as parent:
+        assert parent is None and tracking.PARENT_ENV not in os.environ
+    assert blocker.read_text() == ""
+
+
 def test_a_run_id_that_kfp_injected_is_logged_into_and_left_running(store, monkeypatch):
     client = MlflowClient(store)
     exp = client.create_experiment("kfp")
