@@ -31,6 +31,9 @@ ROLES = ("feature", "label", "id", "time", "text", "slice")
 #: (:func:`serving.preprocess.resolve_kind`).
 FEATURE_KINDS = ("", "numeric", "categorical")
 DATA_FILE = "data.parquet"
+#: Rows per Parquet row group of a written Dataset: the block the MLP's streamed loader reads
+#: (:mod:`components.train_model.stream`).
+ROW_GROUP_ROWS = 65_536
 SCHEMA_FILE = "schema.json"
 MODEL_FILE = "model.json"
 #: The ``format`` names a ``model.json`` may hold (the table is :data:`shipyard.formats.FORMATS`).
@@ -462,7 +465,7 @@ def _row_number_note(series: Any, name: str) -> str:
 def write_dataset(path: str | os.PathLike[str], df: Any, schema: DatasetSchema) -> None:
     """Writes ``data.parquet`` and ``schema.json`` atomically into the directory ``path``."""
     with atomic_dir(path) as tmp:
-        df.to_parquet(tmp / DATA_FILE, index=False)
+        df.to_parquet(tmp / DATA_FILE, index=False, row_group_size=ROW_GROUP_ROWS)
         write_json(tmp / SCHEMA_FILE, schema.to_dict())
 
 

@@ -21,6 +21,10 @@ class TrainingDivergedError(DataValidationError):
     """Training stopped because its loss became NaN or infinite (the last good checkpoint is kept)."""
 
 
+class TrainingError(ShipyardError, RuntimeError):
+    """Training could not finish for a reason other than the data (a training process died)."""
+
+
 class SchemaMismatchError(DataValidationError):
     """Two models that are to be compared take different input schemas (features or their kinds)."""
 

@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 
 from components import tracking
+from components.train_model import distributed
 from components.train_model.checkpoint import CheckpointStore
 from components.train_model.loop import (  # noqa: F401 (re-exported for tuning and quantization)
     PRECISIONS,
@@ -67,6 +69,7 @@ from components.train_model.selection import (  # noqa: F401 (re-exported: the r
     primary_of,
     row_losses,
 )
+from components.train_model.stream import ParquetSplit
 from serving.preprocess import Preprocessing, resolve_kind
 from shipyard import attempts
 from shipyard.artifacts import (
@@ -97,6 +100,8 @@ SKOPS_FILE = "model.skops"
 SMALL_DATA_ROWS = 100_000
 #: The families, in training order (the fast, strong GBDT first).
 FAMILIES = ("gbdt", "mlp", "linear")
+#: Where checkpoints go when TrainConfig.checkpoint_uri is empty (a compiled pipeline mounts a PVC there).
+CHECKPOINT_ENV = "SHIPYARD_CHECKPOINT_URI"
 #: What the ``best`` candidate is chosen on (TrainConfig.selection).
 SELECTIONS = ("auto", "cv", "validation")
 #: TrainConfig fields that shape the MLP's training (the tuning reuse key).
@@ -119,6 +124,8 @@ MLP_FIELDS = (
     "seed",
     "task",
     "precision",
+    "shuffle_block_rows",
+    "processes",
 )
 
 
@@ -155,6 +162,18 @@ class TrainConfig(Config):
         checkpoint_every_steps: Also checkpoint every this many optimizer steps (0: only at the
             end of each epoch).
         checkpoint_keep: Complete checkpoints kept (the newest).
+        stream: How the MLP reads its rows: ``auto`` streams them from the split's Parquet row
+            groups when the encoded training matrix would exceed ``stream_above_mb``, ``on``
+            always streams, ``off`` holds the matrix in memory. The results are the same either
+            way (:mod:`components.train_model.stream`).
+        stream_above_mb: The encoded size (MB) above which ``auto`` streams.
+        loader_workers: DataLoader worker processes that read and encode the streamed rows
+            (0: the training process itself).
+        shuffle_block_rows: Rows per shuffling block: each epoch shuffles the blocks, then the
+            rows inside groups of four blocks (one permutation of all rows when the table has
+            at most this many).
+        processes: Training processes: 0 is one per visible GPU when there are more than one
+            (DDP through ``torchrun``), else one; more than one on CPU uses the gloo backend.
         task: ``auto``, ``binary``, ``multiclass`` or ``regression``.
         num_threads: CPU threads for training; 0 picks 1 below ``SMALL_DATA_ROWS`` training rows
             (a small MLP is fastest single-threaded, and much faster on a busy machine) and
@@ -196,6 +215,11 @@ class TrainConfig(Config):
     checkpoint_uri: str = ""
     checkpoint_every_steps: int = 0
     checkpoint_keep: int = 2
+    stream: str = "auto"
+    stream_above_mb: float = 2048.0
+    loader_workers: int = 2
+    shuffle_block_rows: int = 65_536
+    processes: int = 0
     task: str = "auto"
     num_threads: int = 0
     candidate: str = "best"
@@ -233,6 +257,13 @@ class TrainConfig(Config):
             self.section,
             "checkpoint_every_steps must be >= 0 (0: epoch ends only) and checkpoint_keep >= 1",
         )
+        require(self.stream in ("auto", "on", "off"), self.section, "stream must be auto, on or off")
+        require(
+            self.stream_above_mb > 0 and 0 <= self.loader_workers <= 64 and self.shuffle_block_rows >= 1,
+            self.section,
+            "stream_above_mb must be > 0, loader_workers in 0..64 and shuffle_block_rows >= 1",
+        )
+        require(0 <= self.processes <= 64, self.section, "processes must be in 0..64 (0: one per GPU)")
         require(
             self.task in ("auto", "binary", "multiclass", "regression"),
             self.section,
@@ -283,6 +314,8 @@ class TabularData:
         input_schema: The feature columns of the dataset schema.
         frame: The raw feature columns (built from ``x`` when not given).
         kinds: ``{feature: numeric | categorical}`` (numeric for all when not given).
+        source: The split's ``data.parquet`` when it was read from a Dataset artifact (the MLP
+            can stream its rows from it), else empty.
     """
 
     x: np.ndarray | None
@@ -294,6 +327,7 @@ class TabularData:
     input_schema: tuple
     frame: Any = None
     kinds: dict[str, str] = dataclasses.field(default_factory=dict)
+    source: str = ""
 
     def __post_init__(self) -> None:
         if self.frame is None:
@@ -384,7 +418,8 @@ def load_split(dataset_dir: str, task: str = "auto", label_names: list[Any] | No
     if x is not None and not np.isfinite(x).all():
         row, col = map(int, np.argwhere(~np.isfinite(x))[0])
         raise DataValidationError(f"{dataset_dir}: feature {features[col]!r} is {x[row, col]} in row {row}")
-    return TabularData(x, y, features, schema.label, names, task, input_schema, frame, kinds)
+    source = str(Path(dataset_dir) / DATA_FILE)
+    return TabularData(x, y, features, schema.label, names, task, input_schema, frame, kinds, source)
 
 
 def fit_preprocessing(data: TabularData, family: str) -> Preprocessing:
@@ -413,10 +448,34 @@ def encode(prep: Preprocessing, data: TabularData, where: str = "dataset") -> np
 # --- the MLP -------------------------------------------------------------------------------------
 
 
-def mlp_inputs(train: TabularData, val: TabularData) -> MLPInputs:
-    """Fits the MLP's preprocessing on ``train`` and encodes both splits (done once per tuning study)."""
+def mlp_inputs(train: TabularData, val: TabularData, config: TrainConfig | None = None) -> MLPInputs:
+    """Fits the MLP's preprocessing on ``train`` and encodes both splits (done once per tuning
+    study), or, when ``config`` says to stream (:attr:`TrainConfig.stream`), leaves their rows in
+    their Parquet files to be read batch by batch.
+
+    Raises:
+        ConfigError: ``stream`` is ``on`` but a split was not read from a Dataset artifact.
+    """
     prep = fit_preprocessing(train, "mlp")
+    if config is not None and _streams(config, train, val, prep):
+        return MLPInputs(
+            prep,
+            None,
+            None,
+            ParquetSplit(train.source, train.feature_names, prep, "train split"),
+            ParquetSplit(val.source, val.feature_names, prep, "validation split"),
+        )
     return MLPInputs(prep, encode(prep, train, "train split"), encode(prep, val, "validation split"))
+
+
+def _streams(config: TrainConfig, train: TabularData, val: TabularData, prep: Preprocessing) -> bool:
+    if config.stream == "off":
+        return False
+    readable = bool(train.source and val.source)
+    if config.stream == "on":
+        require(readable, config.section, "stream 'on' needs splits read from Dataset artifacts (load_split)")
+        return True
+    return readable and len(train) * prep.width * 4 > config.stream_above_mb * 1e6
 
 
 def fit_mlp(
@@ -449,8 +508,13 @@ def fit_mlp(
         TrainingDivergedError: The training or validation loss became NaN or infinite.
         ConfigError: A precision the device cannot run.
     """
-    inputs = inputs or mlp_inputs(train, val)
+    inputs = inputs or mlp_inputs(train, val, config)
     device = pick_device(config.device)
+    # a tuning trial (on_epoch) runs in this process unless processes asks for more explicitly
+    world = distributed.processes(config.processes, device) if on_epoch is None or config.processes else 1
+    if world > 1:
+        require(on_epoch is None, config.section, "processes > 1 cannot report each epoch to a tuner (pruning)")
+        return distributed.fit(train, val, inputs, config, device, world, checkpoints, epoch_log)
     threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(config.num_threads or (1 if len(train) < SMALL_DATA_ROWS else threads))
@@ -855,8 +919,10 @@ def _train_mlp(
         if tuned_dir is not None:
             progress(f"train: mlp trained anew; tuning's model not reused: {why_not}")
         store = None
-        if config.checkpoint_uri:  # one directory per data and parameters: another job's never resumes here
-            store = CheckpointStore(f"{config.checkpoint_uri.rstrip('/')}/mlp-{key[:16]}", config.checkpoint_keep)
+        # a PVC mounted by the compiled pipeline sets the default (shipyard.placement)
+        root = config.checkpoint_uri or os.environ.get(CHECKPOINT_ENV, "")
+        if root:  # one directory per data and parameters: another job's never resumes here
+            store = CheckpointStore(f"{root.rstrip('/')}/mlp-{key[:16]}", config.checkpoint_keep)
             progress(f"train: mlp checkpoints in {store.uri}")
         line = ProgressLine(config.max_epochs)
 

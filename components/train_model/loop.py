@@ -15,7 +15,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +23,21 @@ import torch
 from torch import nn
 
 from components.train_model.checkpoint import CheckpointStore
-from components.train_model.mlp import TabularMLP, architecture, build_module, fill_unseen_embeddings
+from components.train_model.mlp import (
+    TabularMLP,
+    architecture,
+    build_module,
+    embedding_counts,
+    fill_unseen_from_counts,
+)
+from components.train_model.stream import (
+    CHUNK_ROWS,
+    ParquetSplit,
+    epoch_plan,
+    plan_batches,
+    scaling_rows,
+    window_loader,
+)
 from serving.preprocess import Preprocessing
 from shipyard.errors import ConfigError, TrainingDivergedError
 
@@ -74,25 +88,51 @@ def auto_batch_size(rows: int) -> int:
 
 @dataclasses.dataclass
 class MLPInputs:
-    """The MLP's fitted preprocessing and the encoded splits it trains on."""
+    """The MLP's fitted preprocessing and the encoded splits it trains on: in memory (``train_x``,
+    ``val_x``) or streamed from their Parquet files (``train_stream``, ``val_stream``)."""
 
     prep: Preprocessing
-    train_x: np.ndarray
-    val_x: np.ndarray
+    train_x: np.ndarray | None
+    val_x: np.ndarray | None
+    train_stream: ParquetSplit | None = None
+    val_stream: ParquetSplit | None = None
+
+    @property
+    def width(self) -> int:
+        """Columns of the encoded matrix."""
+        return self.train_x.shape[1] if self.train_x is not None else self.prep.width
+
+    @property
+    def streamed(self) -> bool:
+        return self.train_x is None
+
+
+@dataclasses.dataclass(frozen=True)
+class Distributed:
+    """This process's place in a DDP job: its rank among ``world`` processes."""
+
+    rank: int
+    world: int
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
 
 
 @dataclasses.dataclass
 class Progress:
     """Where a run is: what a checkpoint restores besides the weights and the optimizer.
 
-    ``order`` is the current epoch's row order and ``position`` the number of its batches done;
-    ``order`` is None between epochs. ``stopped`` is set once training has ended.
+    ``order`` is the current epoch's row order, ``bounds`` its windows' sizes
+    (:func:`~components.train_model.stream.epoch_plan`) and ``position`` the number of its
+    batches done; ``order`` is None between epochs. ``stopped`` is set once training has ended.
     """
 
     epoch: int = 0
     position: int = 0
     step: int = 0
     order: torch.Tensor | None = None
+    bounds: list[int] | None = None
     best_loss: float = math.inf
     best_epoch: int = -1
     best_state: dict[str, torch.Tensor] | None = None
@@ -149,11 +189,19 @@ def fit_module(
     on_epoch: Callable[[int, float], None] | None,
     checkpoints: CheckpointStore | None = None,
     epoch_log: Callable[[dict[str, float]], None] | None = None,
+    dist: Distributed | None = None,
 ) -> tuple[TabularMLP, dict[str, Any]]:
     """Trains the MLP (see :func:`components.train_model.core.fit_mlp`), resuming from and saving
     to ``checkpoints`` when given. ``epoch_log`` gets each epoch's figures as it ends (``epoch``,
     ``train_loss``, ``val_loss``, ``lr``, ``seconds``, ``rows_per_second``); they are also the
     summary's ``history`` (:class:`ProgressLine` prints them).
+
+    Streamed inputs (``inputs.train_stream``) are read window by window by
+    ``config.loader_workers`` DataLoader workers, with the batches the in-memory path takes
+    (:mod:`components.train_model.stream`). Under ``dist`` (a DDP process group is initialized)
+    every process takes its share of each batch (rows ``rank::world``) through a
+    ``DistributedDataParallel`` wrapper, and all of them score the whole validation split, so
+    they take the same decisions; the training loss is averaged over the processes.
 
     Raises:
         TrainingDivergedError: The training or validation loss became NaN or infinite (the last
@@ -163,10 +211,16 @@ def fit_module(
     task = train.task
     precision = resolve_precision(config.precision, device)
     codes = inputs.prep.code_columns()
-    arch = architecture(inputs.train_x.shape[1], task, len(train.label_names), config, codes)
+    arch = architecture(inputs.width, task, len(train.label_names), config, codes)
     mlp = build_module(arch)
     num = mlp.num_index.numpy()
-    center, scale = _robust_scaling(inputs.train_x[:, num])
+    n = len(train)
+    sample = scaling_rows(n, config.seed)
+    if inputs.train_x is not None:
+        center, scale = _robust_scaling((inputs.train_x if sample is None else inputs.train_x[sample])[:, num])
+    else:
+        assert inputs.train_stream is not None
+        center, scale = _robust_scaling(inputs.train_stream.take(np.arange(n) if sample is None else sample)[:, num])
     mlp.center.copy_(torch.from_numpy(center))
     mlp.scale.copy_(torch.from_numpy(scale))
     if task == "regression":
@@ -196,10 +250,11 @@ def fit_module(
         p = torch.softmax(out, dim=-1).mean(dim=1).clamp_min(1e-7)
         return float(nn.functional.nll_loss(torch.log(p), y))
 
-    xt, yt = torch.from_numpy(inputs.train_x).to(device), targets(train.y)
-    xv, yv = torch.from_numpy(inputs.val_x).to(device), targets(val.y)
-    batch = config.batch_size or auto_batch_size(len(xt))
-    steps_per_epoch = max(1, math.ceil(len(xt) / batch))
+    xt = torch.from_numpy(inputs.train_x).to(device) if inputs.train_x is not None else None
+    xv = torch.from_numpy(inputs.val_x).to(device) if inputs.val_x is not None else None
+    yt, yv = targets(train.y), targets(val.y)
+    batch = config.batch_size or auto_batch_size(n)
+    steps_per_epoch = max(1, math.ceil(n / batch))
     total_steps = steps_per_epoch * config.max_epochs
     warmup = max(1, total_steps // 20)
     opt = torch.optim.AdamW(mlp.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -213,8 +268,18 @@ def fit_module(
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     autocast = torch.autocast(device.type, dtype=_DTYPES.get(precision, torch.float32), enabled=precision != "fp32")
-    forward = torch.compile(mlp) if config.compile else mlp
+    forward: nn.Module = mlp
+    if dist is not None:
+        forward = nn.parallel.DistributedDataParallel(
+            mlp,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True,  # e.g. the embedding of a table without categorical features
+        )
+        torch.manual_seed(config.seed + 7919 * dist.rank)  # the same initial weights, dropout of its own
+    if config.compile:
+        forward = torch.compile(forward)  # type: ignore[assignment]
     gen = torch.Generator().manual_seed(config.seed)
+    block_rows = config.shuffle_block_rows
     run = Progress()
     resumed_from = ""
     if checkpoints is not None and (found := checkpoints.latest()) is not None:
@@ -225,10 +290,12 @@ def fit_module(
         scaler.load_state_dict(state["scaler"])
         _set_rng_states(state["rng"], gen)
         run = Progress(**state["progress"])
+        if dist is not None:  # the leader's RNG was saved: each process draws its own dropout again
+            torch.manual_seed(config.seed + 7919 * dist.rank + run.step)
         print(f"train: resuming the mlp from {resumed_from} (epoch {run.epoch}, step {run.step})", flush=True)
 
     def save() -> None:
-        if checkpoints is None:
+        if checkpoints is None or (dist is not None and not dist.leader):
             return
         checkpoints.save(
             run.step,
@@ -248,19 +315,28 @@ def fit_module(
         epoch = run.epoch
         mlp.train()
         if run.order is None:
-            run.order, run.position = torch.randperm(len(xt), generator=gen), 0
-        batches = run.order.split(batch)
+            (run.order, run.bounds), run.position = epoch_plan(n, gen, block_rows), 0
+        bounds = run.bounds or [n]
+        batches = plan_batches(run.order, bounds, batch)
         out_of_time = False
         epoch_start, loss_sum, rows = time.perf_counter(), 0.0, 0
-        for idx in batches[run.position :]:
-            if config.max_seconds and time.perf_counter() - start > config.max_seconds:
+        for idx, x in _epoch_batches(inputs, xt, run.order, bounds, batch, batches, run.position, config, device):
+            over = bool(config.max_seconds and time.perf_counter() - start > config.max_seconds)
+            if dist is not None:
+                over = _any_rank(over, device)  # every process stops at the same step
+            if over:
                 out_of_time = True  # checked per step: one epoch of a large model may take minutes
                 break
+            if dist is not None:
+                if len(idx) < dist.world:  # too few rows to share: every process skips it
+                    run.position += 1
+                    continue
+                x, idx = x[dist.rank :: dist.world], idx[dist.rank :: dist.world]
             idx = idx.to(device)
             opt.zero_grad(set_to_none=True)
             with autocast:
-                loss = train_loss(forward(xt[idx]), yt[idx])
-            value = loss.item()
+                loss = train_loss(forward(x), yt[idx])
+            value = loss.item() if dist is None else _mean_over_ranks(loss.detach(), dist.world)
             if not math.isfinite(value):
                 raise TrainingDivergedError(
                     f"train: the mlp's training loss became {value} at epoch {epoch}, step {run.step}; "
@@ -279,7 +355,7 @@ def fit_module(
                 save()
         mlp.eval()
         with torch.no_grad():
-            val_loss = _chunked_loss(mlp, xv, yv, ensemble_loss)
+            val_loss = _chunked_loss(mlp, _val_chunks(inputs, xv, device), yv, ensemble_loss)
         if not math.isfinite(val_loss):
             raise TrainingDivergedError(
                 f"train: the mlp's validation loss became {val_loss} at epoch {epoch}; lower lr (now {config.lr:g})"
@@ -305,7 +381,7 @@ def fit_module(
             run.stopped = "patience"
         elif out_of_time or (config.max_seconds and time.perf_counter() - start > config.max_seconds):
             run.stopped = "max_seconds"
-        run.epoch, run.order, run.position = epoch + 1, None, 0
+        run.epoch, run.order, run.bounds, run.position = epoch + 1, None, None, 0
         if run.epoch >= config.max_epochs and not run.stopped:
             run.stopped = "max_epochs"
         run.elapsed = time.perf_counter() - start
@@ -314,7 +390,13 @@ def fit_module(
     if run.best_state is not None:
         mlp.load_state_dict(run.best_state)
     mlp.eval()
-    unseen = fill_unseen_embeddings(mlp, inputs.train_x)
+    if inputs.train_x is not None:
+        unseen = fill_unseen_from_counts(mlp, embedding_counts(mlp, inputs.train_x))
+    else:
+        assert inputs.train_stream is not None
+        unseen = fill_unseen_from_counts(
+            mlp, np.sum([embedding_counts(mlp, c) for c in inputs.train_stream.chunks()], axis=0)
+        )
     summary = {
         "best_val_loss": run.best_loss,
         "untrained_codes": unseen,
@@ -328,9 +410,82 @@ def fit_module(
         "architecture": arch,
         "history": run.history,
     }
+    if inputs.streamed:
+        summary["loader"] = {"streamed": True, "workers": config.loader_workers, "block_rows": block_rows}
+    if dist is not None:
+        summary["processes"] = dist.world
     if resumed_from:
         summary["resumed_from"] = resumed_from
     return mlp, summary
+
+
+def _epoch_batches(
+    inputs: MLPInputs,
+    xt: torch.Tensor | None,
+    order: torch.Tensor,
+    bounds: list[int],
+    batch: int,
+    batches: list[torch.Tensor],
+    position: int,
+    config: "TrainConfig",
+    device: torch.device,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The epoch's batches from ``position`` on: ``(row indices, encoded rows on device)``."""
+    if xt is not None:
+        for idx in batches[position:]:
+            yield idx, xt[idx.to(device)]
+        return
+    assert inputs.train_stream is not None
+    per_window = [math.ceil(size / batch) for size in bounds]
+    first, skip = 0, position
+    while first < len(bounds) and skip >= per_window[first]:
+        skip, first = skip - per_window[first], first + 1
+    if first == len(bounds):
+        return
+    loader = window_loader(
+        inputs.train_stream,
+        order,
+        bounds,
+        first,
+        config.shuffle_block_rows,
+        config.loader_workers,
+        device.type == "cuda",
+    )
+    at = sum(per_window[:first])
+    for w, window in enumerate(loader, start=first):
+        offset = 0
+        for k in range(per_window[w]):
+            idx = batches[at + k]
+            if k >= skip:
+                yield idx, window[offset : offset + len(idx)].to(device, non_blocking=True)
+            offset += len(idx)
+        at, skip = at + per_window[w], 0
+
+
+def _val_chunks(inputs: MLPInputs, xv: torch.Tensor | None, device: torch.device) -> Iterator[torch.Tensor]:
+    """The validation split in consecutive chunks of ``CHUNK_ROWS`` rows, on device."""
+    if xv is not None:
+        yield from (xv.split(CHUNK_ROWS) if len(xv) > CHUNK_ROWS else [xv])
+        return
+    assert inputs.val_stream is not None
+    for chunk in inputs.val_stream.chunks(CHUNK_ROWS):
+        yield torch.from_numpy(chunk).to(device)
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    import torch.distributed as tdist
+
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    tdist.all_reduce(value)
+    return bool(value.item() > 0)
+
+
+def _mean_over_ranks(loss: torch.Tensor, world: int) -> float:
+    import torch.distributed as tdist
+
+    value = loss.float().reshape(1).clone()
+    tdist.all_reduce(value)
+    return float(value.item()) / world
 
 
 class ProgressLine:
@@ -355,8 +510,10 @@ class ProgressLine:
 
 
 def _chunked_loss(
-    mlp: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Callable[[torch.Tensor, torch.Tensor], float]
+    mlp: nn.Module,
+    chunks: Iterator[torch.Tensor],
+    y: torch.Tensor,
+    loss: Callable[[torch.Tensor, torch.Tensor], float],
 ) -> float:
-    """``loss`` over the whole split, computed on the concatenated outputs of 8,192-row chunks."""
-    out = torch.cat([mlp(chunk) for chunk in x.split(8192)]) if len(x) > 8192 else mlp(x)
-    return loss(out, y)
+    """``loss`` over the whole split, computed on the concatenated outputs of its chunks."""
+    return loss(torch.cat([mlp(chunk) for chunk in chunks]), y)

@@ -211,8 +211,22 @@ def fill_unseen_embeddings(mlp: TabularMLP, train_x: np.ndarray) -> int:
     """
     if mlp.n_cat == 0:
         return 0
-    codes = np.minimum(np.clip(train_x[:, mlp.cat_index.numpy()], 0, None), mlp.cat_max.numpy()).astype(np.int64)
-    counts = np.bincount((codes + mlp.cat_offset.numpy()).ravel(), minlength=mlp.embedding.num_embeddings)
+    return fill_unseen_from_counts(mlp, embedding_counts(mlp, train_x))
+
+
+def embedding_counts(mlp: TabularMLP, x: np.ndarray) -> np.ndarray:
+    """How often each embedding row (categorical code) occurs in the encoded rows ``x`` (summed
+    over chunks of a streamed split, they give :func:`fill_unseen_from_counts` its counts)."""
+    if mlp.n_cat == 0:
+        return np.zeros(0, np.int64)
+    codes = np.minimum(np.clip(x[:, mlp.cat_index.numpy()], 0, None), mlp.cat_max.numpy()).astype(np.int64)
+    return np.bincount((codes + mlp.cat_offset.numpy()).ravel(), minlength=mlp.embedding.num_embeddings)
+
+
+def fill_unseen_from_counts(mlp: TabularMLP, counts: np.ndarray) -> int:
+    """:func:`fill_unseen_embeddings` given the training rows' :func:`embedding_counts`."""
+    if mlp.n_cat == 0:
+        return 0
     starts = mlp.cat_offset.numpy().tolist()
     sizes = (mlp.cat_max.numpy().astype(np.int64) + 1).tolist()
     filled = 0

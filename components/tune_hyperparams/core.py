@@ -243,15 +243,15 @@ def tune(
     tr = train_core.load_split(train_dir, str(config.base.get("task", "auto")))
     va = train_core.load_split(val_dir, tr.task, tr.label_names)
     inputs = train_core.mlp_inputs(tr, va)
-    rows, columns = inputs.train_x.shape
-    plan = budget(rows, columns, config)
+    columns = inputs.width
+    plan = budget(len(tr), columns, config)
     fixed = {"seed": config.seed, **plan["base"]}  # the study's seed also seeds every trial's training
     base = train_core.TrainConfig.from_dict(fixed)
     device = train_core.pick_device(base.device).type
     data_sha = train_core.data_digest(train_dir, val_dir)
     n_trials, timeout = plan["n_trials"], plan["timeout_s"]
     progress(
-        f"tune: {len(tr)} training rows × {inputs.train_x.shape[1]} columns; {n_trials} trial(s)"
+        f"tune: {len(tr)} training rows × {columns} columns; {n_trials} trial(s)"
         + (f", at most {timeout:.0f}s" if timeout else "")
         + f", max_epochs {base.max_epochs}, on {device}"
     )
