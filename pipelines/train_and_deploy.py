@@ -2,10 +2,13 @@
 
 Deploy and roll out run only when evaluation blessed the model (``dsl.If``); the rollout promotes
 the version to ``champion`` or rolls it back and fails the run; an ``ExitHandler`` records the
-run's outcome whatever happens. Every choice is a run parameter, except the training step's GPU
-request and the retries of tuning and training, compile-time settings in :mod:`shipyard.images`;
-this module only wires. An empty ``model_name`` is derived from ``data`` inside the steps that
-use it (:func:`shipyard.names.resolve_model_name`).
+run's outcome whatever happens. Every choice is a run parameter, except where tuning and training
+run on a cluster and how they are retried (the steps that may lose their node to a GPU or spot
+preemption): compile-time settings read from ``SHIPYARD_*`` environment variables when this module
+is imported (``shipyard compile`` sets them from its flags), the GPU request and the retry count in
+:mod:`shipyard.images`, CPU and memory, node selector, tolerations, the checkpoint PVC and the retry
+backoff in :mod:`shipyard.placement`; this module only wires. An empty ``model_name`` is derived
+from ``data`` inside the steps that use it (:func:`shipyard.names.resolve_model_name`).
 """
 
 from kfp import dsl
@@ -21,7 +24,7 @@ from components.split_data.component import split_data
 from components.train_model.component import train_model
 from components.tune_hyperparams.component import tune_hyperparams
 from components.validate_data.component import validate_data
-from shipyard import images
+from shipyard import placement
 
 #: Pipeline parameter → the Config class that parses it inside its component, so the CLI can
 #: reject a typo in an options dict before any step runs (and before any retry waits).
@@ -37,10 +40,6 @@ OPTIONS = {
     "rollout": "components.roll_out.core:RollOutConfig",
     "model_card": "shipyard.modelcard:CardConfig",
 }
-
-#: Retry policy for steps that may lose their node (GPU/spot preemption); the count is the
-#: compile-time setting ``images.STEP_RETRIES`` (0: no retry policy).
-RETRIES = {"num_retries": images.STEP_RETRIES, "backoff_duration": "30s", "backoff_factor": 2.0}
 
 
 @dsl.pipeline(
@@ -108,8 +107,8 @@ def train_and_deploy(
             options=tune,
             tracking_uri=mlflow_tracking_uri,
         )
-        if images.STEP_RETRIES:
-            tuned.set_retry(**RETRIES)
+        # tuning shares training's CPU and memory, not its GPU nodes (its image has no CUDA) nor the PVC
+        placement.RETRY.apply(placement.TRAIN.apply_to_tuning(tuned))
         trained = train_model(
             train=parts.outputs["train"],
             val=parts.outputs["val"],
@@ -118,10 +117,7 @@ def train_and_deploy(
             overrides=train,
             tracking_uri=mlflow_tracking_uri,
         )
-        if images.TRAIN_GPUS:
-            trained.set_accelerator_type(images.ACCELERATOR_TYPE).set_accelerator_limit(images.TRAIN_GPUS)
-        if images.STEP_RETRIES:
-            trained.set_retry(**RETRIES)
+        placement.RETRY.apply(placement.TRAIN.apply_to_training(trained))
         quantized = quantize_model(model=trained.outputs["model"], val=parts.outputs["val"], options=quantize)
         evaluated = evaluate_model(
             model=quantized.outputs["quantized"],

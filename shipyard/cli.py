@@ -38,6 +38,57 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _placement_type(check: str, result: bool = False) -> Any:
+    """argparse type: ``text`` (or, with ``result``, what it parses to) when :mod:`shipyard.placement`'s
+    ``check`` accepts it; its ConfigError becomes the usage error."""
+
+    def parse(text: str) -> Any:
+        from shipyard import placement
+
+        try:
+            parsed = getattr(placement, check)(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+        return parsed if result else text
+
+    return parse
+
+
+def _request_limit(quantity: str) -> Any:
+    """argparse type: ``REQUEST[:LIMIT]`` of :mod:`shipyard.placement`'s ``quantity`` → ``(request, limit)``.
+
+    One value is both; an empty side is none; the request may not exceed the limit.
+    """
+
+    def parse(text: str) -> tuple[str, str]:
+        from shipyard import placement
+
+        request, colon, limit = (part.strip() for part in text.partition(":"))
+        if not colon:
+            limit = request
+        size = getattr(placement, quantity)
+        try:
+            sizes = [size(part) for part in (request, limit) if part]
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+        if len(sizes) == 2 and sizes[0] > sizes[1]:
+            raise argparse.ArgumentTypeError(f"{text!r}: the request {request} exceeds the limit {limit}")
+        return request, limit
+
+    return parse
+
+
+def _backoff_factor(text: str) -> str:
+    """argparse type: a number >= 1."""
+    try:
+        factor = float(text)
+    except ValueError:
+        factor = float("nan")
+    if not 1 <= factor < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, like 2, got {text!r}")
+    return text
+
+
 def _name(text: str) -> str:
     """argparse type: a model name usable in a URL path."""
     from shipyard.names import GIVEN_NAME
@@ -59,15 +110,84 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser(
         "compile",
         help="write one KFP IR YAML per pipeline, ready to upload in the KFP UI",
-        description="Compile pipelines to KFP IR YAML (upload in the KFP UI or with kfp.Client).",
+        description="Compile pipelines to KFP IR YAML (upload in the KFP UI or with kfp.Client). Where tune and "
+        "train run and how they are retried are compile-time settings: each flag below overrides its SHIPYARD_* "
+        "environment variable (shipyard/images.py, shipyard/placement.py); a local run ignores them.",
     )
     c.add_argument("--output", default="compiled", help="directory for the YAML files (default: %(default)s)")
     c.add_argument("--pipeline", action="append", help="only this pipeline (repeatable; default: all)")
     c.add_argument("--train-gpus", type=_count, help="GPUs the training step requests (default 1; 0 for CPU only)")
     c.add_argument(
+        "--accelerator-type",
+        type=_placement_type("check_label_key"),
+        metavar="TYPE",
+        help="the accelerator's resource name (default nvidia.com/gpu)",
+    )
+    c.add_argument(
+        "--train-cpu",
+        type=_request_limit("cpu_quantity"),
+        metavar="REQUEST[:LIMIT]",
+        help="CPUs the tune and train steps request and may use at most, like 2:8 or 500m; one value sets both; "
+        "an empty side sets none (default 2:8)",
+    )
+    c.add_argument(
+        "--train-memory",
+        type=_request_limit("memory_quantity"),
+        metavar="REQUEST[:LIMIT]",
+        help="memory of the tune and train steps, the same way, like 8Gi:16Gi (default 8Gi:16Gi)",
+    )
+    c.add_argument(
+        "--node-selector",
+        type=_placement_type("parse_node_selector", result=True),
+        action="append",
+        metavar="KEY=VALUE",
+        help="a node label the training pod must land on (repeatable; default none)",
+    )
+    c.add_argument(
+        "--toleration",
+        type=_placement_type("parse_tolerations", result=True),
+        action="append",
+        metavar="TOLERATION",
+        help="a taint the training pod tolerates: key[=value][:Effect] (no value: any value; no effect: any) or "
+        "Pod-spec JSON, an object or a list (repeatable; replaces the default, which with GPUs tolerates "
+        "the accelerator's resource name, e.g. nvidia.com/gpu:NoSchedule; '[]' for none)",
+    )
+    c.add_argument(
+        "--checkpoint-pvc",
+        type=_placement_type("check_pvc_name"),
+        metavar="NAME",
+        help="a PersistentVolumeClaim mounted on the training step for its checkpoints, so that a retry resumes "
+        "(default none)",
+    )
+    c.add_argument(
+        "--checkpoint-mount",
+        type=_placement_type("check_mount_path"),
+        metavar="PATH",
+        help="where that PVC is mounted; the step's $SHIPYARD_CHECKPOINT_URI (default /mnt/checkpoints)",
+    )
+    c.add_argument(
         "--step-retries",
         type=_count,
         help="retries of the tune and train steps after a preemption (default 2; 0 for none)",
+    )
+    c.add_argument(
+        "--retry-backoff",
+        type=_placement_type("duration_seconds"),
+        metavar="DURATION",
+        help="wait before the first retry, like 30s, 5m or 1h (default 30s)",
+    )
+    c.add_argument(
+        "--retry-backoff-factor",
+        type=_backoff_factor,
+        metavar="FACTOR",
+        help="each next wait is the last one times this, a number >= 1 (default 2)",
+    )
+    c.add_argument(
+        "--retry-max-duration",
+        type=_placement_type("duration_seconds"),
+        metavar="DURATION",
+        help="no retry starts later than this after the step first started: make it longer than the longest "
+        "training (default 24h)",
     )
     c.add_argument("--image-tag", help="tag of the Shipyard images (default: the package version)")
     c.add_argument("--image-registry", help="registry of the Shipyard images (default: ghcr.io/shipyard-ml)")
@@ -303,14 +423,35 @@ def check_required(pipeline: Any, arguments: dict[str, Any], name: str) -> None:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    from shipyard import placement
+
+    # the settings are read from the environment when the pipeline modules are imported, below
     for flag, env in (
         ("train_gpus", "SHIPYARD_TRAIN_GPUS"),
+        ("accelerator_type", "SHIPYARD_ACCELERATOR_TYPE"),
+        ("checkpoint_pvc", placement.CHECKPOINT_PVC),
+        ("checkpoint_mount", placement.CHECKPOINT_MOUNT),
         ("step_retries", "SHIPYARD_STEP_RETRIES"),
+        ("retry_backoff", placement.RETRY_BACKOFF),
+        ("retry_backoff_factor", placement.RETRY_BACKOFF_FACTOR),
+        ("retry_max_duration", placement.RETRY_MAX_DURATION),
         ("image_tag", "SHIPYARD_IMAGE_TAG"),
         ("image_registry", "SHIPYARD_IMAGE_REGISTRY"),
     ):
         if getattr(args, flag) is not None:
             os.environ[env] = str(getattr(args, flag))
+    for flag, (request_env, limit_env) in (
+        ("train_cpu", (placement.CPU_REQUEST, placement.CPU_LIMIT)),
+        ("train_memory", (placement.MEMORY_REQUEST, placement.MEMORY_LIMIT)),
+    ):
+        if getattr(args, flag) is not None:
+            os.environ[request_env], os.environ[limit_env] = getattr(args, flag)
+    if args.node_selector is not None:
+        os.environ[placement.NODE_SELECTOR] = json.dumps(
+            {k: v for labels in args.node_selector for k, v in labels.items()}
+        )
+    if args.toleration is not None:
+        os.environ[placement.TOLERATIONS] = json.dumps([t.to_dict() for given in args.toleration for t in given])
     from kfp import compiler
 
     import pipelines

@@ -39,8 +39,10 @@ TRAIN_GPUS = _count("SHIPYARD_TRAIN_GPUS", os.environ.get("SHIPYARD_TRAIN_GPUS",
 
 #: Retries of the steps that may lose their node (tuning and training: GPU or spot preemption), a
 #: compile-time setting like the GPU count (``SHIPYARD_STEP_RETRIES``, default 2; 0 compiles no
-#: retry policy). KFP retries whatever the error, so a retry of a deterministic failure (bad
-#: option, bad data) fails as soon as it starts (after its backoff) through the failure marker of
-#: :mod:`shipyard.attempts`, where the marker survives; ``shipyard run --local`` drops the retry
-#: policies (a local process is not preempted, and kfp.local would sleep out every backoff).
+#: retry policy; the backoff is :data:`shipyard.placement.RETRY`'s, beside the steps' CPU, memory,
+#: node selector, tolerations and checkpoint PVC). KFP retries whatever the error, so a retry of a
+#: deterministic failure (bad option, bad data) fails as soon as it starts (after its backoff)
+#: through the failure marker of :mod:`shipyard.attempts`, where the marker survives;
+#: ``shipyard run --local`` drops the retry policies (a local process is not preempted, and
+#: kfp.local would sleep out every backoff).
 STEP_RETRIES = _count("SHIPYARD_STEP_RETRIES", os.environ.get("SHIPYARD_STEP_RETRIES", "2"))

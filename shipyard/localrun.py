@@ -132,6 +132,29 @@ def without_retries(pipeline: Any) -> Any:
     return local_copy
 
 
+def without_checkpoint_volume(pipeline: Any) -> Any:
+    """A copy of a compiled pipeline whose steps do not get ``$SHIPYARD_CHECKPOINT_URI`` (the original is
+    unchanged): it names where the checkpoint PVC (:mod:`shipyard.placement`) is mounted on a cluster, and
+    kfp.local mounts no volume but passes the steps' environment on."""
+    from google.protobuf import json_format
+
+    from shipyard.placement import CHECKPOINT_URI_ENV
+
+    local_copy = copy.deepcopy(pipeline)
+    spec = local_copy.pipeline_spec
+    deployment = json_format.MessageToDict(spec.deployment_spec)
+    for executor in deployment.get("executors", {}).values():
+        container = executor.get("container", {})
+        env = [var for var in container.get("env", []) if var.get("name") != CHECKPOINT_URI_ENV]
+        if env:
+            container["env"] = env
+        else:
+            container.pop("env", None)
+    spec.deployment_spec.Clear()
+    spec.deployment_spec.update(deployment)
+    return local_copy
+
+
 @dataclasses.dataclass
 class RunResult:
     """Where a local run left its artifacts and log, what failed (if anything), and every task's status."""
@@ -176,7 +199,7 @@ def run(
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log_path = output / "logs" / f"{pipeline.name}-{stamp}.log"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    runnable = pipeline if retries else without_retries(pipeline)
+    runnable = without_checkpoint_volume(pipeline if retries else without_retries(pipeline))
     before = set(root.glob("*")) if root.exists() else set()
     failure: Exception | None = None
     with _captured(log_path, verbose):

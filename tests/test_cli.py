@@ -87,7 +87,7 @@ def test_compile_step_retries_flag_sets_the_retry_policy(tmp_path, cli):
             cli("compile", "--output", str(out), "--pipeline", "train_and_deploy", "--step-retries", retries).returncode
             == 0
         )
-        ir = yaml.safe_load((out / "train_and_deploy.yaml").read_text())
+        ir = next(yaml.safe_load_all((out / "train_and_deploy.yaml").read_text()))  # then the platform spec
         tasks = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]
         got = tasks["train-model"].get("retryPolicy", {}).get("maxRetryCount")
         assert got == expected, f"--step-retries {retries}: retry policy {tasks['train-model'].get('retryPolicy')}"

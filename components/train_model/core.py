@@ -1,6 +1,6 @@
 """Training the model families on raw mixed-type tables and choosing the candidate.
 
-Three families are trained on the same splits, each on its own fitted preprocessing
+The families are trained on the same splits, each on its own fitted preprocessing
 (:class:`serving.preprocess.Preprocessing`, fitted on the training split only and stored in the
 family's ``model.json``, so evaluation and serving apply exactly what training applied):
 
@@ -14,6 +14,9 @@ family's ``model.json``, so evaluation and serving apply exactly what training a
 - ``linear``: standardized logistic or ridge regression on one-hot categories (``sklearn-skops``);
   the baseline evaluation compares with. On an all-numeric table without nulls its preprocessing
   is the identity and it is exactly the artifact of earlier versions (the server folds it).
+- ``keras`` (opt-in: ``families`` must name it; the ``tf`` extra): a Keras MLP on standardized
+  numbers and one-hot categories (``keras``: ``.keras`` + a SavedModel export;
+  :mod:`components.train_model.keras_family`).
 
 The candidate (``candidate="best"``): the linear baseline unless another family's per-row losses
 beat it by more than one standard error, then the family with the lowest loss; the losses are the
@@ -86,6 +89,7 @@ from shipyard.artifacts import (
 )
 from shipyard.config import Config, require
 from shipyard.errors import DataValidationError
+from shipyard.placement import CHECKPOINT_URI_ENV
 from shipyard.report import markdown_table
 from shipyard.tasks import infer_task
 
@@ -100,8 +104,11 @@ SKOPS_FILE = "model.skops"
 SMALL_DATA_ROWS = 100_000
 #: The families, in training order (the fast, strong GBDT first).
 FAMILIES = ("gbdt", "mlp", "linear")
+#: Families trained only when ``families`` names them (after the default ones): ``keras`` needs the tf extra.
+OPTIONAL_FAMILIES = ("keras",)
+KNOWN_FAMILIES = (*FAMILIES, *OPTIONAL_FAMILIES)
 #: Where checkpoints go when TrainConfig.checkpoint_uri is empty (a compiled pipeline mounts a PVC there).
-CHECKPOINT_ENV = "SHIPYARD_CHECKPOINT_URI"
+CHECKPOINT_ENV = CHECKPOINT_URI_ENV
 #: What the ``best`` candidate is chosen on (TrainConfig.selection).
 SELECTIONS = ("auto", "cv", "validation")
 #: TrainConfig fields that shape the MLP's training (the tuning reuse key).
@@ -271,12 +278,12 @@ class TrainConfig(Config):
         )
         require(self.selection in SELECTIONS, self.section, f"selection must be one of {', '.join(SELECTIONS)}")
         require(2 <= self.cv_folds <= 20 and self.cv_max_rows >= 0, self.section, "cv_folds in 2..20, cv_max_rows >= 0")
-        unknown = sorted(set(self.families) - set(FAMILIES))
-        require(not unknown, self.section, f"families: unknown {unknown}; expected some of {list(FAMILIES)}")
+        unknown = sorted(set(self.families) - set(KNOWN_FAMILIES))
+        require(not unknown, self.section, f"families: unknown {unknown}; expected some of {list(KNOWN_FAMILIES)}")
         require(
-            self.candidate == "best" or self.candidate in FAMILIES,
+            self.candidate == "best" or self.candidate in KNOWN_FAMILIES,
             self.section,
-            f"candidate must be best or one of {list(FAMILIES)}, got {self.candidate!r}",
+            f"candidate must be best or one of {list(KNOWN_FAMILIES)}, got {self.candidate!r}",
         )
         require(
             self.candidate in ("best", "linear") or self.candidate in self.families,
@@ -292,8 +299,8 @@ class TrainConfig(Config):
 
     @property
     def trained_families(self) -> list[str]:
-        """The families to train, in :data:`FAMILIES` order, the linear baseline always among them."""
-        return [f for f in FAMILIES if f in self.families or f == "linear"]
+        """The families to train, in :data:`KNOWN_FAMILIES` order, the linear baseline always among them."""
+        return [f for f in KNOWN_FAMILIES if f in self.families or f == "linear"]
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -665,7 +672,7 @@ def train(
     Args:
         train_dir: Training Dataset artifact.
         val_dir: Validation Dataset artifact (early stopping and the choice of candidate).
-        model_dir: Output Model artifact: the candidate (``torchscript`` or ``sklearn-skops``).
+        model_dir: Output Model artifact: the candidate (``torchscript``, ``sklearn-skops`` or ``keras``).
         baseline_dir: Output Model artifact: the linear baseline (``sklearn-skops``).
         config: Hyperparameters, the candidate rule and the families.
         comparison_json: Optional output: the comparison table as JSON.
@@ -741,6 +748,10 @@ def _train(
                 )
                 loss = float(info["best_val_loss"])
                 extra = {"reused": info.get("reused", False)}
+            elif family == "keras":
+                info = _train_keras(tr, va, config, out, mlrun)
+                loss = float(info["val_loss"])
+                extra = {"epochs": info["epochs"], "best_epoch": info["best_epoch"]}
             else:
                 prep = fit_preprocessing(tr, family)
                 x, xv = encode(prep, tr, "train split"), encode(prep, va, "validation split")
@@ -864,6 +875,10 @@ def fit_scorer(
 ) -> Callable[[TabularData], np.ndarray]:
     """Fits one family as the step does (early-stopped on ``val``) and returns its scorer: a split's
     probabilities ``[rows, classes]`` or values ``[rows]`` (what cross-validation compares)."""
+    if family == "keras":
+        from components.train_model.keras_family import keras_scorer
+
+        return keras_scorer(train, val, config)
     if family == "mlp":
         inputs = mlp_inputs(train, val)
         mlp, _ = fit_mlp(train, val, config, inputs=inputs)
@@ -891,7 +906,26 @@ def _family_params(config: TrainConfig, family: str) -> dict[str, Any]:
         return {k: v for k, v in values.items() if k.startswith("gbdt_") or k == "seed"}
     if family == "linear":
         return {"seed": config.seed}
+    if family == "keras":
+        from components.train_model.keras_family import keras_params
+
+        return keras_params(config)
     return {k: values[k] for k in MLP_FIELDS}
+
+
+def _train_keras(
+    tr: TabularData, va: TabularData, config: TrainConfig, out: str, mlrun: tracking.StepRun | None
+) -> dict[str, Any]:
+    """Fits the Keras MLP (the tf extra) and writes its ``keras`` artifact to ``out``; returns its summary."""
+    from components.train_model.keras_family import fit_keras
+
+    def log(stats: dict[str, float]) -> None:
+        if mlrun is not None:
+            mlrun.log_metrics({f"keras_{k}": v for k, v in stats.items()}, int(stats["epoch"]))
+
+    info = fit_keras(tr, va, config, out, epoch_log=log)
+    progress(f"train: keras {info['epochs']} epochs, best epoch {info['best_epoch'] + 1} ({info['stopped']})")
+    return info
 
 
 def _train_mlp(

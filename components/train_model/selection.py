@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from components.train_model.core import TabularData, TrainConfig
 
 #: Order of preference when two families tie: the simpler one wins.
-TIE_ORDER = ("linear", "gbdt", "mlp")
+TIE_ORDER = ("linear", "gbdt", "mlp", "keras")
 
 
 def row_losses(task: str, y: np.ndarray, scores: np.ndarray) -> np.ndarray:

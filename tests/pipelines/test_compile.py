@@ -15,9 +15,11 @@ from shipyard import images
 
 
 def _compile(tmp: Path, env: dict[str, str] | None = None) -> dict:
+    """The compiled flagship's pipeline spec (the first YAML document; the Kubernetes platform spec
+    of ``shipyard.placement`` follows it, tested in test_placement.py)."""
     cmd = [sys.executable, "-m", "shipyard.cli", "compile", "--output", str(tmp)]
     subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, **(env or {})})
-    return yaml.safe_load((tmp / "train_and_deploy.yaml").read_text())
+    return next(yaml.safe_load_all((tmp / "train_and_deploy.yaml").read_text()))
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ def reference(tmp_path_factory):
 
 def test_compiled_structure(tmp_path, cli):
     assert cli("compile", "--output", str(tmp_path), "--pipeline", "drift_check").returncode == 0
-    ir = yaml.safe_load((tmp_path / "drift_check.yaml").read_text())
+    ir = next(yaml.safe_load_all((tmp_path / "drift_check.yaml").read_text()))  # then the platform spec
     root = ir["root"]["dag"]["tasks"]
     assert {"importer", "ingest-data", "drift-check", "condition-1"} <= set(root)
     assert "drift-check-Output" in root["condition-1"]["triggerPolicy"]["condition"]

@@ -509,3 +509,83 @@ def test_a_model_giving_the_wrong_number_of_rows_is_an_error(tmp_path, task, sco
     loaded = LoadedModel(tmp_path, manifest, scorer)
     with pytest.raises(ValueError, match="rows of scores for 2 rows|cannot reshape"):
         loaded.scores(np.ones((2, 2), dtype=np.float32))
+
+
+# --- the tf extra's formats, with TensorFlow installed (slow: importing it takes seconds) ----------
+
+
+def _tiny_keras(classes=3):
+    """A small Keras softmax model over the two features (seeded)."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((len(FEATURES),))
+    hidden = tf.keras.layers.Dense(8, activation="relu")(inputs)
+    return tf.keras.Model(inputs, tf.keras.layers.Dense(classes, activation="softmax")(hidden))
+
+
+_ROWS = np.array([[0.0, 1.0], [1.0, -1.0], [2.0, 0.5], [-3.0, 0.0]], dtype=np.float32)
+
+
+@pytest.mark.slow
+def test_keras_loads_and_scores(tmp_path):
+    model = _tiny_keras()
+    write_model(
+        tmp_path / "m", _manifest("keras", "multiclass", ("a", "b", "c")), lambda t: model.save(t / "model.keras")
+    )
+    loaded = load_model(tmp_path / "m")
+    scores = loaded.scores(_ROWS)
+    assert scores.shape == (4, 3)
+    np.testing.assert_allclose(scores, np.asarray(model(_ROWS)), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_tflite_loads_and_scores_any_batch_size(tmp_path):
+    import tensorflow as tf
+
+    model = _tiny_keras()
+    model.export(str(tmp_path / "export"), format="tf_saved_model", verbose=False)
+    flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "export")).convert()
+    manifest = _manifest("tflite", "multiclass", ("a", "b", "c"))
+    write_model(tmp_path / "m", manifest, lambda t: (t / "model.tflite").write_bytes(flatbuffer))
+    loaded = load_model(tmp_path / "m")
+    for x in (_ROWS, _ROWS[:1], np.tile(_ROWS, (5, 1))):  # the interpreter is resized for each batch
+        scores = loaded.scores(x)
+        assert scores.shape == (len(x), 3)
+        np.testing.assert_allclose(scores, np.asarray(model(x)), atol=1e-6)
+
+
+def _marker_layer_model(marker):
+    """A Keras model with a Lambda layer whose Python code creates ``marker`` when it runs."""
+    import tensorflow as tf
+
+    path = str(marker)
+    inputs = tf.keras.Input((len(FEATURES),))
+    touched = tf.keras.layers.Lambda(lambda x: x + 0.0 * len(open(path, "w").name))(inputs)
+    return tf.keras.Model(inputs, tf.keras.layers.Dense(2, activation="softmax")(touched))
+
+
+@pytest.mark.slow
+def test_a_keras_lambda_layer_is_refused_and_never_run(tmp_path):
+    """``safe_mode``: Python code inside a .keras file (a Lambda layer's bytecode) is refused on load."""
+    import tensorflow as tf
+
+    marker = tmp_path / "pwned"
+    model = _marker_layer_model(marker)  # building it ran the lambda once: remove its trace
+    marker.unlink(missing_ok=True)
+    write_model(tmp_path / "m", _manifest("keras"), lambda t: model.save(t / "model.keras"))
+    with pytest.raises(ArtifactError, match=r"cannot load keras weights .*deserialization of a `Lambda` layer"):
+        load_model(tmp_path / "m")
+    assert not marker.exists()
+    unsafe = tf.keras.models.load_model(str(tmp_path / "m" / "model.keras"), compile=False, safe_mode=False)
+    unsafe(_ROWS)  # the payload is live: what load_model refused would have run
+    assert marker.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("fmt", "weights"), [("keras", "model.keras"), ("tflite", "model.tflite")])
+def test_a_corrupt_tensorflow_weights_file_is_an_artifact_error(tmp_path, fmt, weights):
+    bad = _write(tmp_path / "bad", {weights: b"not a zip archive or a flatbuffer"}, fmt)
+    with pytest.raises(ArtifactError, match=f"cannot load {fmt} weights"):
+        load_model(bad)
