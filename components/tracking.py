@@ -129,6 +129,22 @@ def step_run(
     client.set_terminated(created.info.run_id, status="FINISHED")
 
 
+def parent_tags(client: Any, experiment: str) -> dict[str, str]:
+    """Tags that place a run a step creates of its own (a registration, the run's outcome) under
+    the pipeline run: the parent of ``shipyard run --local`` (``$SHIPYARD_MLFLOW_PARENT_RUN_ID``),
+    else the task's run KFP 2.17 injected (``$MLFLOW_RUN_ID``). Nested (``mlflow.parentRunId``)
+    when that run is in ``experiment``; otherwise, or when it cannot be read, only pointed to
+    (``shipyard.parent_run``): MLflow nests runs within one experiment only."""
+    parent = os.environ.get(PARENT_ENV, "") or os.environ.get("MLFLOW_RUN_ID", "")
+    if not parent:
+        return {}
+    try:
+        same = str(client.get_run(parent).info.experiment_id) == str(experiment)
+    except Exception:  # noqa: BLE001 - a pointer is all that is lost
+        same = False
+    return {"mlflow.parentRunId" if same else "shipyard.parent_run": parent}
+
+
 class PipelineRun:
     """The parent run of a local pipeline run: its id, and whether the pipeline failed."""
 

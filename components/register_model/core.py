@@ -107,13 +107,17 @@ def experiment_id(client: Any, tracking_uri: str, name: str) -> str:
 def mlflow_run(tracking_uri: str, experiment: str, run_name: str, tags: dict[str, str]) -> Iterator[tuple[Any, Any]]:
     """Opens an MLflow run through an explicit client (no process-global tracking URI).
 
-    Yields ``(client, run)``; the run ends FINISHED, or FAILED when the block raises.
+    Yields ``(client, run)``; the run ends FINISHED, or FAILED when the block raises. Inside a
+    pipeline run it is nested under it (:func:`components.tracking.parent_tags`).
     """
     from mlflow.tracking import MlflowClient
 
+    from components.tracking import parent_tags
+
     rdb.prepare(tracking_uri, "mlflow", "mlflow")  # a database's schema exists, and holds no Optuna storage
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)  # never a process-global registry URI
-    run = client.create_run(experiment_id(client, tracking_uri, experiment), run_name=run_name, tags=tags)
+    exp = experiment_id(client, tracking_uri, experiment)
+    run = client.create_run(exp, run_name=run_name, tags={**parent_tags(client, exp), **tags})
     try:
         yield client, run
     except BaseException:

@@ -73,6 +73,28 @@ def test_a_store_that_cannot_be_opened_leaves_the_error_to_the_steps(tmp_path):
     assert blocker.read_text() == ""
 
 
+def test_a_registration_or_outcome_run_is_nested_under_the_pipeline_run(store):
+    """Runs a step opens of its own (register_model, record_outcome) sit under the local pipeline
+    run in its experiment, and only point to it from another experiment."""
+    from components.register_model.core import mlflow_run
+
+    with tracking.pipeline_run(store, "shipyard/demo", "train-and-deploy") as parent:
+        with mlflow_run(store, "shipyard/demo", "demo-register", {"k": "v"}) as (_, same):
+            pass
+        with mlflow_run(store, "shipyard/other", "pipeline-outcome", {}) as (_, other):
+            pass
+    with mlflow_run(store, "shipyard/demo", "alone", {}) as (_, alone):
+        pass
+    client = MlflowClient(store)
+    tags = {
+        name: client.get_run(r.info.run_id).data.tags
+        for name, r in (("same", same), ("other", other), ("alone", alone))
+    }
+    assert tags["same"]["mlflow.parentRunId"] == parent.run_id and tags["same"]["k"] == "v"
+    assert tags["other"]["shipyard.parent_run"] == parent.run_id and "mlflow.parentRunId" not in tags["other"]
+    assert "mlflow.parentRunId" not in tags["alone"] and "shipyard.parent_run" not in tags["alone"]
+
+
 def test_a_run_id_that_kfp_injected_is_logged_into_and_left_running(store, monkeypatch):
     client = MlflowClient(store)
     exp = client.create_experiment("kfp")
