@@ -21,6 +21,7 @@ fewer rows).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -138,6 +139,7 @@ def stream_main(cycles: int = 3, rows: int = STREAM_ROWS) -> dict[str, Any]:
         "ratio_2_workers": round(statistics.median(per_cycle_ratios(rates, "stream_2_workers", "memory")), 4),
         "ratio_0_workers": round(statistics.median(per_cycle_ratios(rates, "stream_0_workers", "memory")), 4),
     }
+    shutil.rmtree(work, ignore_errors=True)
     save("training_stream", result)
     return result
 
@@ -179,6 +181,7 @@ def ddp_main(cycles: int = 3, rows: int = DDP_ROWS) -> dict[str, Any]:
         "launch_s": [round(x, 2) for x in launches],
         "ratio_two_over_one": round(statistics.median(per_cycle_ratios(times, "two", "one")), 4),
     }
+    shutil.rmtree(work, ignore_errors=True)
     save("training_ddp", result)
     return result
 

@@ -176,6 +176,8 @@ def pipeline_run(
             client = MlflowClient(uri, registry_uri=uri)
             exp = experiment_id(client, uri, experiment)
             created = client.create_run(exp, run_name=name, tags={"shipyard.pipeline": name, **(tags or {})})
+    except (TypeError, AttributeError, NameError):  # a bug here, not a store that cannot be opened
+        raise
     except Exception:  # noqa: BLE001 - a store that cannot be opened is the steps' error to report
         # the steps that track open the same store and fail with its error, named in the run's
         # summary; without a parent their runs would be top-level, as on a cluster without 2.17

@@ -186,8 +186,8 @@ def _parser() -> argparse.ArgumentParser:
         "--retry-max-duration",
         type=_placement_type("duration_seconds"),
         metavar="DURATION",
-        help="no retry starts later than this after the step first started: make it longer than the longest "
-        "training (default 24h)",
+        help="all attempts together must end within this of the step's first start (Argo's maxDuration also "
+        "cuts a running retry short): make it longer than the longest training (default 24h)",
     )
     c.add_argument("--image-tag", help="tag of the Shipyard images (default: the package version)")
     c.add_argument("--image-registry", help="registry of the Shipyard images (default: ghcr.io/shipyard-ml)")

@@ -31,7 +31,7 @@ variable                           default               value
 ``SHIPYARD_CHECKPOINT_MOUNT``      ``/mnt/checkpoints``  an absolute path
 ``SHIPYARD_RETRY_BACKOFF``         ``30s``               the first retry's wait: ``30s``, ``5m``
 ``SHIPYARD_RETRY_BACKOFF_FACTOR``  ``2``                 each next wait × this (a number >= 1)
-``SHIPYARD_RETRY_MAX_DURATION``    ``24h``               retries stop this long after the first start
+``SHIPYARD_RETRY_MAX_DURATION``    ``24h``               all attempts end within this of the first start
 =================================  ====================  ==========================================
 """
 
@@ -490,8 +490,9 @@ class Retry:
         retries: Retries after a failure (:data:`shipyard.images.STEP_RETRIES`; 0: no retry policy).
         backoff: The wait before the first retry (``30s``, ``5m``, ...).
         backoff_factor: Each next wait is the previous one times this.
-        max_duration: No retry starts once this long has passed since the step first started (Argo's
-            ``backoff.maxDuration``), so it must exceed the longest training: KFP's default is 1 hour.
+        max_duration: All attempts together end within this of the step's first start (Argo's
+            ``backoff.maxDuration``: no retry starts after it, and a running retry's deadline is cut
+            to it), so it must exceed the longest training: KFP's default is 1 hour.
     """
 
     retries: int = 2

@@ -15,6 +15,7 @@ failed one ended); the unfinished temporary file of a killed writer is removed o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -123,11 +124,23 @@ class CheckpointStore:
 
     def _prune(self) -> None:
         for old in self._names()[self.keep :]:
-            if self.gcs:  # pragma: no cover - needs GCS credentials or an emulator
-                bucket, blob = storage.split_gcs(f"{self.uri}/{old}")
-                storage._gcs_client().bucket(bucket).blob(blob).delete()
-            else:
-                (Path(self.uri) / old).unlink(missing_ok=True)
+            self._delete(old)
+
+    def _delete(self, name: str) -> None:
+        if self.gcs:  # pragma: no cover - needs GCS credentials or an emulator
+            bucket, blob = storage.split_gcs(f"{self.uri}/{name}")
+            storage._gcs_client().bucket(bucket).blob(blob).delete()
+        else:
+            (Path(self.uri) / name).unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        """Removes every checkpoint (and a local directory left empty): the step that wrote them
+        has succeeded, so no retry will resume, and a later run must train, not find it done."""
+        for name in self._names():
+            self._delete(name)
+        if not self.gcs:
+            with contextlib.suppress(OSError):
+                Path(self.uri).rmdir()
 
     def latest(self) -> tuple[str, dict[str, Any]] | None:
         """The newest checkpoint that is complete and intact, as ``(uri, state)``, or None.

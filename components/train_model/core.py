@@ -710,6 +710,8 @@ def train(
             write_text(comparison_md, comparison_markdown(summary))
         if mlrun is not None:
             _track(mlrun, summary, train_dir, val_dir, curves, comparison_md)
+    if summary.get("checkpoint_dir"):  # every output is written: no retry will resume from them
+        CheckpointStore(summary["checkpoint_dir"]).clear()
     return summary
 
 
@@ -744,7 +746,8 @@ def _train(
             if family == "mlp":
                 info = _train_mlp(tr, va, config, out, train_dir, val_dir, device, tuned_dir, mlrun)
                 summary.update(
-                    {k: info[k] for k in ("epochs", "best_epoch", "history") if k in info}, device=info["device"]
+                    {k: info[k] for k in ("epochs", "best_epoch", "history", "checkpoint_dir") if k in info},
+                    device=info["device"],
                 )
                 loss = float(info["best_val_loss"])
                 extra = {"reused": info.get("reused", False)}
@@ -941,7 +944,7 @@ def _train_mlp(
 ) -> dict[str, Any]:
     """Fits the MLP (or takes tuning's identical fit) and writes it to ``out``; returns its summary."""
     key = reuse_key(data_digest(train_dir, val_dir), config, device)
-    inputs = mlp_inputs(tr, va)
+    inputs = mlp_inputs(tr, va, config)
     why_not = _reuse_problem(tuned_dir, key, inputs.prep)
     if why_not is None:
         assert tuned_dir is not None
@@ -955,7 +958,7 @@ def _train_mlp(
         store = None
         # a PVC mounted by the compiled pipeline sets the default (shipyard.placement)
         root = config.checkpoint_uri or os.environ.get(CHECKPOINT_ENV, "")
-        if root:  # one directory per data and parameters: another job's never resumes here
+        if root:  # one directory per data and parameters, removed once the step succeeds (train)
             store = CheckpointStore(f"{root.rstrip('/')}/mlp-{key[:16]}", config.checkpoint_keep)
             progress(f"train: mlp checkpoints in {store.uri}")
         line = ProgressLine(config.max_epochs)
@@ -966,11 +969,13 @@ def _train_mlp(
                 mlrun.log_metrics({f"mlp_{k}": v for k, v in stats.items()}, int(stats["epoch"]))
 
         mlp, info = fit_mlp(tr, va, config, inputs=inputs, checkpoints=store, epoch_log=log)
+        if store is not None:
+            info = {**info, "checkpoint_dir": store.uri}
     arch = info["architecture"]
     details = {
         "family": "mlp",
         "params": _family_params(config, "mlp"),
-        "training": {k: v for k, v in info.items() if k not in ("architecture", "reused", "history")},
+        "training": {k: v for k, v in info.items() if k not in ("architecture", "reused", "history", "checkpoint_dir")},
         "reuse_key": key,
     }
     save_torch_model(out, mlp, tr, arch, {"val_loss": float(info["best_val_loss"])}, details, inputs.prep)

@@ -36,7 +36,13 @@ if TYPE_CHECKING:
     from components.train_model.loop import MLPInputs
     from components.train_model.mlp import TabularMLP
 
-_JOB, _RESULT, _ERROR = "job.pkl", "result.pt", "error.json"
+_JOB, _RESULT = "job.pkl", "result.pt"
+
+
+def _error_file(work: Path, rank: int) -> Path:
+    return work / f"error-{rank}.json"
+
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -109,12 +115,12 @@ def fit(
         backend = "nccl" if device.type == "cuda" else "gloo"
         print(f"train: mlp in {world} processes (torchrun, DDP over {backend})", file=sys.stderr, flush=True)
         proc = subprocess.run(command(work, world, _free_port()), env=env, cwd=ROOT)
-        if (work / _ERROR).is_file():
-            failure = json.loads((work / _ERROR).read_text())
-            kind = getattr(errors, failure["type"], None)
+        failure = _first_failure(work, world)
+        if failure is not None:
+            kind = getattr(errors, str(failure.get("type")), None)
             if isinstance(kind, type) and issubclass(kind, errors.ShipyardError):
                 raise kind(failure["message"])
-            raise errors.TrainingError(f"train: a DDP process failed: {failure['type']}: {failure['message']}")
+            raise errors.TrainingError(f"train: a DDP process failed: {failure.get('type')}: {failure.get('message')}")
         if proc.returncode != 0 or not (work / _RESULT).is_file():
             raise errors.TrainingError(
                 f"train: the DDP job ({world} processes) exited with code {proc.returncode}; see the log above"
@@ -129,6 +135,21 @@ def fit(
         for stats in result["summary"]["history"]:
             epoch_log(stats)
     return mlp, result["summary"]
+
+
+def _first_failure(work: Path, world: int) -> dict[str, Any] | None:
+    """The typed error a process recorded, process 0's first; an unreadable record is a TrainingError."""
+    for rank in range(world):
+        path = _error_file(work, rank)
+        if path.is_file():
+            try:
+                found = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise errors.TrainingError(
+                    f"train: DDP process {rank} failed and its error is unreadable ({exc})"
+                ) from exc
+            return found if isinstance(found, dict) else {"type": "unknown", "message": str(found)}
+    return None
 
 
 def _worker(work: Path) -> int:
@@ -166,8 +187,9 @@ def _worker(work: Path) -> int:
         if rank == 0:
             torch.save({"state": mlp.state_dict(), "summary": summary}, work / _RESULT)
     except errors.ShipyardError as exc:
-        if rank == 0 or not (work / _ERROR).exists():
-            (work / _ERROR).write_text(json.dumps({"type": type(exc).__name__, "message": str(exc)}))
+        tmp = _error_file(work, rank).with_suffix(".tmp")
+        tmp.write_text(json.dumps({"type": type(exc).__name__, "message": str(exc)}))
+        os.replace(tmp, _error_file(work, rank))  # whole or absent, one file per process
         return 1
     finally:
         tdist.destroy_process_group()

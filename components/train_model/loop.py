@@ -32,6 +32,7 @@ from components.train_model.mlp import (
 )
 from components.train_model.stream import (
     CHUNK_ROWS,
+    WINDOW_BLOCKS,
     ParquetSplit,
     epoch_plan,
     plan_batches,
@@ -123,16 +124,16 @@ class Distributed:
 class Progress:
     """Where a run is: what a checkpoint restores besides the weights and the optimizer.
 
-    ``order`` is the current epoch's row order, ``bounds`` its windows' sizes
-    (:func:`~components.train_model.stream.epoch_plan`) and ``position`` the number of its
-    batches done; ``order`` is None between epochs. ``stopped`` is set once training has ended.
+    ``plan_state`` is the shuffling generator's state the current epoch's plan was drawn from
+    (:func:`~components.train_model.stream.epoch_plan`: a few kB, where the row order itself would
+    be 8 bytes a row), ``position`` the number of its batches done; ``plan_state`` is None between
+    epochs. ``stopped`` is set once training has ended.
     """
 
     epoch: int = 0
     position: int = 0
     step: int = 0
-    order: torch.Tensor | None = None
-    bounds: list[int] | None = None
+    plan_state: torch.Tensor | None = None
     best_loss: float = math.inf
     best_epoch: int = -1
     best_state: dict[str, torch.Tensor] | None = None
@@ -254,7 +255,9 @@ def fit_module(
     xv = torch.from_numpy(inputs.val_x).to(device) if inputs.val_x is not None else None
     yt, yv = targets(train.y), targets(val.y)
     batch = config.batch_size or auto_batch_size(n)
-    steps_per_epoch = max(1, math.ceil(n / batch))
+    # each window of the plan may end in a short batch: one more step per window at most
+    windows = math.ceil(math.ceil(n / config.shuffle_block_rows) / WINDOW_BLOCKS)
+    steps_per_epoch = max(1, math.ceil(n / batch) + windows - 1)
     total_steps = steps_per_epoch * config.max_epochs
     warmup = max(1, total_steps // 20)
     opt = torch.optim.AdamW(mlp.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -292,7 +295,8 @@ def fit_module(
         run = Progress(**state["progress"])
         if dist is not None:  # the leader's RNG was saved: each process draws its own dropout again
             torch.manual_seed(config.seed + 7919 * dist.rank + run.step)
-        print(f"train: resuming the mlp from {resumed_from} (epoch {run.epoch}, step {run.step})", flush=True)
+        if dist is None or dist.leader:
+            print(f"train: resuming the mlp from {resumed_from} (epoch {run.epoch}, step {run.step})", flush=True)
 
     def save() -> None:
         if checkpoints is None or (dist is not None and not dist.leader):
@@ -311,16 +315,21 @@ def fit_module(
 
     every = config.checkpoint_every_steps
     start = time.perf_counter() - run.elapsed
+    order: torch.Tensor | None = None
+    bounds: list[int] = [n]
     while not run.stopped and run.epoch < config.max_epochs:
         epoch = run.epoch
         mlp.train()
-        if run.order is None:
-            (run.order, run.bounds), run.position = epoch_plan(n, gen, block_rows), 0
-        bounds = run.bounds or [n]
-        batches = plan_batches(run.order, bounds, batch)
+        if run.plan_state is None:
+            run.plan_state, run.position = gen.get_state(), 0
+            order, bounds = epoch_plan(n, gen, block_rows)
+        elif order is None:  # resumed inside this epoch: the same plan again, and gen where it was after it
+            gen.set_state(run.plan_state)
+            order, bounds = epoch_plan(n, gen, block_rows)
+        batches = plan_batches(order, bounds, batch)
         out_of_time = False
         epoch_start, loss_sum, rows = time.perf_counter(), 0.0, 0
-        for idx, x in _epoch_batches(inputs, xt, run.order, bounds, batch, batches, run.position, config, device):
+        for idx, x in _epoch_batches(inputs, xt, order, bounds, batch, batches, run.position, config, device):
             over = bool(config.max_seconds and time.perf_counter() - start > config.max_seconds)
             if dist is not None:
                 over = _any_rank(over, device)  # every process stops at the same step
@@ -377,11 +386,15 @@ def fit_module(
             run.best_state = {k: v.detach().cpu().clone() for k, v in mlp.state_dict().items()}
         if on_epoch is not None:
             on_epoch(epoch, val_loss)
+        late = out_of_time or bool(config.max_seconds and time.perf_counter() - start > config.max_seconds)
+        if dist is not None:
+            late = _any_rank(late, device)  # each process's clock differs: they decide together
         if epoch + 1 >= config.min_epochs and epoch - run.best_epoch >= config.patience:
             run.stopped = "patience"
-        elif out_of_time or (config.max_seconds and time.perf_counter() - start > config.max_seconds):
+        elif late:
             run.stopped = "max_seconds"
-        run.epoch, run.order, run.bounds, run.position = epoch + 1, None, None, 0
+        run.epoch, run.plan_state, run.position = epoch + 1, None, 0
+        order = None
         if run.epoch >= config.max_epochs and not run.stopped:
             run.stopped = "max_epochs"
         run.elapsed = time.perf_counter() - start

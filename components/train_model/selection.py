@@ -156,6 +156,7 @@ def subset(data: TabularData, index: np.ndarray) -> TabularData:
         x=None if data.x is None else data.x[index],
         y=data.y[index],
         frame=data.frame.iloc[index].reset_index(drop=True),
+        source="",  # the file holds all rows, not these
     )
 
 
@@ -165,7 +166,7 @@ def pool(train: TabularData, val: TabularData) -> TabularData:
 
     x = None if train.x is None or val.x is None else np.concatenate([train.x, val.x])
     frame = pd.concat([train.frame, val.frame], ignore_index=True)
-    return dataclasses.replace(train, x=x, y=np.concatenate([train.y, val.y]), frame=frame)
+    return dataclasses.replace(train, x=x, y=np.concatenate([train.y, val.y]), frame=frame, source="")
 
 
 #: ``fit(train, val, family, config) -> scorer``: a scorer maps a split to its scores.

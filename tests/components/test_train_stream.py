@@ -17,7 +17,16 @@ from components.train_model import checkpoint, core, stream
 from shipyard.artifacts import DATA_FILE, infer_schema, read_model_manifest, write_dataset
 from shipyard.errors import ConfigError, TrainingDivergedError
 
-SMALL = {"width": 16, "depth": 1, "ensemble": 2, "max_epochs": 3, "min_epochs": 3, "patience": 3, "batch_size": 64}
+SMALL = {
+    "width": 16,
+    "depth": 1,
+    "ensemble": 2,
+    "max_epochs": 3,
+    "min_epochs": 3,
+    "patience": 3,
+    "batch_size": 64,
+    "device": "cpu",  # one process even where several GPUs are visible
+}
 
 
 # --- the epoch plan --------------------------------------------------------------------------------
@@ -138,6 +147,21 @@ def test_a_streamed_run_resumes_mid_epoch_to_the_same_weights(splits, tmp_path):
     resumed, info = core.fit_mlp(tr, va, config, checkpoints=checkpoint.CheckpointStore(str(tmp_path), keep=100))
     assert info["resumed_from"].endswith(checkpoint.checkpoint_name(steps[-1]))
     _same_weights(whole, resumed)
+
+
+def test_the_train_step_streams_and_removes_its_checkpoints_once_it_succeeds(splits, tmp_path):
+    config = {**SMALL, "families": ["mlp"], "candidate": "mlp", "selection": "validation", "stream": "on"}
+    ckpt = tmp_path / "ckpt"
+    summary = core.train(
+        str(splits / "train"),
+        str(splits / "val"),
+        str(tmp_path / "model"),
+        str(tmp_path / "baseline"),
+        core.TrainConfig.from_dict({**config, "checkpoint_uri": str(ckpt)}),
+    )
+    training = read_model_manifest(str(tmp_path / "model")).details["training"]
+    assert training["loader"]["streamed"] is True and summary["candidate"] == "mlp"
+    assert ckpt.is_dir() and list(ckpt.iterdir()) == []  # the run's own directory is gone
 
 
 def test_a_split_reads_any_range_across_row_groups(splits):
