@@ -119,10 +119,18 @@ class ParquetSplit:
             lo, hi = max(start, int(self.starts[i])), min(stop, int(self.starts[i + 1]))
             pieces.append(self._group(i).slice(lo - int(self.starts[i]), hi - lo))
             i += 1
-        frame = pa.concat_tables(pieces).to_pandas() if pieces else None
-        if frame is None:
+        if not pieces:
             return np.zeros((0, self.width), np.float32)
-        return encode_frame(self.prep, frame[self.features], f"{self.name} rows {start}..{stop - 1}")
+        table = pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
+        if self.prep.identity:  # numbers without nulls: straight from Arrow, as pandas would cast them
+            out = np.empty((table.num_rows, len(self.features)), np.float32)
+            for j, name in enumerate(self.features):
+                out[:, j] = table.column(name).to_numpy()
+            return out
+        frame = table.to_pandas()
+        if list(frame.columns) != self.features:
+            frame = frame[self.features]
+        return encode_frame(self.prep, frame, f"{self.name} rows {start}..{stop - 1}")
 
     def take(self, rows: np.ndarray, block_rows: int = BLOCK_ROWS) -> np.ndarray:
         """The encoded rows ``rows`` (sorted), in that order, reading one block at a time."""
@@ -163,8 +171,8 @@ class _Windows(torch.utils.data.Dataset):
             base[b] = at - start
             parts.append(part)
             at += len(part)
-        dense = np.concatenate(parts)
-        return torch.from_numpy(np.ascontiguousarray(dense[base[blocks] + rows]))
+        dense = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return torch.from_numpy(np.take(dense, base[blocks] + rows, axis=0))
 
 
 def window_loader(

@@ -176,6 +176,14 @@ def test_a_split_reads_any_range_across_row_groups(splits):
     np.testing.assert_array_equal(np.concatenate(list(split.chunks(1000))), whole)
 
 
+def test_a_numeric_split_is_read_straight_from_arrow_as_pandas_would_cast_it(baseline_artifacts):
+    tr = core.load_split(str(baseline_artifacts["train"]))
+    prep = core.fit_preprocessing(tr, "mlp")
+    assert prep.identity
+    split = stream.ParquetSplit(tr.source, tr.feature_names, prep, "train split")
+    np.testing.assert_array_equal(np.concatenate(list(split.chunks(100))), core.encode(prep, tr))
+
+
 # --- two DDP processes ---------------------------------------------------------------------------
 
 
