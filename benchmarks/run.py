@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from benchmarks import drift, import_time, pipeline_overhead, serving, serving_mixed, tabular, validation
+from benchmarks import drift, import_time, pipeline_overhead, serving, serving_mixed, tabular, training, validation
 
 
 def main() -> None:
@@ -34,6 +34,15 @@ def main() -> None:
     rows.append(
         (f"tabular: share of datasets with MLP ≈ GBDT (target ≥ {tabular.MLP_PASSES_NEEDED}/6)", tab["mlp_passes"] / n)
     )
+    ckpt = training.main(cycles=1 if args.quick else 3, rows=8000 if args.quick else training.ROWS)
+    rows.append(("training: epoch with a checkpoint each epoch ÷ without (target ≤ 1.05)", ckpt["ratio_every_epoch"]))
+    rows.append(("training: epoch with a checkpoint every 100 steps ÷ without", ckpt["ratio_every_100_steps"]))
+    loader = training.stream_main(cycles=1 if args.quick else 3, rows=400_000 if args.quick else training.STREAM_ROWS)
+    rows.append(
+        ("training: streamed rows/s (2 workers) ÷ in-memory indexing (target ≥ 0.5)", loader["ratio_2_workers"])
+    )
+    ddp = training.ddp_main(cycles=1 if args.quick else 3, rows=8000 if args.quick else training.DDP_ROWS)
+    rows.append(("training: step time, 2 gloo processes ÷ 1", ddp["ratio_two_over_one"]))
     if shutil.which("wrk"):
         srv = serving.main(cycles=1 if args.quick else 3, duration_s=5 if args.quick else 10)["ratios"]
         rows.append(("serving req/s: ours ÷ MLServer (target ≥ 1.2)", srv["ours_over_mlserver"]["rps_ratio"]))
