@@ -365,6 +365,8 @@ def fit_module(
         mlp.eval()
         with torch.no_grad():
             val_loss = _chunked_loss(mlp, _val_chunks(inputs, xv, device), yv, ensemble_loss)
+        if dist is not None:  # two GPUs need not round alike: every process takes process 0's figure
+            val_loss = _from_leader(val_loss, device)
         if not math.isfinite(val_loss):
             raise TrainingDivergedError(
                 f"train: the mlp's validation loss became {val_loss} at epoch {epoch}; lower lr (now {config.lr:g})"
@@ -491,6 +493,14 @@ def _any_rank(flag: bool, device: torch.device) -> bool:
     value = torch.tensor([1.0 if flag else 0.0], device=device)
     tdist.all_reduce(value)
     return bool(value.item() > 0)
+
+
+def _from_leader(value: float, device: torch.device) -> float:
+    import torch.distributed as tdist
+
+    held = torch.tensor([value], dtype=torch.float64, device=device)
+    tdist.broadcast(held, src=0)
+    return float(held.item())
 
 
 def _mean_over_ranks(loss: torch.Tensor, world: int) -> float:
