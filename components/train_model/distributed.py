@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,9 @@ if TYPE_CHECKING:
     from components.train_model.loop import MLPInputs
     from components.train_model.mlp import TabularMLP
 
-_JOB, _RESULT = "job.pkl", "result.pt"
+_JOB, _RESULT, _EPOCHS = "job.pkl", "result.pt", "epochs.jsonl"
+#: Seconds between two looks at the epochs process 0 has finished.
+POLL_S = 1.0
 
 
 def _error_file(work: Path, rank: int) -> Path:
@@ -93,7 +96,7 @@ def fit(
     epoch_log: Callable[[dict[str, float]], None] | None,
 ) -> tuple["TabularMLP", dict[str, Any]]:
     """Trains the MLP in ``world`` processes (see the module docstring); ``epoch_log`` gets each
-    epoch's figures once the job has ended (process 0 prints them as they come)."""
+    epoch's figures as process 0 finishes it (it appends them to a file this process follows)."""
     from components.train_model.mlp import build_module
 
     work = Path(tempfile.mkdtemp(prefix="shipyard-ddp-"))
@@ -114,7 +117,17 @@ def fit(
             env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // world)))
         backend = "nccl" if device.type == "cuda" else "gloo"
         print(f"train: mlp in {world} processes (torchrun, DDP over {backend})", file=sys.stderr, flush=True)
-        proc = subprocess.run(command(work, world, _free_port()), env=env, cwd=ROOT)
+        proc = subprocess.Popen(command(work, world, _free_port()), env=env, cwd=ROOT)
+        follow = _EpochFollower(work / _EPOCHS, epoch_log)
+        try:
+            while proc.poll() is None:
+                time.sleep(POLL_S)
+                follow()
+        except BaseException:
+            proc.terminate()
+            proc.wait()
+            raise
+        follow()
         failure = _first_failure(work, world)
         if failure is not None:
             kind = getattr(errors, str(failure.get("type")), None)
@@ -131,10 +144,32 @@ def fit(
     mlp = build_module(result["summary"]["architecture"])
     mlp.load_state_dict(result["state"])
     mlp.eval()
-    if epoch_log is not None:
-        for stats in result["summary"]["history"]:
-            epoch_log(stats)
     return mlp, result["summary"]
+
+
+class _EpochFollower:
+    """Calls ``epoch_log`` once for each complete line process 0 has appended to ``path``."""
+
+    def __init__(self, path: Path, epoch_log: Callable[[dict[str, float]], None] | None):
+        self.path, self.epoch_log, self.seen = path, epoch_log, 0
+
+    def __call__(self) -> None:
+        if self.epoch_log is None or not self.path.is_file():
+            return
+        lines = self.path.read_text().split("\n")[:-1]  # the last piece is not finished yet
+        for line in lines[self.seen :]:
+            self.epoch_log(json.loads(line))
+        self.seen = len(lines)
+
+
+def _append_epoch(path: Path) -> Callable[[dict[str, float]], None]:
+    """Process 0's ``epoch_log``: appends the epoch's figures, one JSON line, for :func:`fit`."""
+
+    def log(stats: dict[str, float]) -> None:
+        with open(path, "a") as f:
+            f.write(json.dumps(stats) + "\n")
+
+    return log
 
 
 def _first_failure(work: Path, world: int) -> dict[str, Any] | None:
@@ -158,7 +193,7 @@ def _worker(work: Path) -> int:
 
     from components.train_model.checkpoint import CheckpointStore
     from components.train_model.core import TrainConfig
-    from components.train_model.loop import Distributed, ProgressLine, fit_module
+    from components.train_model.loop import Distributed, fit_module
 
     rank, world, local = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
     with open(work / _JOB, "rb") as f:
@@ -181,7 +216,7 @@ def _worker(work: Path) -> int:
             device,
             None,
             store,
-            ProgressLine(config.max_epochs) if rank == 0 else None,
+            _append_epoch(work / _EPOCHS) if rank == 0 else None,
             Distributed(rank, world),
         )
         if rank == 0:

@@ -193,8 +193,10 @@ def test_two_gloo_processes_give_the_single_process_model_and_artifact(baseline_
     va = core.load_split(str(baseline_artifacts["val"]), tr.task, tr.label_names)
     config = {**SMALL, "max_epochs": 8, "min_epochs": 8, "patience": 8, "device": "cpu", "dropout": 0.0}
     single, one = core.fit_mlp(tr, va, core.TrainConfig.from_dict(config))
-    ddp, two = core.fit_mlp(tr, va, core.TrainConfig.from_dict({**config, "processes": 2}))
+    epochs: list[dict] = []
+    ddp, two = core.fit_mlp(tr, va, core.TrainConfig.from_dict({**config, "processes": 2}), epoch_log=epochs.append)
     assert two["processes"] == 2 and "processes" not in one
+    assert [e["epoch"] for e in epochs] == list(range(8)) and epochs == two["history"]  # each once, as they end
     assert two["architecture"] == one["architecture"] and two["epochs"] == one["epochs"] == 8
     assert {k: v.shape for k, v in ddp.state_dict().items()} == {k: v.shape for k, v in single.state_dict().items()}
     assert len(two["history"]) == 8
