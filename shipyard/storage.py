@@ -63,7 +63,7 @@ def split_gcs(uri: str) -> tuple[str, str]:
     return bucket, blob
 
 
-def _gcs_client():  # pragma: no cover - needs credentials or an emulator
+def _gcs_client():
     from google.cloud import storage
 
     if os.environ.get("STORAGE_EMULATOR_HOST"):
@@ -78,7 +78,7 @@ def fetch(uri: str, workdir: str | None = None) -> Path:
 
     Args:
         uri: A local path or a ``gs://`` URI.
-        workdir: Where downloads go (a new temp dir when omitted).
+        workdir: Where downloads go (created when missing; a new temp dir when omitted).
 
     Returns:
         The local path.
@@ -92,6 +92,7 @@ def fetch(uri: str, workdir: str | None = None) -> Path:
         bucket, blob = split_gcs(uri)
         target = Path(workdir or tempfile.mkdtemp(prefix="shipyard-fetch-")) / Path(blob).name
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             _gcs_client().bucket(bucket).blob(blob).download_to_filename(str(target))
         except Exception as exc:  # the client raises many unrelated types
             raise StorageError(f"{uri}: cannot download ({exc.__class__.__name__}: {exc})") from exc
@@ -129,7 +130,7 @@ def upload(local: str | os.PathLike[str], uri: str) -> str:
     return uri
 
 
-def list_gcs(prefix: str) -> list[str]:  # pragma: no cover - needs GCS credentials or an emulator
+def list_gcs(prefix: str) -> list[str]:
     """The sorted ``gs://BUCKET/NAME`` of every object whose name starts with ``prefix``'s path.
 
     Raises:

@@ -6,6 +6,7 @@ Resources and the marker a test using them must carry (checked at collection, se
 - ``local_cli``, ``local_run``, ``kfp_local``: a pipeline run under kfp.local → ``local``
 - ``model_server``, ``started_servers``: ``shipyard serve`` processes on 127.0.0.1 → ``serving``
 - ``postgres``, ``scratch_postgres``: PostgreSQL on 127.0.0.1:5432 → ``integration``
+- ``gcs``: a Google Cloud Storage emulator on 127.0.0.1 (``gs://`` through ``shipyard.storage``) → ``serving``
 
 ``baseline_artifacts`` (the reference data split three ways and the scikit-learn baseline, fitted in
 well under a second) and ``cli`` (the command line, for anything but a kfp.local run) are fast.
@@ -303,3 +304,31 @@ def rollout_tools() -> dict[str, str]:
         if any(path is None for path in found.values()):
             pytest.skip(f"{', '.join(missing)} still missing after apt-get install")
     return {name: str(path) for name, path in found.items()}
+
+
+# --- gs:// (shipyard.storage against a GCS emulator) ---------------------------------------------
+
+#: The emulator's bucket; each test writes under its own prefix.
+GCS_BUCKET = "shipyard-test"
+
+
+@resource("serving", scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A GCS JSON-API emulator (the ``gcp-storage-emulator`` dev dependency) on 127.0.0.1, in memory,
+    with :data:`GCS_BUCKET` created: its ``http://host:port``. Stopped by its PID at the session's end."""
+    from mlflow_process import child_server, free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    port = url.rsplit(":", 1)[1]
+    args = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", port]
+    log = tmp_path_factory.mktemp("gcs-emulator") / "emulator.log"
+    with child_server([*args, "--in-memory", "--default-bucket", GCS_BUCKET], f"{url}/storage/v1/b", log, ready_s=60):
+        yield url
+
+
+@pytest.fixture
+def gcs(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    """A ``gs://`` prefix of this test's own in the emulator, which ``shipyard.storage`` reaches through
+    ``STORAGE_EMULATOR_HOST`` (the google-cloud-storage client's own variable)."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    return f"gs://{GCS_BUCKET}/{request.node.name.replace('[', '-').replace(']', '')}"

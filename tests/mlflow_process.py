@@ -1,4 +1,5 @@
-"""MLflow's own servers as child processes of a test: ``mlflow server`` and ``mlflow models serve``.
+"""Servers as child processes of a test: MLflow's ``mlflow server`` and ``mlflow models serve``, and
+the GCS emulator (``tests/conftest.py``).
 
 Each binds 127.0.0.1 on a free port, is waited for on a route with a bounded timeout (the test
 fails with the server's log when it exits or does not answer), and is stopped by its PID (SIGTERM

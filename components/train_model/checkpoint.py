@@ -127,7 +127,7 @@ class CheckpointStore:
             self._delete(old)
 
     def _delete(self, name: str) -> None:
-        if self.gcs:  # pragma: no cover - needs GCS credentials or an emulator
+        if self.gcs:
             bucket, blob = storage.split_gcs(f"{self.uri}/{name}")
             storage._gcs_client().bucket(bucket).blob(blob).delete()
         else:

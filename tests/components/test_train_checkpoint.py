@@ -1,10 +1,12 @@
 """Checkpoints and resume of the MLP: atomic files, damaged ones skipped, a SIGKILLed run resumed
-to the same weights, divergence, mixed precision, and degenerate labels refused up front."""
+to the same weights (on a local path and under ``gs://``), divergence, mixed precision, and
+degenerate labels refused up front."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import pytest
 import torch
 
 from components.train_model import checkpoint, core
+from shipyard import storage
 from shipyard.artifacts import infer_schema, read_model_manifest, write_dataset
 from shipyard.errors import ConfigError, DataValidationError, StorageError, TrainingDivergedError
 
@@ -169,6 +172,7 @@ def test_a_run_sigkilled_mid_epoch_and_mid_write_resumes_to_the_uninterrupted_ar
     assert proc.returncode == 0, stderr.decode()[-2000:]
     assert "removing the unfinished checkpoint" in stderr.decode()
     assert "resuming the mlp from" in stdout.decode() + stderr.decode()
+    assert not files("*ckpt-*")  # the step succeeded: no retry will resume from them
 
     a, b = read_model_manifest(whole / "model"), read_model_manifest(out / "model")
     assert a.files[core.STATE_DICT_FILE] == b.files[core.STATE_DICT_FILE]  # weights.pt: byte for byte
@@ -188,6 +192,62 @@ def test_a_run_sigkilled_mid_epoch_and_mid_write_resumes_to_the_uninterrupted_ar
 def _torchscript_tensors(model_dir: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(model_dir / core.TORCHSCRIPT_FILE) as z:
         return {n.split("/", 1)[1]: z.read(n) for n in z.namelist() if "/data/" in n or n.endswith("data.pkl")}
+
+
+# --- gs:// (over HTTP, against a GCS emulator) ---------------------------------------------------
+
+
+def _delete_object(uri: str) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage as gcs_client
+
+    bucket, name = storage.split_gcs(uri)
+    client = gcs_client.Client(project="shipyard-test", credentials=AnonymousCredentials())
+    client.bucket(bucket).blob(name).delete()
+
+
+@pytest.mark.serving
+def test_checkpoints_under_a_gs_prefix_are_pruned_skipped_when_damaged_and_resumed_exactly(
+    baseline_artifacts, gcs, tmp_path, capsys
+):
+    pruned = checkpoint.CheckpointStore(f"{gcs}/pruned", keep=2)
+    for step in (3, 6, 9):
+        pruned.save(step, {"step": step})
+    assert storage.list_gcs(f"{gcs}/pruned/") == [f"{gcs}/pruned/{checkpoint.checkpoint_name(s)}" for s in (6, 9)]
+
+    config = {**SMALL, "checkpoint_every_steps": 5, "seed": 3, "dropout": 0.2}
+    whole, _ = _fit(baseline_artifacts, config)
+    _fit(baseline_artifacts, config, checkpoint.CheckpointStore(f"{gcs}/ck", keep=100))
+    uris = storage.list_gcs(f"{gcs}/ck/")
+    mid = [u for u in uris if int(u.rsplit("/", 1)[1][5:17]) % 5 == 0][1]  # a step checkpoint inside an epoch
+    for later in uris[uris.index(mid) + 1 :]:
+        _delete_object(later)
+    # a newer checkpoint whose upload was cut short: skipped, with a warning, for the one before
+    step = int(mid.rsplit("/", 1)[1][5:17]) + 1
+    torn = tmp_path / checkpoint.checkpoint_name(step)
+    torn.write_bytes(storage.fetch(mid, str(tmp_path / "down")).read_bytes()[:-100])
+    storage.upload(torn, f"{gcs}/ck/{torn.name}")
+    capsys.readouterr()
+
+    store = checkpoint.CheckpointStore(f"{gcs}/ck", keep=100)
+    resumed, info = _fit(baseline_artifacts, config, store)
+    assert info["resumed_from"] == mid
+    assert f"skipping checkpoint {gcs}/ck/{torn.name}" in capsys.readouterr().err
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    store.clear()
+    assert storage.list_gcs(f"{gcs}/ck/") == []
+
+
+@pytest.mark.serving
+def test_the_train_step_checkpoints_to_gs_and_removes_them_once_it_succeeds(baseline_artifacts, gcs, tmp_path, capsys):
+    config = {**SMALL, "families": ["mlp"], "candidate": "mlp", "selection": "validation", "device": "cpu"}
+    splits = [str(baseline_artifacts[s]) for s in ("train", "val")]
+    out = [str(tmp_path / "model"), str(tmp_path / "baseline")]
+    core.train(*splits, *out, core.TrainConfig.from_dict({**config, "checkpoint_uri": f"{gcs}/jobs/"}))
+    assert re.search(rf"train: mlp checkpoints in {gcs}/jobs/mlp-[0-9a-f]{{16}}\n", capsys.readouterr().err)
+    assert storage.list_gcs(f"{gcs}/jobs/") == []
+    assert read_model_manifest(tmp_path / "model").details["training"]["epochs"] == SMALL["max_epochs"]
 
 
 # --- divergence, precision, degenerate labels ------------------------------------------------------
