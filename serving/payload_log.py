@@ -405,7 +405,7 @@ def _finished_files(destination: str, model_name: str) -> Iterator[tuple[str, Pa
             yield str(path), path
 
 
-def _list_gcs(prefix: str) -> list[str]:  # pragma: no cover - needs GCS credentials or an emulator
+def _list_gcs(prefix: str) -> list[str]:
     """URIs of the finished files directly under ``prefix`` (``gs://BUCKET/.../MODEL``), sorted."""
     folder = prefix + "/"
     return [uri for uri in storage.list_gcs(folder) if FILE_NAME.match(uri[len(folder) :])]

@@ -12,6 +12,7 @@ import pytest
 
 from components.ingest_data.core import SKLEARN_DATASETS, IngestConfig, ingest
 from components.validate_data.core import ValidateConfig, validate
+from shipyard import storage
 from shipyard.artifacts import read_dataset
 from shipyard.errors import ConfigError, DataValidationError, StorageError
 
@@ -112,6 +113,28 @@ def test_parquet_is_read_with_dtypes_kept(tmp_path, suffix):
     df, schema = read_dataset(out)
     pd.testing.assert_frame_equal(df, frame)
     assert schema.column("x").dtype == "float32" and schema.column("id").role == "id"
+
+
+@pytest.mark.serving
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_gs_source_is_downloaded_and_ingested(gcs, tmp_path, suffix):
+    local = tmp_path / f"raw{suffix}"
+    if suffix == ".csv":
+        _frame().to_csv(local, index=False)
+    else:
+        _frame().to_parquet(local, index=False)
+    storage.upload(local, f"{gcs}/tables/raw{suffix}")
+    out = tmp_path / "dataset"
+    assert ingest(f"{gcs}/tables/raw{suffix}", str(out), IngestConfig(id_columns=("id",)))["rows"] == 20
+    pd.testing.assert_frame_equal(read_dataset(out)[0], _frame())
+
+
+@pytest.mark.serving
+def test_a_missing_gs_object_is_a_storage_error_naming_it_and_writes_nothing(gcs, tmp_path):
+    out = tmp_path / "dataset"
+    with pytest.raises(StorageError, match=rf"^{gcs}/tables/absent.csv: cannot download \(NotFound"):
+        ingest(f"{gcs}/tables/absent.csv", str(out), IngestConfig())
+    _assert_nothing_written(out)
 
 
 def test_csv_semicolon_delimiter_option(tmp_path):

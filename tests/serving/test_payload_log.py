@@ -388,36 +388,13 @@ def test_reader_needs_an_existing_local_directory(tmp_path):
 
 
 # --- gs:// ------------------------------------------------------------------------------------------
-# GCS cannot be reached here, so these tests replace the three calls that would reach it
-# (storage.upload, storage.fetch and the listing in payload_log._list_gcs) with a dict standing in
-# for the bucket. What they check is ours: names, staging, complete uploads, error handling.
+# Over HTTP against the GCS emulator on 127.0.0.1 (fixture gcs): names, staging, complete uploads,
+# listing and reading back, and a failed upload.
 
 
-@pytest.fixture
-def fake_bucket(monkeypatch, tmp_path) -> dict[str, bytes]:
-    objects: dict[str, bytes] = {}
-
-    def upload(local, uri):
-        assert storage.is_gcs(uri)
-        objects[uri] = Path(local).read_bytes()  # the staged file is complete when uploaded
-        return uri
-
-    def fetch(uri, workdir=None):
-        target = Path(workdir or tmp_path) / Path(uri).name
-        target.write_bytes(objects[uri])
-        return target
-
-    def list_gcs(prefix):
-        return sorted(u for u in objects if u.startswith(prefix + "/") and "/" not in u[len(prefix) + 1 :])
-
-    monkeypatch.setattr(storage, "upload", upload)
-    monkeypatch.setattr(storage, "fetch", fetch)
-    monkeypatch.setattr(payload_log, "_list_gcs", list_gcs)
-    return objects
-
-
-def test_gcs_destination_stages_locally_and_uploads_finished_files(fake_bucket):
-    logger = PayloadLogger("gs://bucket/payloads/", MODEL, flush_rows=4, flush_seconds=3600)
+@pytest.mark.serving
+def test_gcs_destination_stages_locally_and_uploads_finished_files(gcs):
+    logger = PayloadLogger(f"{gcs}/payloads/", MODEL, flush_rows=4, flush_seconds=3600)
     staging = logger._dir
     for i in range(4):
         logger.log(make_record(i, [[i, i, i]]))
@@ -427,21 +404,20 @@ def test_gcs_destination_stages_locally_and_uploads_finished_files(fake_bucket):
         logger.log(make_record(i, [[i, i, i]]))
     logger.close()
     assert (logger.written, logger.failed) == (10, 0)
-    assert len(fake_bucket) == 3
-    for uri in fake_bucket:
-        assert re.fullmatch(rf"gs://bucket/payloads/{MODEL}/\d{{8}}-\d{{6}}-{os.getpid()}-\d+\.jsonl", uri)
-    assert sum(len(data.decode().splitlines()) for data in fake_bucket.values()) == 10
+    uploaded = storage.list_gcs(f"{gcs}/payloads/")
+    assert len(uploaded) == 3
+    for uri in uploaded:
+        assert re.fullmatch(rf"{gcs}/payloads/{MODEL}/\d{{8}}-\d{{6}}-{os.getpid()}-\d+\.jsonl", uri)
     assert not staging.exists()  # the staging directory is removed at close
-    frame = read_payloads("gs://bucket/payloads", MODEL)
+    frame = read_payloads(f"{gcs}/payloads", MODEL)
     assert frame["a"].tolist() == [float(i) for i in range(10)]
+    storage.upload(__file__, f"{gcs}/payloads/{MODEL}/.unfinished.jsonl.tmp")  # not a finished file's name
+    assert len(read_payloads(f"{gcs}/payloads", MODEL)) == 10
 
 
-def test_gcs_upload_failure_is_counted_and_cleaned_up(monkeypatch):
-    def upload(local, uri):
-        raise StorageError(f"{uri}: cannot upload (Forbidden: 403)")
-
-    monkeypatch.setattr(storage, "upload", upload)  # no GCS here: the upload fails as a 403 would
-    logger = PayloadLogger("gs://bucket", MODEL, flush_rows=2)
+@pytest.mark.serving
+def test_gcs_upload_failure_is_counted_and_cleaned_up(gcs, caplog):
+    logger = PayloadLogger("gs://no-such-bucket", MODEL, flush_rows=2)  # the emulator answers 404
     staging = logger._dir
     for i in range(2):
         logger.log(make_record(i, [[i, i, i]]))
@@ -449,3 +425,4 @@ def test_gcs_upload_failure_is_counted_and_cleaned_up(monkeypatch):
     assert list(staging.iterdir()) == []  # the staged file is not left behind
     logger.close()
     assert (logger.written, logger.failed) == (0, 2)
+    assert "cannot write 2 records" in caplog.text and "NotFound" in caplog.text
