@@ -8,10 +8,13 @@ other ``SCHEME://`` (``s3://``, ``https://``, ``file://``, ...) is refused by na
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from shipyard.errors import StorageError, UnsupportedSchemeError
 
@@ -19,6 +22,7 @@ GCS_SCHEME = "gs://"
 #: What :func:`fetch` and :func:`upload` accept, for messages.
 SUPPORTED = "a local path or a gs://BUCKET/OBJECT URI"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+T = TypeVar("T")
 
 
 def scheme_of(uri: str) -> str | None:
@@ -73,6 +77,16 @@ def _gcs_client():
     return storage.Client()
 
 
+def _on_gcs(uri: str, verb: str, op: Callable[[Any, str], T]) -> T:
+    """``op(bucket, object name)`` for the ``gs://`` ``uri``; whatever the client raises becomes a
+    StorageError that names ``uri`` and what could not be done (``verb``)."""
+    bucket, blob = split_gcs(uri)
+    try:
+        return op(_gcs_client().bucket(bucket), blob)
+    except Exception as exc:  # the client raises many unrelated types
+        raise StorageError(f"{uri}: cannot {verb} ({exc.__class__.__name__}: {exc})") from exc
+
+
 def fetch(uri: str, workdir: str | None = None) -> Path:
     """Returns a local path holding the file at ``uri``, downloading ``gs://`` objects.
 
@@ -89,14 +103,14 @@ def fetch(uri: str, workdir: str | None = None) -> Path:
     """
     check_supported(uri)
     if is_gcs(uri):
-        bucket, blob = split_gcs(uri)
-        target = Path(workdir or tempfile.mkdtemp(prefix="shipyard-fetch-")) / Path(blob).name
-        try:
+        target = Path(workdir or tempfile.mkdtemp(prefix="shipyard-fetch-")) / Path(split_gcs(uri)[1]).name
+
+        def download(bucket: Any, name: str) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
-            _gcs_client().bucket(bucket).blob(blob).download_to_filename(str(target))
-        except Exception as exc:  # the client raises many unrelated types
-            raise StorageError(f"{uri}: cannot download ({exc.__class__.__name__}: {exc})") from exc
-        return target
+            bucket.blob(name).download_to_filename(str(target))
+            return target
+
+        return _on_gcs(uri, "download", download)
     path = Path(uri).expanduser()
     if not path.exists():
         raise StorageError(f"{uri}: no such file")
@@ -112,11 +126,7 @@ def upload(local: str | os.PathLike[str], uri: str) -> str:
     """
     check_supported(uri)
     if is_gcs(uri):
-        bucket, blob = split_gcs(uri)
-        try:
-            _gcs_client().bucket(bucket).blob(blob).upload_from_filename(str(local))
-        except Exception as exc:
-            raise StorageError(f"{uri}: cannot upload ({exc.__class__.__name__}: {exc})") from exc
+        _on_gcs(uri, "upload", lambda bucket, name: bucket.blob(name).upload_from_filename(str(local)))
         return uri
     target = Path(uri)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -130,15 +140,36 @@ def upload(local: str | os.PathLike[str], uri: str) -> str:
     return uri
 
 
+def delete(uri: str) -> None:
+    """Removes the file or ``gs://`` object at ``uri``; one that is gone already is not an error.
+
+    Raises:
+        UnsupportedSchemeError: ``uri`` has a scheme other than ``gs://``.
+        StorageError: The deletion fails.
+    """
+    check_supported(uri)
+    if is_gcs(uri):
+
+        def remove(bucket: Any, name: str) -> None:
+            from google.api_core.exceptions import NotFound
+
+            with contextlib.suppress(NotFound):
+                bucket.blob(name).delete()
+
+        _on_gcs(uri, "delete", remove)
+        return
+    try:
+        Path(uri).unlink(missing_ok=True)
+    except OSError as exc:
+        raise StorageError(f"{uri}: cannot delete ({exc.strerror or exc})") from exc
+
+
 def list_gcs(prefix: str) -> list[str]:
     """The sorted ``gs://BUCKET/NAME`` of every object whose name starts with ``prefix``'s path.
 
     Raises:
         StorageError: ``prefix`` is not a ``gs://`` URI, or the listing fails.
     """
-    bucket, blob_prefix = split_gcs(prefix)
-    try:
-        names = [b.name for b in _gcs_client().list_blobs(bucket, prefix=blob_prefix)]
-    except Exception as exc:  # the client raises many unrelated types
-        raise StorageError(f"{prefix}: cannot list ({exc.__class__.__name__}: {exc})") from exc
+    bucket = split_gcs(prefix)[0]
+    names = _on_gcs(prefix, "list", lambda b, name_prefix: [o.name for o in b.list_blobs(prefix=name_prefix)])
     return sorted(f"gs://{bucket}/{n}" for n in names)

@@ -17,10 +17,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -328,7 +330,9 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def gcs(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
-    """A ``gs://`` prefix of this test's own in the emulator, which ``shipyard.storage`` reaches through
-    ``STORAGE_EMULATOR_HOST`` (the google-cloud-storage client's own variable)."""
+    """A ``gs://`` prefix of this test's own (new on every run) in the emulator, which
+    ``shipyard.storage`` reaches through ``STORAGE_EMULATOR_HOST`` (the google-cloud-storage
+    client's own variable)."""
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
-    return f"gs://{GCS_BUCKET}/{request.node.name.replace('[', '-').replace(']', '')}"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)[:80]
+    return f"gs://{GCS_BUCKET}/{name}-{uuid.uuid4().hex[:8]}"  # the session's bucket: a prefix no other test has

@@ -127,11 +127,7 @@ class CheckpointStore:
             self._delete(old)
 
     def _delete(self, name: str) -> None:
-        if self.gcs:
-            bucket, blob = storage.split_gcs(f"{self.uri}/{name}")
-            storage._gcs_client().bucket(bucket).blob(blob).delete()
-        else:
-            (Path(self.uri) / name).unlink(missing_ok=True)
+        storage.delete(f"{self.uri}/{name}")
 
     def clear(self) -> None:
         """Removes every checkpoint (and a local directory left empty): the step that wrote them

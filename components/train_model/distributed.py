@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,15 +119,23 @@ def fit(
         proc = subprocess.Popen(command(work, world, _free_port()), env=env, cwd=ROOT)
         follow = _EpochFollower(work / _EPOCHS, epoch_log)
         try:
-            while proc.poll() is None:
-                time.sleep(POLL_S)
-                follow()
+            while True:
+                try:
+                    proc.wait(timeout=POLL_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    follow()
         except BaseException:
             proc.terminate()
             proc.wait()
             raise
-        follow()
         failure = _first_failure(work, world)
+        try:
+            follow()  # the epochs that ended after the last poll
+        except Exception as exc:
+            if failure is None:
+                raise
+            print(f"train: could not log the last epochs ({exc}); a DDP process failed", file=sys.stderr, flush=True)
         if failure is not None:
             kind = getattr(errors, str(failure.get("type")), None)
             if isinstance(kind, type) and issubclass(kind, errors.ShipyardError):

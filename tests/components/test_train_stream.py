@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from components.train_model import checkpoint, core, stream
+from components.train_model import checkpoint, core, distributed, stream
 from shipyard.artifacts import DATA_FILE, infer_schema, read_model_manifest, write_dataset
 from shipyard.errors import ConfigError, TrainingDivergedError
 
@@ -196,7 +196,7 @@ def test_two_gloo_processes_give_the_single_process_model_and_artifact(baseline_
     epochs: list[dict] = []
     ddp, two = core.fit_mlp(tr, va, core.TrainConfig.from_dict({**config, "processes": 2}), epoch_log=epochs.append)
     assert two["processes"] == 2 and "processes" not in one
-    assert [e["epoch"] for e in epochs] == list(range(8)) and epochs == two["history"]  # each once, as they end
+    assert [e["epoch"] for e in epochs] == list(range(8)) and epochs == two["history"]  # each once, in order
     assert two["architecture"] == one["architecture"] and two["epochs"] == one["epochs"] == 8
     assert {k: v.shape for k, v in ddp.state_dict().items()} == {k: v.shape for k, v in single.state_dict().items()}
     assert len(two["history"]) == 8
@@ -206,6 +206,20 @@ def test_two_gloo_processes_give_the_single_process_model_and_artifact(baseline_
         core.save_torch_model(str(tmp_path / name), model, tr, info["architecture"], {}, {"family": "mlp"}, None)
     first, second = read_model_manifest(str(tmp_path / "one")), read_model_manifest(str(tmp_path / "two"))
     assert first.format == second.format == "torchscript" and set(first.files) == set(second.files)
+
+
+def test_the_epoch_follower_passes_on_complete_lines_once_and_waits_for_a_half_written_one(tmp_path):
+    path, seen = tmp_path / "epochs.jsonl", []
+    follow = distributed._EpochFollower(path, seen.append)
+    follow()  # no file yet
+    path.write_text('{"epoch": 0, "val_loss": 0.5}\n{"epoch": 1, "val_')
+    follow()
+    assert seen == [{"epoch": 0, "val_loss": 0.5}]
+    with open(path, "a") as f:
+        f.write('loss": 0.25}\n')
+    follow()
+    follow()
+    assert seen == [{"epoch": 0, "val_loss": 0.5}, {"epoch": 1, "val_loss": 0.25}]
 
 
 @pytest.mark.slow

@@ -33,3 +33,12 @@ def test_a_missing_object_or_bucket_is_a_storage_error_naming_the_uri(gcs, tmp_p
     with pytest.raises(StorageError, match=r"^gs://no-such-bucket/x: cannot upload \(NotFound"):
         storage.upload(__file__, "gs://no-such-bucket/x")
     assert storage.list_gcs(f"{gcs}/empty/") == []
+
+
+def test_a_deleted_object_is_gone_and_deleting_it_again_is_not_an_error(gcs, tmp_path):
+    (tmp_path / "x.txt").write_text("x")
+    storage.upload(tmp_path / "x.txt", f"{gcs}/d/x.txt")
+    storage.upload(tmp_path / "x.txt", f"{gcs}/d/y.txt")
+    storage.delete(f"{gcs}/d/x.txt")
+    storage.delete(f"{gcs}/d/x.txt")
+    assert storage.list_gcs(f"{gcs}/d/") == [f"{gcs}/d/y.txt"]

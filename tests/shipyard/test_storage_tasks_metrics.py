@@ -92,6 +92,18 @@ def test_fetch_and_upload_name_an_unsupported_scheme_instead_of_a_missing_file(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"], "nothing was written as a local path"
 
 
+def test_delete_removes_a_local_file_and_a_missing_one_is_not_an_error(tmp_path):
+    (tmp_path / "a.txt").write_text("a")
+    storage.delete(str(tmp_path / "a.txt"))
+    storage.delete(str(tmp_path / "a.txt"))
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(StorageError, match=r"s3:// scheme is not supported"):
+        storage.delete("s3://bucket/a.txt")
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(StorageError, match=rf"^{tmp_path}/dir: cannot delete"):
+        storage.delete(str(tmp_path / "dir"))  # a directory, not a file
+
+
 @pytest.mark.parametrize("uri", ["data/raw.csv", "/data/raw.csv", "gs://bucket/raw.csv", "sklearn:iris", "C:/raw.csv"])
 def test_paths_and_gs_uris_pass_the_scheme_check(uri):
     storage.check_supported(uri)
