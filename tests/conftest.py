@@ -320,8 +320,8 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with :data:`GCS_BUCKET` created: its ``http://host:port``. Stopped by its PID at the session's end."""
     from mlflow_process import child_server, free_port
 
-    url = f"http://127.0.0.1:{free_port()}"
-    port = url.rsplit(":", 1)[1]
+    port = str(free_port())
+    url = f"http://127.0.0.1:{port}"
     args = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", port]
     log = tmp_path_factory.mktemp("gcs-emulator") / "emulator.log"
     with child_server([*args, "--in-memory", "--default-bucket", GCS_BUCKET], f"{url}/storage/v1/b", log, ready_s=60):

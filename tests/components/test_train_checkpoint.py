@@ -197,15 +197,6 @@ def _torchscript_tensors(model_dir: Path) -> dict[str, bytes]:
 # --- gs:// (over HTTP, against a GCS emulator) ---------------------------------------------------
 
 
-def _delete_object(uri: str) -> None:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage as gcs_client
-
-    bucket, name = storage.split_gcs(uri)
-    client = gcs_client.Client(project="shipyard-test", credentials=AnonymousCredentials())
-    client.bucket(bucket).blob(name).delete()
-
-
 @pytest.mark.serving
 def test_checkpoints_under_a_gs_prefix_are_pruned_skipped_when_damaged_and_resumed_exactly(
     baseline_artifacts, gcs, tmp_path, capsys
@@ -219,12 +210,12 @@ def test_checkpoints_under_a_gs_prefix_are_pruned_skipped_when_damaged_and_resum
     whole, _ = _fit(baseline_artifacts, config)
     _fit(baseline_artifacts, config, checkpoint.CheckpointStore(f"{gcs}/ck", keep=100))
     uris = storage.list_gcs(f"{gcs}/ck/")
-    mid = [u for u in uris if int(u.rsplit("/", 1)[1][5:17]) % 5 == 0][1]  # a step checkpoint inside an epoch
+    steps = [int(u.rsplit("/", 1)[1][5:17]) for u in uris]
+    mid = [u for u, step in zip(uris, steps, strict=True) if step % 5 == 0][1]  # a step checkpoint inside an epoch
     for later in uris[uris.index(mid) + 1 :]:
-        _delete_object(later)
+        storage.delete(later)
     # a newer checkpoint whose upload was cut short: skipped, with a warning, for the one before
-    step = int(mid.rsplit("/", 1)[1][5:17]) + 1
-    torn = tmp_path / checkpoint.checkpoint_name(step)
+    torn = tmp_path / checkpoint.checkpoint_name(steps[uris.index(mid)] + 1)
     torn.write_bytes(storage.fetch(mid, str(tmp_path / "down")).read_bytes()[:-100])
     storage.upload(torn, f"{gcs}/ck/{torn.name}")
     capsys.readouterr()
